@@ -1,0 +1,1 @@
+"""localdev: one shared local cluster, many cheap isolated namespaces."""

