@@ -1,0 +1,126 @@
+"""Namespace names, TTLs, labels and the credentials a namespace owns. Pure logic, no I/O."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from localdev.errors import BadInput
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
+TTL_RE = re.compile(r"^(\d{1,6})([smhd])$")
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_TTL = 365 * 86400
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise BadInput(
+            f"invalid namespace name {name!r}: use 1-40 characters, a lowercase letter first, "
+            "then lowercase letters, digits or '-' (pattern ^[a-z][a-z0-9-]{0,39}$)"
+        )
+    return name
+
+
+def parse_ttl(text: str | None) -> int | None:
+    """'30m', '2h', '7d' -> seconds; 'none'/'0' -> None (never expires)."""
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    if value in ("none", "never", "0"):
+        return None
+    match = TTL_RE.fullmatch(value)
+    if not match or int(match.group(1)) == 0:
+        raise BadInput(f"invalid TTL {text!r}: use a positive number with a unit s, m, h or d (e.g. 30m, 2h, 7d), or 'none'")
+    seconds = int(match.group(1)) * TTL_UNITS[match.group(2)]
+    if seconds > MAX_TTL:
+        raise BadInput(f"invalid TTL {text!r}: at most 365d")
+    return seconds
+
+
+def parse_labels(items: list[str] | dict | None) -> dict[str, str]:
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        items = [f"{k}={v}" for k, v in items.items()]
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not LABEL_KEY_RE.fullmatch(key):
+            raise BadInput(f"invalid label {item!r}: use key=value, the key lowercase letters, digits, '.', '_', '-', '/'")
+        if len(value) > 256 or any(ord(c) < 32 for c in value):
+            raise BadInput(f"invalid label {item!r}: the value must be at most 256 printable characters")
+        labels[key] = value
+    return labels
+
+
+def slug(text: str) -> str:
+    """Any string -> the longest valid namespace name it suggests ('' if none)."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    s = re.sub(r"^[^a-z]+", "", s)
+    return s[:40].rstrip("-")
+
+
+def name_from_ci(environ: dict | None = None) -> str:
+    """A namespace name from the usual CI variables (GitHub Actions, GitLab CI, generic)."""
+    env = os.environ if environ is None else environ
+    pr = None
+    ref = env.get("GITHUB_REF", "")
+    match = re.fullmatch(r"refs/pull/(\d+)/(merge|head)", ref)
+    if match:
+        pr = match.group(1)
+    pr = pr or env.get("CI_MERGE_REQUEST_IID") or env.get("CHANGE_ID") or env.get("PULL_REQUEST_NUMBER")
+    if pr and str(pr).isdigit():
+        return f"pr-{pr}"
+    branch = (env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or env.get("CI_COMMIT_REF_NAME")
+              or env.get("BRANCH_NAME") or env.get("CI_BRANCH") or "")
+    name = slug(branch)
+    if not name:
+        raise BadInput("--from-ci found no pull request number or branch name in the environment "
+                       "(looked at GITHUB_REF, GITHUB_HEAD_REF, GITHUB_REF_NAME, CI_MERGE_REQUEST_IID, CI_COMMIT_REF_NAME)")
+    return validate_name(name)
+
+
+AWS_KEY_RE = re.compile(r"^[0-9]{12}$")
+
+
+def new_account_id() -> str:
+    """A random 12-digit AWS account id: the namespace's access key id for both AWS endpoints.
+
+    Never 000000000000 (the emulators' default account) and never with a leading zero.
+    """
+    return str(secrets.randbelow(9 * 10**11) + 10**11)
+
+
+def validate_access_key(key: str) -> str:
+    # DynamoDB Local hangs every client on an over-long key and truncates at '/' or '=': check first.
+    if not AWS_KEY_RE.fullmatch(key or ""):
+        raise BadInput(f"invalid AWS access key id for a namespace: must be 12 digits")
+    return key
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace and the credentials it owns (random, kept in the registry)."""
+
+    name: str
+    pg_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    aws_access_key_id: str = field(default_factory=new_account_id)
+    aws_secret_access_key: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
+    region: str = "us-east-1"
+
+    @property
+    def db_name(self) -> str:
+        """PostgreSQL role and database, MongoDB database: ns_<name> with '-' as '_' (injective: names have no '_')."""
+        return "ns_" + self.name.replace("-", "_")
+
+    def to_secrets(self) -> dict:
+        return {"pg_password": self.pg_password, "aws_access_key_id": self.aws_access_key_id,
+                "aws_secret_access_key": self.aws_secret_access_key, "region": self.region}
+
+    @classmethod
+    def from_secrets(cls, name: str, data: dict) -> "Namespace":
+        return cls(name=name, **data)

@@ -1,0 +1,51 @@
+"""What a runtime is given (specs) and what it reports (states). Runtimes know no particular service."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+
+@dataclass
+class ProcessSpec:
+    """How to run a service as a native, supervised background process."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
+    cwd: Path | None = None
+    user: str | None = None  # drop to this user (used when localdev runs as root)
+    ports: list[int] = field(default_factory=list)  # must be free on the bind host before start
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 15.0  # then SIGKILL: some servers hang on SIGTERM
+
+
+@dataclass
+class ContainerSpec:
+    """How to run a service as a container (Docker Engine API); also the source of compose/."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> host port (published on the bind host)
+    volumes: dict[str, str] = field(default_factory=dict)  # volume name (per cluster) -> container path
+    healthcheck: list[str] | None = None  # CMD form, for engines/compose that run healthchecks
+    user: str | None = None
+
+
+@dataclass
+class ProcessState:
+    running: bool
+    pid: int | None = None
+    detail: str = ""  # e.g. "exited", "not started", "killed (pid 123 gone)"
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, name: str, spec) -> None: ...
+    def state(self, name: str) -> ProcessState: ...
+    def stop(self, name: str, spec=None) -> None: ...
+    def log_path(self, name: str) -> Path | None: ...
+    def logs(self, name: str, tail: int | None, follow: bool) -> Iterator[str]: ...

@@ -1,0 +1,141 @@
+"""The shape every service has. Adding a service means adding one module under services/ with a
+`SERVICE` class deriving from `Service`; the cluster, the runtimes and the CLI find it by that."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from localdev.errors import LocalDevError
+from localdev.runtimes.base import ContainerSpec, ProcessSpec
+
+if TYPE_CHECKING:
+    from localdev.names import Namespace
+    from localdev.state import StateDir
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a service accepts under [services.<name>] in the config."""
+
+    default: Any
+    type: type | tuple = str
+    choices: tuple = ()
+    help: str = ""
+
+
+@dataclass
+class Check:
+    """One line of `localdev doctor`."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class ServiceContext:
+    state: "StateDir"
+    host: str  # bind host; 127.0.0.1 unless the config says otherwise
+    runtime: str  # "native" | "docker"
+    options: dict  # this service's validated [services.<name>] table, defaults filled in
+    cluster_id: str = ""
+    services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
+
+
+class NotReady(LocalDevError):
+    pass
+
+
+class Service:
+    name: ClassVar[str]
+    default_port: ClassVar[int]
+    options: ClassVar[dict[str, Option]] = {}  # beyond `enabled` and `port`, which every service has
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    ready_timeout: ClassVar[float] = 60.0
+
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    # -- where it lives -------------------------------------------------
+    @property
+    def port(self) -> int:
+        return int(self.ctx.options["port"])
+
+    @property
+    def host(self) -> str:
+        """Where clients on this machine reach it."""
+        return "127.0.0.1" if self.ctx.host in ("0.0.0.0", "::", "") else self.ctx.host
+
+    @property
+    def data_dir(self) -> Path:
+        return self.ctx.state.data(self.name)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.ctx.state.run(self.name)
+
+    def option(self, key: str):
+        return self.ctx.options[key]
+
+    # -- running --------------------------------------------------------
+    def provision(self) -> None:
+        """Obtain binaries and initialise data for the native runtime (idempotent; may be slow)."""
+
+    def native_spec(self) -> ProcessSpec:
+        raise NotImplementedError
+
+    def container_spec(self) -> ContainerSpec:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """A real protocol round-trip; False (never an exception) while not ready."""
+        raise NotImplementedError
+
+    def after_ready(self) -> None:
+        """One-time work after every start (bootstrap metadata, warm caches)."""
+
+    def wait_ready(self, timeout: float | None = None, alive=lambda: True) -> None:
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        delay = 0.02
+        while True:
+            if self.ready():
+                return
+            if not alive():
+                raise NotReady(f"{self.name} exited during start-up: see `localdev logs {self.name}`")
+            if time.monotonic() > deadline:
+                raise NotReady(f"{self.name} did not become ready on {self.host}:{self.port} within "
+                               f"{timeout or self.ready_timeout:.0f}s: see `localdev logs {self.name}`")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    def purge(self) -> None:
+        """Remove this service's data (the cluster is stopped)."""
+        import shutil
+
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def doctor(self) -> list[Check]:
+        return []
+
+    def close(self) -> None:
+        """Close warm clients."""
+
+    # -- namespaces -----------------------------------------------------
+    def create_namespace(self, ns: "Namespace") -> dict[str, str]:
+        """Create what the namespace owns here; return the env vars this service contributes."""
+        raise NotImplementedError
+
+    def drop_namespace(self, ns: "Namespace") -> None:
+        """Remove everything the namespace owns here; idempotent."""
+        raise NotImplementedError
+
+    def namespace_env(self, ns: "Namespace") -> dict[str, str]:
+        """The env vars for an existing namespace (same as create_namespace returns)."""
+        raise NotImplementedError
+
+    def seed(self, ns: "Namespace", fixtures) -> None:
+        """Apply this service's fixtures all-or-nothing."""

@@ -1,0 +1,85 @@
+"""The state directory (LOCALDEV_HOME): where data, logs, pids, caches and secrets live."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from pathlib import Path
+
+from filelock import FileLock
+from platformdirs import user_data_dir
+
+
+def default_home() -> Path:
+    env = os.environ.get("LOCALDEV_HOME")
+    return Path(env).expanduser().absolute() if env else Path(user_data_dir("localdev", appauthor=False))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically (never world-readable, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class StateDir:
+    """Layout of one cluster's state directory."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home) if home else default_home()
+
+    def ensure(self) -> "StateDir":
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)  # holds secrets and sockets
+        for sub in ("data", "logs", "run", "cache"):
+            (self.home / sub).mkdir(exist_ok=True)
+        return self
+
+    def data(self, name: str) -> Path:
+        return self.home / "data" / name
+
+    def run(self, name: str) -> Path:
+        return self.home / "run" / name
+
+    def log(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.home / "cluster.json"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.home / "run" / "agent.sock"
+
+    def lock(self, name: str = "cluster") -> FileLock:
+        (self.home / "run").mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.home / "run" / f"{name}.lock"))
+
+    # cluster.json: what `up` started (runtime, services and their options), read by every later command
+    def read_cluster(self) -> dict | None:
+        try:
+            return json.loads(self.cluster_file.read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_cluster(self, data: dict) -> None:
+        write_private(self.cluster_file, json.dumps(data, indent=2, sort_keys=True))
+
+    # secrets.json: admin credentials of the services, owner-only
+    def secret(self, key: str, nbytes: int = 24) -> str:
+        path = self.home / "secrets.json"
+        with self.lock("secrets"):
+            data = json.loads(path.read_text()) if path.exists() else {}
+            if key not in data:
+                data[key] = _secrets.token_urlsafe(nbytes)
+                write_private(path, json.dumps(data, indent=2))
+            return data[key]
