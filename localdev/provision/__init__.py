@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from filelock import FileLock
+from platformdirs import user_cache_dir
 
 from localdev.errors import LocalDevError
 
@@ -21,9 +22,14 @@ class ProvisionError(LocalDevError):
     """A binary could not be obtained; the message says how to provide it by hand."""
 
 
-def cache_dir(home: Path, *parts: str) -> Path:
-    """A directory under LOCALDEV_HOME/cache (created)."""
-    path = Path(home, "cache", *parts)
+def cache_dir(*parts: str) -> Path:
+    """A directory in the download/build cache (created).
+
+    Binaries are shared by every cluster of the user, so they live in LOCALDEV_CACHE (default: the
+    platform's user cache dir, ~/.cache/localdev on Linux), not in a cluster's LOCALDEV_HOME.
+    """
+    root = os.environ.get("LOCALDEV_CACHE") or user_cache_dir("localdev", appauthor=False)
+    path = Path(root, *parts).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
