@@ -55,11 +55,8 @@ class Namespaces:
 
     def pool(self):
         if self._pool is None:
-            from psycopg_pool import ConnectionPool
-
             self._ensure_registry()
-            self._pool = ConnectionPool(self.postgres.admin_url(REGISTRY_DB), min_size=1, max_size=40, open=True,
-                                        kwargs={"autocommit": True}, name="localdev-registry", timeout=60)
+            self._pool = self.postgres.make_pool(REGISTRY_DB, 40, "localdev-registry")
         return self._pool
 
     def _ensure_registry(self) -> None:
