@@ -82,8 +82,14 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    def install(self) -> None:
+        """Fetch or build this service's binaries into the user's cache (no per-cluster state; idempotent).
+
+        `python -m localdev.provision` runs it for every service, so CI and new users warm the cache once."""
+
     def provision(self) -> None:
-        """Obtain binaries and initialise data for the native runtime (idempotent; may be slow)."""
+        """Everything the native runtime needs before a start: binaries, then data initialisation."""
+        self.install()
 
     def native_spec(self) -> ProcessSpec:
         raise NotImplementedError
@@ -137,5 +143,13 @@ class Service:
         """The env vars for an existing namespace (same as create_namespace returns)."""
         raise NotImplementedError
 
+    @classmethod
+    def load_fixtures(cls, folder: Path):
+        """Parse and validate seeds/<name>/ completely, touching nothing; BadInput `file:line: problem`."""
+        from localdev.errors import BadInput
+
+        raise BadInput(f"{folder}: {cls.name} does not take fixtures")
+
     def seed(self, ns: "Namespace", fixtures) -> None:
-        """Apply this service's fixtures all-or-nothing."""
+        """Apply what load_fixtures returned, all-or-nothing (undo on failure)."""
+        raise NotImplementedError
