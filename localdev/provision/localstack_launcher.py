@@ -12,6 +12,7 @@ module eagerly costs seconds, so an import hook sets it when LocalStack loads S3
 import importlib.abc
 import importlib.machinery
 import os
+import shutil
 import sys
 
 S3_MODULE = "localstack.services.s3.provider"
@@ -59,6 +60,8 @@ def main():
     tmp_dir = os.environ.get("LOCALDEV_S3_TMP_DIR")
     if not tmp_dir:
         sys.exit("localstack_launcher: LOCALDEV_S3_TMP_DIR is not set")
+    # Object bodies left by a killed predecessor belong to state that is gone: never let them pile up.
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(tmp_dir, exist_ok=True)
     sys.meta_path.insert(0, _SetS3TmpDir(tmp_dir))
     _bind_twisted_to(os.environ.get("LOCALDEV_BIND_HOST") or "127.0.0.1")
