@@ -130,11 +130,45 @@ def ensure_venv(venv: Path, python: str, requirements: list[str], what: str) -> 
 
 
 def localstack_python(configured: str | None = None) -> Path:
-    """The python of a venv holding localstack-core (built on first use)."""
+    """The python of a venv holding localstack-core (built on first use), its service catalog built too."""
     python = find_python(configured, LOCALSTACK_MIN_PYTHON)
     major, minor = python_version(python)
     venv = cache_dir("localstack") / f"{LOCALSTACK_VERSION}-py{major}.{minor}"
-    return ensure_venv(venv, python, LOCALSTACK_REQUIREMENTS, f"LocalStack {LOCALSTACK_VERSION}")
+    venv_py = ensure_venv(venv, python, LOCALSTACK_REQUIREMENTS, f"LocalStack {LOCALSTACK_VERSION}")
+    service_catalog(venv_py)
+    return venv_py
+
+
+def service_catalog(venv_py: Path) -> Path:
+    """LocalStack's index of every AWS API spec, built once per venv (as its Docker image does at build time).
+
+    Without it, each new cluster builds it at the first request: +4-6 s and +330 MB of RSS for the
+    emulator's lifetime (measured: 499 MB vs 165 MB after the first S3 call). A cluster copies it into
+    its FILESYSTEM_ROOT's static-libs dir, where LocalStack looks first.
+    """
+    root = venv_py.parent.parent / "localdev-static"
+    found = sorted(root.glob("service-catalog-*.dill"))
+    if found:
+        return found[-1]
+    with build_lock(root):
+        found = sorted(root.glob("service-catalog-*.dill"))
+        if found:
+            return found[-1]
+        fs = root.with_name(root.name + ".build")
+        shutil.rmtree(fs, ignore_errors=True)
+        (fs / "usr" / "lib" / "localstack").mkdir(parents=True)
+        progress("building LocalStack's service catalog (once)")
+        env = {**os.environ, "FILESYSTEM_ROOT": str(fs), "OVERRIDE_IN_DOCKER": "0", "DISABLE_EVENTS": "1",
+               "CONFIG_DIR": str(fs / "config"), "XDG_CACHE_HOME": str(fs / "cache")}
+        run([str(venv_py), "-I", "-m", "localstack.aws.spec"], env=env, cwd=venv_py.parent,
+            what="building LocalStack's service catalog")
+        built = sorted(fs.glob("usr/lib/localstack/service-catalog-*.dill"))
+        if not built:
+            raise ProvisionError(f"LocalStack's service catalog was not written under {fs}")
+        root.mkdir(parents=True, exist_ok=True)
+        os.replace(built[-1], root / built[-1].name)
+        shutil.rmtree(fs, ignore_errors=True)
+        return root / built[-1].name
 
 
 def ministack_python(configured: str | None = None) -> Path:
