@@ -168,8 +168,10 @@ class Mongo(Service):
             if self._meta_pool is None:
                 from psycopg_pool import ConnectionPool
 
+                # checked on checkout: PostgreSQL may have been restarted under a long-lived agent
                 self._meta_pool = ConnectionPool(self.pg.admin_url(META_DB), min_size=1, max_size=4, open=True,
-                                                 kwargs={"autocommit": True}, name="ferretdb-meta")
+                                                 kwargs={"autocommit": True}, name="ferretdb-meta",
+                                                 check=ConnectionPool.check_connection)
             return self._meta_pool
 
     def close(self) -> None:
