@@ -132,7 +132,7 @@ class Mongo(Service):
             # containers reach each other by service name on the cluster's network
             env.update({"FERRETDB_HANDLER": "postgresql", "FERRETDB_POSTGRESQL_URL": self._postgres_url("postgres", 5432)})
         else:
-            env.update({"FERRETDB_HANDLER": "sqlite", "FERRETDB_SQLITE_URL": "file:/state/sqlite/"})
+            env.update({"FERRETDB_HANDLER": "sqlite", "FERRETDB_SQLITE_URL": "file:/state/"})  # must exist: the volume
         # The image has no shell or client: readiness is checked from the host (a real ping).
         return ContainerSpec(image=self.option("image") or FERRETDB_IMAGE, env=env, ports={27017: self.port},
                              volumes={"mongo-data": "/state"}, healthcheck=None)
