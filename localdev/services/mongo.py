@@ -217,13 +217,19 @@ class Mongo(Service):
         localdev's reader role, so FerretDB's metadata cache holds every namespace (a tenant first would
         load only its own, and the others would fail until the next restart)."""
         import psycopg
-        from pymongo.errors import PyMongoError
+        from pymongo.errors import OperationFailure, PyMongoError
 
         try:
-            if self.on_postgres and not self._meta_ready:
+            try:
+                return self.admin().admin.command("ping").get("ok") == 1
+            except OperationFailure:
+                # PostgreSQL refused localdev's role: a new cluster (or a purged one) has not made it yet.
+                # A refused first request loads nothing, so asking again after making it is still first.
+                if not self.on_postgres or self._meta_ready:
+                    raise
                 self.ensure_meta()
                 self._meta_ready = True
-            return self.admin().admin.command("ping").get("ok") == 1
+                return self.admin().admin.command("ping").get("ok") == 1
         except (PyMongoError, psycopg.Error, OSError):
             return False
 
