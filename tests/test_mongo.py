@@ -342,3 +342,26 @@ def test_mongodb_flavor_is_refused_natively(tmp_path):
     finally:
         subprocess.run([os.sys.executable, "-m", "localdev.cli", "down", "--purge"], cwd=project, env=env,
                        capture_output=True, timeout=120)
+
+
+def test_agent_restarts_a_killed_ferretdb_and_every_namespace_works(make_cluster):
+    h = make_cluster(services=("postgres", "mongo"))
+    ns = h.cluster.namespaces
+    ns.create("one")
+    ns.create("two")
+    with client(ns.env("one")["MONGODB_URI"]) as c:
+        c.get_default_database().d.insert_one({"v": 1})
+    pid = h.cluster.runtime.state("mongo").pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while True:
+        # the agent records the restart once FerretDB answered and localdev's role asked first
+        if any(e["service"] == "mongo" and e["event"] == "restarted" for e in h.cluster.events()):
+            break
+        assert time.time() < deadline, "the agent did not restart FerretDB"
+        time.sleep(0.1)
+    assert h.cluster.runtime.state("mongo").pid != pid
+    with client(ns.env("one")["MONGODB_URI"]) as c:
+        assert c.get_default_database().d.count_documents({}) == 1
+    with client(ns.env("two")["MONGODB_URI"]) as c:
+        c.get_default_database().d.insert_one({"v": 2})
