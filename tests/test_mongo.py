@@ -18,7 +18,7 @@ from pymongo.errors import OperationFailure
 from conftest import _make
 from localdev.names import Namespace
 from localdev.provision.ferretdb import mongosh_binary
-from localdev.services.mongo import ADMIN_ROLE, META_DB, MongoError
+from localdev.services.mongo import META_DB, MongoError
 
 
 def client(uri: str) -> pymongo.MongoClient:

@@ -1,6 +1,5 @@
 """FerretDB/mongosh acquisition and the mongo service's specs: fast checks, real binaries where they exist."""
 
-import os
 import stat
 import subprocess
 
