@@ -85,11 +85,15 @@ class Mongo(Service):
         return self.ctx.state.secret(key)
 
     # -- running -----------------------------------------------------------------
-    def provision(self) -> None:
+    def install(self) -> None:
         from localdev.provision.ferretdb import ferretdb_binary
 
+        if self.flavor == "ferretdb":
+            ferretdb_binary(self.option("bin") or None)
+
+    def provision(self) -> None:
         self._check_flavor()
-        ferretdb_binary(self.option("bin") or None)
+        self.install()
         (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
         if not self.on_postgres:
             (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
