@@ -365,3 +365,15 @@ def test_agent_restarts_a_killed_ferretdb_and_every_namespace_works(make_cluster
         assert c.get_default_database().d.count_documents({}) == 1
     with client(ns.env("two")["MONGODB_URI"]) as c:
         c.get_default_database().d.insert_one({"v": 2})
+
+
+def test_logs_hold_no_passwords(mongo_cluster, two):
+    env = mongo_cluster.cluster.namespaces.env("iso-a")
+    with client(two["uri_a"].replace(env["PGPASSWORD"], "a-wrong-password")) as wrong:
+        with pytest.raises(OperationFailure):
+            wrong.get_default_database().items.find_one()
+    log = mongo_cluster.cli("logs", "mongo", "--tail", "100000", check=True).stdout
+    assert "Listening on TCP 127.0.0.1:" in log
+    secrets = json.loads((mongo_cluster.home / "secrets.json").read_text())
+    for value in [env["PGPASSWORD"], "a-wrong-password", *secrets.values()]:
+        assert value not in log
