@@ -121,3 +121,36 @@ def test_statement_splitter_lines():
     sql = "-- c\nselect 1;\n\nselect 'a;b'\n  , $x$ ; $x$;\ncopy t from stdin;\nr1\n\\.\nselect 3"
     got = [(s.line, s.sql.split()[0], list(s.copy_rows or [])) for s in statements(sql.splitlines(True))]
     assert got == [(2, "select", []), (4, "select", []), (6, "copy", ["r1\n"]), (9, "select", [])]
+
+
+def test_progress_streams_from_the_agent(shared_cluster, tmp_path):
+    from localdev.agent_client import AgentClient
+
+    root = tmp_path / "seeds"
+    (root / "postgres").mkdir(parents=True)
+    with open(root / "postgres" / "001.sql", "w") as fh:
+        fh.write("create table if not exists p (id int);\n")
+        fh.writelines(f"insert into p values ({i});\n" for i in range(3000))
+    seen = []
+    client = AgentClient(shared_cluster.home)
+    info = client.create("progress", seed=True, seeds_dir=root, on_progress=lambda m, f: seen.append((m, f)))
+    assert info["state"] == "ready" and info["seed_hash"]
+    fractions = [f for _, f in seen]
+    assert len(seen) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(m.startswith("postgres: ") for m, _ in seen)
+    (root / "postgres" / "002.sql").write_text("insert into nowhere values (1);\n")
+    with pytest.raises(BadInput, match="002.sql:1"):
+        client.seed("progress", root, on_progress=lambda m, f: None)
+    shared_cluster.cli("ns", "delete", "progress", check=True)
+
+
+def test_cli_on_a_terminal_shows_progress_and_succeeds(shared_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = f"{sys.executable} -m localdev.cli ns create tty-made --seeds {REPO_SEEDS}"
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=shared_cluster.env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert "namespace tty-made ready" in proc.stdout
+    shared_cluster.cli("ns", "delete", "tty-made", check=True)

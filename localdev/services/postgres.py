@@ -327,16 +327,21 @@ class Postgres(Service):
                 raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         return SqlSeeds(files, digest.hexdigest()[:20])
 
-    def _apply_sql(self, conn, seeds: "SqlSeeds", progress=None) -> None:
+    def _apply_sql(self, conn, seeds: "SqlSeeds", namespace: str) -> None:
         """Stream every statement of every file into `conn` (the caller owns the transaction)."""
         import psycopg
 
         from localdev.errors import BadInput
+        from localdev.progress import report
         from localdev.sqlscript import statements
 
+        total = sum(p.stat().st_size for p in seeds.files) or 1
+        done = 0
         for path in seeds.files:
             with open(path, encoding="utf-8") as fh:
-                for st in statements(fh, str(path)):
+                for n, st in enumerate(statements(fh, str(path))):
+                    if n % 200 == 0:
+                        report(namespace, f"postgres: {path.name}", min(1.0, (done + fh.buffer.tell()) / total))
                     try:
                         if st.copy_rows is not None:
                             with conn.cursor().copy(st.sql) as copy:
@@ -348,6 +353,8 @@ class Postgres(Service):
                         pos = exc.diag.statement_position
                         line = st.line + (st.sql[:int(pos) - 1].count("\n") if pos else 0)
                         raise BadInput(f"{path}:{line}: {exc.diag.message_primary or exc}") from None
+            done += path.stat().st_size
+        report(namespace, "postgres: seeded", 1.0)
 
     def seed(self, ns, seeds: "SqlSeeds") -> None:
         """Replay: all files in one transaction, as the namespace's own role (so it owns what they create)."""
@@ -355,7 +362,7 @@ class Postgres(Service):
 
         with psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10) as conn:
             with conn.transaction():
-                self._apply_sql(conn, seeds)
+                self._apply_sql(conn, seeds, ns.name)
 
     def create_seeded(self, ns, seeds: "SqlSeeds") -> dict[str, str]:
         """The fast path: clone a template database seeded once per fixtures content, then hand it to the role."""
@@ -363,7 +370,7 @@ class Postgres(Service):
 
         if not seeds.files:
             return self.create_namespace(ns)
-        template = self._template(seeds)
+        template = self._template(seeds, ns.name)
         env = self.create_namespace(ns, template=template)
         with self.connect(ns.db_name) as conn:  # objects in the clone belong to the template's seed role
             conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
@@ -371,7 +378,7 @@ class Postgres(Service):
             conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(sql.Identifier(seeds.owner)))
         return env
 
-    def _template(self, seeds: "SqlSeeds") -> str:
+    def _template(self, seeds: "SqlSeeds", namespace: str) -> str:
         """Build (once, under a lock) a template database holding the seeds, owned by the admin, its objects
         by a NOLOGIN seed role; nobody may connect to it, so cloning never finds it busy."""
         import psycopg
@@ -397,7 +404,7 @@ class Postgres(Service):
                         with tpl.transaction():
                             tpl.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(owner)))
                             tpl.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
-                            self._apply_sql(tpl, seeds)
+                            self._apply_sql(tpl, seeds, namespace)
                 except (BadInput, psycopg.Error):
                     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
                     raise
