@@ -130,6 +130,11 @@ def test_cross_account_bucket_access_is_what_the_readme_says(aws):
         assert s3b.get_object(Bucket="xa-a-private", Key="secret")["Body"].read() == b"a only"
         s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x")
         assert "intruder" in aws_cli(b, "s3", "ls", "s3://xa-a-private").stdout
+    # Neither flavor checks who sends to a queue given its URL (the README says so): only listings are separate.
+    qa = client(a, "sqs").create_queue(QueueName="inbox")["QueueUrl"]
+    client(b, "sqs").send_message(QueueUrl=qa, MessageBody="from b")
+    got = client(a, "sqs").receive_message(QueueUrl=qa, WaitTimeSeconds=2).get("Messages", [])
+    assert [m["Body"] for m in got] == ["from b"]
 
 
 def test_bucket_names_are_global_across_accounts(aws):

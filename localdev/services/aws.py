@@ -317,6 +317,13 @@ class Aws(Service):
 
         return load(folder)
 
+    def create_seeded(self, ns, fixtures: dict) -> dict[str, str]:
+        from localdev.services._aws_seeds import apply
+
+        env = self.create_namespace(ns)
+        apply(self, ns, fixtures)
+        return env
+
     def seed(self, ns, fixtures: dict) -> None:
         """Restore the marker, then create buckets `<namespace>-<folder>` and queues; undo all on failure."""
         from localdev.services._aws_seeds import apply
