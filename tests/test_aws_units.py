@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from localdev.errors import BadInput
-from localdev.provision import ProvisionError
 from localdev.provision import localstack as prov
 from localdev.services._aws_seeds import load
 from localdev.services.aws import LOCALSTACK_IMAGE, MINISTACK_IMAGE, Aws
@@ -54,9 +53,9 @@ def test_bad_seeds_name_the_file_and_problem(tmp_path, files, message):
 def test_explicit_interpreter_must_be_new_enough_and_runnable(monkeypatch):
     monkeypatch.setenv(prov.PYTHON_ENV, sys.executable)
     if sys.version_info < (3, 13):
-        with pytest.raises(ProvisionError, match=r"needs Python >= 3.13"):
+        with pytest.raises(BadInput, match=r"needs Python >= 3.13"):
             prov.find_python()
-    with pytest.raises(ProvisionError, match="does not run as a Python interpreter"):
+    with pytest.raises(BadInput, match="does not run as a Python interpreter"):
         prov.find_python("/nonexistent/python3.13")
     # the config option wins over the environment
     assert prov.find_python(sys.executable, minimum=(3, 10)) == sys.executable

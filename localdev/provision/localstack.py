@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from localdev.errors import BadInput
 from localdev.provision import ProvisionError, build_lock, cache_dir, progress, run, which
 
 LOCALSTACK_VERSION = "2026.3.0"  # the last open-source (Apache-2.0) release of localstack-core
@@ -70,7 +71,7 @@ def _pyenv_candidates() -> list[str]:
 def find_python(configured: str | None = None, minimum: tuple[int, int] = LOCALSTACK_MIN_PYTHON) -> str:
     """An interpreter >= `minimum`: the config option, then $LOCALDEV_PYTHON313, then PATH, then pyenv.
 
-    An interpreter the user named explicitly must work: it is never silently replaced by another.
+    An interpreter the user named explicitly must work (else BadInput): it is never silently replaced.
     """
     want = ".".join(map(str, minimum))
     explicit = [(configured, "the config option services.aws.python"), (os.environ.get(PYTHON_ENV), f"${PYTHON_ENV}")]
@@ -80,11 +81,11 @@ def find_python(configured: str | None = None, minimum: tuple[int, int] = LOCALS
         path = which(exe) or exe
         version = python_version(path)
         if version is None:
-            raise ProvisionError(f"{origin} names {exe!r}, which does not run as a Python interpreter: "
-                                 f"give the path of a Python >= {want}")
+            raise BadInput(f"{origin} names {exe!r}, which does not run as a Python interpreter: "
+                           f"give the path of a Python >= {want}")
         if version < minimum:
-            raise ProvisionError(f"{origin} names {exe!r}, which is Python {version[0]}.{version[1]}; "
-                                 f"the AWS emulator needs Python >= {want}")
+            raise BadInput(f"{origin} names {exe!r}, which is Python {version[0]}.{version[1]}; "
+                           f"the AWS emulator needs Python >= {want}")
         return path
     candidates = [p for p in (which(n) for n in ("python3.13", "python3.14")) if p] + _pyenv_candidates()
     if sys.version_info[:2] >= minimum:

@@ -25,12 +25,13 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import urllib.request
 from collections import OrderedDict
 from pathlib import Path
 
-from localdev.errors import LocalDevError
+from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, Service
 
@@ -217,15 +218,24 @@ class Aws(Service):
 
         if self.ctx.runtime != "native":
             return [Check("aws image", True, self.image())]
+        checks = []
         try:
             if self.flavor == "localstack":
                 python = prov.find_python(self.option("python") or None)
-                version = prov.python_version(python)
-                checks = [Check("aws python", True, f"Python {version[0]}.{version[1]} at {python}")]
+                major, minor = prov.python_version(python)
+                checks.append(Check("aws python", True, f"Python {major}.{minor} at {python}"))
+                venv = prov.cache_dir("localstack") / f"{prov.LOCALSTACK_VERSION}-py{major}.{minor}"
+                what, cost = f"LocalStack {prov.LOCALSTACK_VERSION}", "~2.5 min, 500 MB"
             else:
-                checks = []
-        except ProvisionError as exc:
-            return [Check("aws python", False, "no Python >= 3.13 for LocalStack", str(exc))]
+                major, minor = sys.version_info[:2]
+                venv = prov.cache_dir("ministack") / f"{prov.MINISTACK_VERSION}-py{major}.{minor}"
+                what, cost = f"MiniStack {prov.MINISTACK_VERSION}", "~20 s, 90 MB"
+        except (ProvisionError, BadInput) as exc:
+            return [Check("aws python", False, "no usable Python >= 3.13 for LocalStack", str(exc))]
+        built = prov.is_built(venv)
+        checks.append(Check(f"aws {self.flavor}", True,
+                            f"{what} in {venv}" if built else f"{what} not installed yet: the next `localdev up` "
+                            f"installs it ({cost}); `python -m localdev.provision aws` does it now"))
         return checks
 
     # -- namespaces ------------------------------------------------------------------
