@@ -162,7 +162,7 @@ class Aws(Service):
         try:
             with urllib.request.urlopen(self.endpoint + HEALTH[self.flavor], timeout=2) as resp:
                 return resp.status == 200 and "services" in json.loads(resp.read() or b"{}")
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - refused, reset, not HTTP, not JSON: all mean "not ready"
             return False
 
     def ready(self) -> bool:
