@@ -130,11 +130,16 @@ def ensure_venv(venv: Path, python: str, requirements: list[str], what: str) -> 
     return venv_python(venv)
 
 
-def localstack_python(configured: str | None = None) -> Path:
-    """The python of a venv holding localstack-core (built on first use), its service catalog built too."""
+def localstack_venv(configured: str | None = None) -> tuple[Path, str]:
+    """(venv dir, base interpreter) for LocalStack, one venv per interpreter minor version; nothing built."""
     python = find_python(configured, LOCALSTACK_MIN_PYTHON)
     major, minor = python_version(python)
-    venv = cache_dir("localstack") / f"{LOCALSTACK_VERSION}-py{major}.{minor}"
+    return cache_dir("localstack") / f"{LOCALSTACK_VERSION}-py{major}.{minor}", python
+
+
+def localstack_python(configured: str | None = None) -> Path:
+    """The python of a venv holding localstack-core (built on first use), its service catalog built too."""
+    venv, python = localstack_venv(configured)
     venv_py = ensure_venv(venv, python, LOCALSTACK_REQUIREMENTS, f"LocalStack {LOCALSTACK_VERSION}")
     service_catalog(venv_py)
     return venv_py
@@ -172,9 +177,14 @@ def service_catalog(venv_py: Path) -> Path:
         return root / built[-1].name
 
 
-def ministack_python(configured: str | None = None) -> Path:
-    """The python of a venv holding ministack (built on first use; localdev's own interpreter suffices)."""
+def ministack_venv(configured: str | None = None) -> tuple[Path, str]:
+    """(venv dir, base interpreter) for MiniStack; localdev's own interpreter suffices. Nothing built."""
     python = find_python(configured, MINISTACK_MIN_PYTHON) if configured else sys.executable
-    major, minor = python_version(python) or sys.version_info[:2]
-    venv = cache_dir("ministack") / f"{MINISTACK_VERSION}-py{major}.{minor}"
+    major, minor = (python_version(python) if configured else None) or sys.version_info[:2]
+    return cache_dir("ministack") / f"{MINISTACK_VERSION}-py{major}.{minor}", python
+
+
+def ministack_python(configured: str | None = None) -> Path:
+    """The python of a venv holding ministack (built on first use)."""
+    venv, python = ministack_venv(configured)
     return ensure_venv(venv, python, MINISTACK_REQUIREMENTS, f"MiniStack {MINISTACK_VERSION}")

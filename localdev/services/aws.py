@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import threading
 import urllib.request
 from collections import OrderedDict
@@ -64,6 +63,7 @@ class Aws(Service):
         self._session = None
         self._clients: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._python: Path | None = None
 
     @property
     def flavor(self) -> str:
@@ -75,11 +75,28 @@ class Aws(Service):
 
     # -- obtaining it -----------------------------------------------------------
     def _venv_python(self) -> Path:
+        """The emulator venv's interpreter, installing it on first use (resolved once per process)."""
+        if self._python is None:
+            from localdev.provision import localstack as prov
+
+            if self.flavor == "localstack":
+                self._python = prov.localstack_python(self.option("python") or None)
+            else:
+                self._python = prov.ministack_python(self.option("python") or None)
+        return self._python
+
+    def _spec_python(self) -> str:
+        # `down` asks for the spec only to learn how to stop: it must neither install nor fail because an
+        # interpreter went missing. A start always runs provision() first, which raises the actionable error.
+        if self._python is not None:
+            return str(self._python)
         from localdev.provision import localstack as prov
 
-        if self.flavor == "localstack":
-            return prov.localstack_python(self.option("python") or None)
-        return prov.ministack_python(self.option("python") or None)
+        try:
+            find = prov.localstack_venv if self.flavor == "localstack" else prov.ministack_venv
+            return str(prov.venv_python(find(self.option("python") or None)[0]))
+        except LocalDevError:
+            return "python3"
 
     def install(self) -> None:
         self._venv_python()
@@ -108,7 +125,7 @@ class Aws(Service):
         if self.flavor == "localstack":
             launcher = Path(__file__).resolve().parent.parent / "provision" / "localstack_launcher.py"
             # -I: the user's PYTHONPATH (or a project's own `localstack` module) must not leak into the venv.
-            argv = [str(self._venv_python()), "-I", str(launcher)]
+            argv = [self._spec_python(), "-I", str(launcher)]
             env = {
                 "GATEWAY_LISTEN": f"{self.ctx.host}:{self.port}",
                 "LOCALDEV_BIND_HOST": self.ctx.host,
@@ -128,7 +145,7 @@ class Aws(Service):
             # lost by a SIGKILL that a clean stop would keep (it has no persistence).
             stop_timeout = 5.0
         else:
-            argv = [str(self._venv_python()), "-I", "-m", "ministack"]
+            argv = [self._spec_python(), "-I", "-m", "ministack"]
             env = {
                 "GATEWAY_PORT": str(self.port),
                 "BIND_HOST": self.ctx.host,
@@ -221,17 +238,15 @@ class Aws(Service):
         checks = []
         try:
             if self.flavor == "localstack":
-                python = prov.find_python(self.option("python") or None)
+                venv, python = prov.localstack_venv(self.option("python") or None)
                 major, minor = prov.python_version(python)
                 checks.append(Check("aws python", True, f"Python {major}.{minor} at {python}"))
-                venv = prov.cache_dir("localstack") / f"{prov.LOCALSTACK_VERSION}-py{major}.{minor}"
                 what, cost = f"LocalStack {prov.LOCALSTACK_VERSION}", "~2.5 min, 500 MB"
             else:
-                major, minor = sys.version_info[:2]
-                venv = prov.cache_dir("ministack") / f"{prov.MINISTACK_VERSION}-py{major}.{minor}"
+                venv, _ = prov.ministack_venv(self.option("python") or None)
                 what, cost = f"MiniStack {prov.MINISTACK_VERSION}", "~20 s, 90 MB"
         except (ProvisionError, BadInput) as exc:
-            return [Check("aws python", False, "no usable Python >= 3.13 for LocalStack", str(exc))]
+            return [Check("aws python", False, "no usable Python for the emulator", str(exc))]
         built = prov.is_built(venv)
         checks.append(Check(f"aws {self.flavor}", True,
                             f"{what} in {venv}" if built else f"{what} not installed yet: the next `localdev up` "
