@@ -137,5 +137,13 @@ class Service:
         """The env vars for an existing namespace (same as create_namespace returns)."""
         raise NotImplementedError
 
+    @classmethod
+    def load_fixtures(cls, folder: Path):
+        """Parse and validate seeds/<name>/ completely, touching nothing; BadInput `file:line: problem`."""
+        from localdev.errors import BadInput
+
+        raise BadInput(f"{folder}: {cls.name} does not take fixtures")
+
     def seed(self, ns: "Namespace", fixtures) -> None:
-        """Apply this service's fixtures all-or-nothing."""
+        """Apply what load_fixtures returned, all-or-nothing (undo on failure)."""
+        raise NotImplementedError

@@ -1,0 +1,292 @@
+"""The shared cluster: up / down / status, over whichever runtime it runs on. Owns the state directory.
+
+Example::
+
+    from localdev.cluster import Cluster
+    cluster = Cluster()                 # LOCALDEV_HOME, localdev.toml
+    cluster.up()                        # every enabled service, then the agent
+    ns = cluster.namespaces.create("pr-1", ttl="2h")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from localdev import config as config_mod
+from localdev.errors import BadInput, LocalDevError
+from localdev.runtimes.base import ProcessSpec
+from localdev.services import service_classes, waves, with_dependencies
+from localdev.services.base import Service, ServiceContext
+from localdev.state import StateDir
+
+AGENT = "agent"
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+class Cluster:
+    def __init__(self, home: Path | str | None = None, config: config_mod.Config | None = None):
+        self.state = StateDir(Path(home) if home else None)
+        self._config = config
+        self._services: dict[str, Service] | None = None
+        self._runtime = None
+        self._namespaces = None
+
+    # -- configuration ----------------------------------------------------
+    @property
+    def config(self) -> config_mod.Config:
+        """The config `up` recorded (so every later command agrees), else the project's."""
+        if self._config is None:
+            recorded = self.state.read_cluster()
+            self._config = (config_mod.Config.from_json(recorded["config"]) if recorded
+                            else config_mod.load())
+        return self._config
+
+    @property
+    def recorded(self) -> dict | None:
+        return self.state.read_cluster()
+
+    @property
+    def service_names(self) -> list[str]:
+        recorded = self.recorded
+        return recorded["services"] if recorded else self.config.enabled_services()
+
+    @property
+    def services(self) -> dict[str, Service]:
+        if self._services is None:
+            classes = service_classes()
+            cfg = self.config
+            runtime = self.runtime.name
+            self._services = {}
+            for name, cls in classes.items():
+                ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
+                                     options=cfg.services[name], services=self._services)
+                self._services[name] = cls(ctx)
+        return self._services
+
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            recorded = self.recorded
+            name = recorded["runtime"] if recorded else self._choose_runtime(self.config.runtime)
+            self._runtime = self._make_runtime(name)
+        return self._runtime
+
+    def _choose_runtime(self, wanted: str) -> str:
+        if wanted == "auto":
+            from localdev.runtimes import docker_available
+
+            return "docker" if docker_available() else "native"
+        return wanted
+
+    def _make_runtime(self, name: str):
+        if name == "native":
+            from localdev.runtimes.native import NativeRuntime
+
+            return NativeRuntime(self.state, self.config.host)
+        if name == "docker":
+            from localdev.runtimes.docker import DockerRuntime
+
+            return DockerRuntime(self.state, self.config.host)
+        raise BadInput(f"unknown runtime {name!r}; use auto, native or docker")
+
+    def spec(self, name: str):
+        svc = self.services[name]
+        return svc.native_spec() if self.runtime.name == "native" else svc.container_spec()
+
+    # -- up / down ----------------------------------------------------------
+    def up(self, services: list[str] | None = None, runtime: str | None = None,
+           progress: Callable[[str], None] = _quiet, agent: bool = True) -> dict:
+        self.state.ensure()
+        with self.state.lock():
+            recorded = self.recorded
+            running = bool(recorded) and recorded.get("desired") == "up" and self._any_running(recorded)
+            if self._config is None and not running:
+                # A stopped cluster takes the project's current config; a running one keeps what it runs with.
+                self._config = config_mod.load()
+            wanted_runtime = self._choose_runtime(runtime or self.config.runtime)
+            if running and recorded["runtime"] != wanted_runtime:
+                raise BadInput(f"the cluster in {self.state.home} runs on the {recorded['runtime']} runtime; "
+                               f"`localdev down` first to switch to {wanted_runtime}")
+            self._runtime = self._make_runtime(wanted_runtime)
+            self._services = None
+            classes = service_classes()
+            if services:
+                unknown = [s for s in services if s not in classes]
+                if unknown:
+                    raise BadInput(f"unknown service {unknown[0]!r}; known: {', '.join(classes)}")
+                names = with_dependencies(list(services))
+            else:
+                names = with_dependencies(self.config.enabled_services())
+            if recorded and recorded.get("desired") == "up" and not services:
+                names = with_dependencies(sorted(set(names) | set(recorded["services"]), key=list(classes).index))
+            self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
+                                      "config": self.config.to_json(), "home": str(self.state.home)})
+            for wave in waves(names):
+                self._start_wave(wave, progress)
+            if agent:
+                self.start_agent(progress)
+        return self.status()
+
+    def _any_running(self, recorded: dict) -> bool:
+        runtime = self._make_runtime(recorded["runtime"])
+        return any(runtime.state(n).running for n in [*recorded["services"], AGENT])
+
+    def _start_wave(self, wave: list[str], progress) -> None:
+        def start(name: str) -> None:
+            svc = self.services[name]
+            with self.state.lock(f"service-{name}"):
+                if self.runtime.state(name).running and svc.ready():
+                    progress(f"{name}: already running")
+                    return
+                if self.runtime.name == "native":
+                    progress(f"{name}: preparing")
+                    svc.provision()
+                progress(f"{name}: starting")
+                t0 = time.monotonic()
+                self.start_service(name)
+                progress(f"{name}: ready in {time.monotonic() - t0:.1f}s")
+
+        with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
+            for future in [pool.submit(start, n) for n in wave]:
+                future.result()
+
+    def start_service(self, name: str) -> None:
+        """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock."""
+        svc = self.services[name]
+        spec = self.spec(name)
+        self.runtime.start(name, spec)
+        svc.wait_ready(alive=lambda: self.runtime.state(name).running)
+        svc.after_ready()
+
+    def start_agent(self, progress: Callable[[str], None] = _quiet) -> None:
+        from localdev.agent_client import AgentClient
+
+        client = AgentClient(self.state.home)
+        if self.runtime.state(AGENT).running if self.runtime.name == "native" else self._native().state(AGENT).running:
+            if client.ping():
+                return
+        progress("agent: starting")
+        native = self._native()
+        native.start(AGENT, self.agent_spec())
+        deadline = time.monotonic() + 30
+        while not client.ping():
+            if not native.state(AGENT).running:
+                raise LocalDevError("the cluster agent exited during start-up: see `localdev logs agent`")
+            if time.monotonic() > deadline:
+                raise LocalDevError("the cluster agent did not answer within 30s: see `localdev logs agent`")
+            time.sleep(0.05)
+        progress("agent: ready")
+
+    def _native(self):
+        from localdev.runtimes.native import NativeRuntime
+
+        return self.runtime if self.runtime.name == "native" else NativeRuntime(self.state, self.config.host)
+
+    def agent_spec(self) -> ProcessSpec:
+        return ProcessSpec(argv=[sys.executable, "-m", "localdev.agent", "--home", str(self.state.home)],
+                           env={"PYTHONUNBUFFERED": "1"}, stop_timeout=10)
+
+    def down(self, purge: bool = False, progress: Callable[[str], None] = _quiet) -> None:
+        self.state.ensure()
+        with self.state.lock():
+            recorded = self.recorded
+            if recorded:
+                # Tell the agent's supervisor first, so it does not restart what we stop.
+                recorded["desired"] = "down"
+                self.state.write_cluster(recorded)
+                names = recorded["services"]
+                for wave in reversed(waves(names)):
+                    def stop(name):
+                        with self.state.lock(f"service-{name}"):
+                            progress(f"{name}: stopping")
+                            self.runtime.stop(name, self.spec(name))
+                    with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                        list(pool.map(stop, wave))
+                progress("agent: stopping")
+                self._native().stop(AGENT, self.agent_spec())
+            for svc in (self._services or {}).values():
+                svc.close()
+            if purge:
+                for name in service_classes():
+                    progress(f"{name}: removing data")
+                    self.services[name].purge()
+                if hasattr(self.runtime, "purge"):
+                    self.runtime.purge(recorded["services"] if recorded else [])
+                self.state.cluster_file.unlink(missing_ok=True)
+                (self.state.home / "secrets.json").unlink(missing_ok=True)
+
+    # -- status ---------------------------------------------------------------
+    def status(self) -> dict:
+        recorded = self.recorded
+        if not recorded:
+            return {"home": str(self.state.home), "state": "not initialised", "runtime": None,
+                    "services": {}, "agent": {"running": False}, "events": []}
+        names = recorded["services"]
+        results: dict[str, dict] = {}
+
+        def check(name: str) -> None:
+            st = self.runtime.state(name)
+            svc = self.services[name]
+            healthy = st.running and svc.ready()
+            results[name] = {"state": "healthy" if healthy else ("unhealthy" if st.running else "stopped" if
+                             recorded.get("desired") == "down" or st.detail == "not started" else "dead"),
+                             "pid": st.pid if st.running else None, "port": svc.port, "host": svc.host,
+                             "detail": st.detail}
+
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            list(pool.map(check, names))
+        agent_state = self._native().state(AGENT)
+        return {"home": str(self.state.home), "state": recorded.get("desired", "up"),
+                "runtime": recorded["runtime"],
+                "services": {n: results[n] for n in names},
+                "agent": {"running": agent_state.running, "pid": agent_state.pid if agent_state.running else None,
+                          "detail": agent_state.detail, "socket": str(self.state.agent_socket)},
+                "events": self.events(limit=10)}
+
+    # -- supervisor events (written by the agent, shown by status) -------------
+    @property
+    def events_file(self) -> Path:
+        return self.state.home / "run" / "events.jsonl"
+
+    def record_event(self, service: str, event: str, detail: str = "") -> None:
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "service": service,
+                           "event": event, "detail": detail})
+        with open(self.events_file, "a") as fh:
+            fh.write(line + "\n")
+
+    def events(self, limit: int = 10) -> list[dict]:
+        try:
+            lines = self.events_file.read_text().splitlines()[-limit:]
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- logs ---------------------------------------------------------------------
+    def logs(self, name: str, tail: int | None = None, follow: bool = False):
+        if name == AGENT:
+            return self._native().logs(AGENT, tail, follow)
+        if name not in service_classes():
+            raise BadInput(f"unknown service {name!r}; known: {', '.join(service_classes())}, agent")
+        return self.runtime.logs(name, tail, follow)
+
+    # -- namespaces -----------------------------------------------------------------
+    @property
+    def namespaces(self):
+        if self._namespaces is None:
+            from localdev.namespaces import Namespaces
+
+            self._namespaces = Namespaces(self)
+        return self._namespaces
+
+    def close(self) -> None:
+        for svc in (self._services or {}).values():
+            svc.close()

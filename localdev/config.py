@@ -1,0 +1,189 @@
+"""localdev.toml / [tool.localdev] in pyproject.toml: found, parsed, validated, overridden by env.
+
+Every error names the file, the key and what is allowed, and is BadInput (exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localdev.errors import BadInput
+from localdev.names import parse_ttl
+from localdev.services import service_classes
+from localdev.services.base import Option
+
+RUNTIMES = ("auto", "native", "docker")
+COMMON_OPTIONS = {
+    "enabled": Option(True, bool, help="start this service with `localdev up`"),
+}
+TOP_KEYS = {"runtime", "host", "services", "namespaces", "agent"}
+NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1"}
+AGENT_KEYS = {"reap_interval": 30, "supervise_interval": 1.0}
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    runtime: str = "auto"
+    host: str = "127.0.0.1"
+    services: dict[str, dict] = field(default_factory=dict)
+    namespaces: dict = field(default_factory=dict)
+    agent: dict = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The project directory: relative paths in the config are relative to it."""
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def default_ttl(self) -> int | None:
+        return parse_ttl(self.namespaces["default_ttl"])
+
+    @property
+    def seeds_dir(self) -> Path:
+        return (self.root / self.namespaces["seeds"]).resolve()
+
+    def enabled_services(self) -> list[str]:
+        return [n for n, opts in self.services.items() if opts["enabled"]]
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path) if self.path else None, "runtime": self.runtime, "host": self.host,
+                "services": self.services, "namespaces": self.namespaces, "agent": self.agent}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Config":
+        return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],
+                   host=data["host"], services=data["services"], namespaces=data["namespaces"], agent=data["agent"])
+
+
+def find_config_file(start: Path | None = None) -> tuple[Path | None, dict]:
+    """LOCALDEV_CONFIG, else the nearest localdev.toml or pyproject.toml with [tool.localdev] upward."""
+    explicit = os.environ.get("LOCALDEV_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise BadInput(f"LOCALDEV_CONFIG points at {path}, which is not a file")
+        data = _read(path)
+        return path, data.get("tool", {}).get("localdev", {}) if path.name == "pyproject.toml" else data
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / "localdev.toml"
+        if candidate.is_file():
+            return candidate, _read(candidate)
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read(pyproject).get("tool", {}).get("localdev")
+            if table is not None:
+                return pyproject, table
+    return None, {}
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    return data
+
+
+def load(start: Path | None = None, environ: dict | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    path, raw = find_config_file(start)
+    where = str(path) if path else "defaults"
+    return validate(raw, where, path, env)
+
+
+def _fail(where: str, key: str, problem: str) -> BadInput:
+    return BadInput(f"{where}: {key}: {problem}")
+
+
+def _check(where: str, key: str, value, opt: Option):
+    types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
+    if opt.type is bool and isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif value.lower() in ("0", "false", "no", "off"):
+            value = False
+    if int in types and isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise _fail(where, key, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
+    if opt.choices and value not in opt.choices:
+        raise _fail(where, key, f"{value!r} is not allowed; use one of: {', '.join(map(str, opt.choices))}")
+    return value
+
+
+def validate(raw: dict, where: str, path: Path | None, env: dict) -> Config:
+    if not isinstance(raw, dict):
+        raise _fail(where, "(top level)", "expected a table")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise _fail(where, sorted(unknown)[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+    cfg = Config(path=path)
+    cfg.runtime = _check(where, "runtime", raw.get("runtime", "auto"), Option("auto", str, RUNTIMES))
+    if env.get("LOCALDEV_RUNTIME"):
+        cfg.runtime = _check("LOCALDEV_RUNTIME", "runtime", env["LOCALDEV_RUNTIME"], Option("auto", str, RUNTIMES))
+    cfg.host = _check(where, "host", raw.get("host", "127.0.0.1"), Option("127.0.0.1", str))
+
+    services_raw = raw.get("services", {})
+    if not isinstance(services_raw, dict):
+        raise _fail(where, "services", "expected a table of [services.<name>] tables")
+    classes = service_classes()
+    for name in services_raw:
+        if name not in classes:
+            raise _fail(where, f"services.{name}", f"unknown service; known: {', '.join(classes)}")
+    for name, cls in classes.items():
+        options = {**COMMON_OPTIONS, "port": Option(cls.default_port, int), **cls.options}
+        table = services_raw.get(name, {})
+        if not isinstance(table, dict):
+            raise _fail(where, f"services.{name}", "expected a table")
+        for key in table:
+            if key not in options:
+                raise _fail(where, f"services.{name}.{key}", f"unknown key; allowed: {', '.join(options)}")
+        values = {}
+        for key, opt in options.items():
+            env_key = f"LOCALDEV_{name.upper()}_{key.upper()}"
+            if env.get(env_key) not in (None, ""):
+                values[key] = _check(env_key, key, env[env_key], opt)
+            else:
+                values[key] = _check(where, f"services.{name}.{key}", table.get(key, opt.default), opt)
+        if not 1 <= values["port"] <= 65535:
+            raise _fail(where, f"services.{name}.port", f"{values['port']} is not a TCP port (1-65535)")
+        cfg.services[name] = values
+
+    cfg.namespaces = _table(where, "namespaces", raw.get("namespaces", {}), NAMESPACE_KEYS)
+    try:
+        parse_ttl(cfg.namespaces["default_ttl"])
+    except BadInput as exc:
+        raise _fail(where, "namespaces.default_ttl", str(exc)) from None
+    cfg.agent = _table(where, "agent", raw.get("agent", {}), AGENT_KEYS)
+    ports = [(o["port"], n) for n, o in cfg.services.items() if o["enabled"]]
+    seen: dict[int, str] = {}
+    for port, name in ports:
+        if port in seen:
+            raise _fail(where, f"services.{name}.port", f"{port} is also the port of {seen[port]}")
+        seen[port] = name
+    return cfg
+
+
+def _table(where: str, name: str, raw, defaults: dict) -> dict:
+    if not isinstance(raw, dict):
+        raise _fail(where, name, "expected a table")
+    for key in raw:
+        if key not in defaults:
+            raise _fail(where, f"{name}.{key}", f"unknown key; allowed: {', '.join(defaults)}")
+    out = {}
+    for key, default in defaults.items():
+        value = raw.get(key, default)
+        expected = (int, float) if isinstance(default, (int, float)) else type(default)
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise _fail(where, f"{name}.{key}", f"expected {type(default).__name__}, got {value!r}")
+        if isinstance(default, (int, float)) and value <= 0:
+            raise _fail(where, f"{name}.{key}", f"must be positive, got {value!r}")
+        out[key] = value
+    return out

@@ -1,0 +1,166 @@
+"""Services as supervised native processes: detached, one pid file and one log file each.
+
+A pid file records the process start time too, so a reused pid is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from localdev.errors import BadInput, LocalDevError
+from localdev.runtimes.base import ProcessSpec, ProcessState
+from localdev.state import StateDir
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a live pid, or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class NativeRuntime:
+    name = "native"
+
+    def __init__(self, state: StateDir, host: str = "127.0.0.1"):
+        self.dirs = state
+        self.host = host
+
+    def _pid_file(self, name: str) -> Path:
+        return self.dirs.run(name) / "pid"
+
+    def start(self, name: str, spec: ProcessSpec) -> int:
+        current = self.state(name)
+        if current.running:
+            return current.pid
+        if current.pid:
+            _kill_group(current.pid)  # children orphaned by a killed server still hold its resources
+            time.sleep(0.05)
+        for port in spec.ports:
+            if port_in_use(self.host, port):
+                raise BadInput(
+                    f"port {port} on {self.host} is already in use by another program, so {name} cannot start: "
+                    f"stop that program or choose another port ([services.{name}] port = ... in localdev.toml, "
+                    f"or LOCALDEV_{name.upper()}_PORT)")
+        self.dirs.run(name).mkdir(parents=True, exist_ok=True)
+        log_path = self.dirs.log(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {}
+        if spec.user and os.geteuid() == 0:
+            pw = pwd.getpwnam(spec.user)
+            kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        with open(log_path, "ab", buffering=0) as log:
+            log.write(f"--- localdev: starting {name} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ---\n".encode())
+            try:
+                proc = subprocess.Popen(
+                    spec.argv, env={**os.environ, **spec.env}, cwd=spec.cwd, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                    umask=0o077, **kwargs)
+            except OSError as exc:
+                raise LocalDevError(f"could not start {name} ({spec.argv[0]}): {exc.strerror}") from exc
+        stat = _proc_stat(proc.pid)
+        record = {"pid": proc.pid, "start_time": stat[1] if stat else None, "argv0": spec.argv[0]}
+        self._pid_file(name).write_text(json.dumps(record))
+        return proc.pid
+
+    def _record(self, name: str) -> dict | None:
+        try:
+            return json.loads(self._pid_file(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def state(self, name: str) -> ProcessState:
+        record = self._record(name)
+        if not record:
+            return ProcessState(False, None, "not started")
+        pid = record["pid"]
+        stat = _proc_stat(pid)
+        if stat and stat[0] == "Z":
+            _reap(pid)
+            stat = None
+        if stat is None or (record.get("start_time") is not None and stat[1] != record["start_time"]):
+            return ProcessState(False, pid, f"died (pid {pid} is gone)")
+        return ProcessState(True, pid, "running")
+
+
+    def stop(self, name: str, spec: ProcessSpec | None = None) -> None:
+        st = self.state(name)
+        if st.running:
+            sig = spec.stop_signal if spec else signal.SIGTERM
+            timeout = spec.stop_timeout if spec else 15.0
+            try:
+                os.kill(st.pid, sig)
+            except ProcessLookupError:
+                pass
+            if not self._wait_gone(name, timeout):
+                # Some servers hang on SIGTERM (a scheduler thread): escalate.
+                _kill_group(st.pid)
+                self._wait_gone(name, 5)
+            _kill_group(st.pid)  # helpers the service left behind in its session
+        self._pid_file(name).unlink(missing_ok=True)
+
+    def _wait_gone(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.state(name).running:
+                return True
+            time.sleep(0.05)
+        return not self.state(name).running
+
+    def kill(self, name: str) -> None:
+        """Kill without grace (tests and fault injection)."""
+        st = self.state(name)
+        if st.running:
+            os.kill(st.pid, signal.SIGKILL)
+
+    def log_path(self, name: str) -> Path:
+        return self.dirs.log(name)
+
+    def logs(self, name: str, tail: int | None = None, follow: bool = False) -> Iterator[str]:
+        path = self.log_path(name)
+        if not path.exists():
+            return
+        with open(path, "r", errors="replace") as fh:
+            lines = fh.readlines()
+            yield from (lines[-tail:] if tail else lines)
+            while follow:
+                line = fh.readline()
+                if line:
+                    yield line
+                else:
+                    time.sleep(0.2)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

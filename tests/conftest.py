@@ -1,0 +1,127 @@
+"""Fixtures that start real clusters the way users do: a temp LOCALDEV_HOME, a localdev.toml, `up`.
+
+- `make_cluster(services=[...], options={...}, agent=True)` -> a started `ClusterHandle` (function scope;
+  torn down with `down --purge`).
+- `shared_cluster` -> one PostgreSQL-only cluster with its agent for the whole session, for tests that
+  only create namespaces.
+- `free_port()` -> a port below 32768 free on 127.0.0.1 (Linux hands out client source ports above).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from localdev.cluster import Cluster
+from localdev.config import load as load_config
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    for _ in range(500):
+        port = random.randint(20000, 32000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below 32768")
+
+
+def _toml_value(value) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
+
+
+def write_config(project: Path, services: list[str], options: dict | None = None, extra: str = "") -> Path:
+    """A localdev.toml enabling exactly `services`, each on a free port."""
+    from localdev.services import service_classes
+
+    options = options or {}
+    lines = []
+    for name in service_classes():
+        lines.append(f"[services.{name}]")
+        lines.append(f"enabled = {_toml_value(name in services)}")
+        lines.append(f"port = {free_port()}")
+        for key, value in options.get(name, {}).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    project.mkdir(parents=True, exist_ok=True)
+    path = project / "localdev.toml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+@dataclass
+class ClusterHandle:
+    cluster: Cluster
+    home: Path
+    project: Path
+    config_path: Path
+
+    @property
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALDEV_", "AWS_", "PG", "DATABASE_URL"))}
+        env.update({"LOCALDEV_HOME": str(self.home), "LOCALDEV_CONFIG": str(self.config_path)})
+        return env
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Run the real `localdev` command (as a user would) against this cluster."""
+        proc = subprocess.run([sys.executable, "-m", "localdev.cli", *args], cwd=self.project,
+                              env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"localdev {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def ns_env(self, name: str) -> dict:
+        return json.loads(self.cli("ns", "env", name, "--format", "json", check=True).stdout)
+
+    def __getattr__(self, item):
+        return getattr(self.cluster, item)
+
+
+def _make(tmp_path_factory, services, options=None, agent=True, extra="") -> ClusterHandle:
+    root = tmp_path_factory.mktemp("cluster")
+    home, project = root / "home", root / "project"
+    config_path = write_config(project, list(services), options, extra)
+    os.environ.pop("LOCALDEV_CONFIG", None)
+    cfg = load_config(start=project, environ={})
+    cluster = Cluster(home=home, config=cfg)
+    handle = ClusterHandle(cluster, home, project, config_path)
+    cluster.up(services=list(services), agent=agent)
+    return handle
+
+
+@pytest.fixture
+def make_cluster(tmp_path_factory):
+    made: list[ClusterHandle] = []
+
+    def make(services=("postgres",), options: dict | None = None, agent: bool = True, extra: str = "") -> ClusterHandle:
+        handle = _make(tmp_path_factory, services, options, agent, extra)
+        made.append(handle)
+        return handle
+
+    yield make
+    for handle in made:
+        handle.cluster.namespaces.close()
+        handle.cluster.down(purge=True)
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory):
+    handle = _make(tmp_path_factory, ["postgres"])
+    yield handle
+    handle.cluster.namespaces.close()
+    handle.cluster.down(purge=True)

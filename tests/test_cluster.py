@@ -1,0 +1,155 @@
+"""The foundation, end to end on real PostgreSQL started the way users start it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import write_config
+
+
+def admin_conn(handle):
+    return psycopg.connect(handle.cluster.services["postgres"].admin_url(), autocommit=True)
+
+
+def test_up_status_connect_down_up_keeps_data_purge_removes(make_cluster):
+    h = make_cluster(agent=False)
+    status = json.loads(h.cli("status", "--json", check=True).stdout)
+    assert status["services"]["postgres"]["state"] == "healthy"
+    port = status["services"]["postgres"]["port"]
+    with admin_conn(h) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    pg = h.cluster.services["postgres"]
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-Atc",
+                          "select v from kept"], env={**os.environ, "PGPASSWORD": pg.admin_password},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "still here"
+    assert "database system is ready" in h.cli("logs", "postgres", "--tail", "50", check=True).stdout
+
+    h.cli("down", check=True)
+    assert json.loads(h.cli("status", "--json", check=True).stdout)["services"]["postgres"]["state"] == "stopped"
+    with pytest.raises(psycopg.OperationalError):
+        admin_conn(h)
+    h.cli("up", check=True)
+    with admin_conn(h) as conn:
+        assert conn.execute("select v from kept").fetchone()[0] == "still here"
+
+    data_dir = pg.server_root
+    assert (data_dir / "pgdata" / "PG_VERSION").exists()
+    h.cli("down", "--purge", check=True)
+    assert not data_dir.exists() and not pg.data_dir.exists()
+    assert not (h.home / "secrets.json").exists()
+
+
+def test_killed_server_is_reported_and_repaired_by_up(make_cluster):
+    h = make_cluster(agent=False)
+    pid = h.cluster.runtime.state("postgres").pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while time.time() < deadline and h.cluster.runtime.state("postgres").running:
+        time.sleep(0.05)
+    status = json.loads(h.cli("status", "--json").stdout)
+    assert status["services"]["postgres"]["state"] == "dead"
+    assert f"pid {pid}" in status["services"]["postgres"]["detail"]
+    h.cli("up", check=True)
+    with admin_conn(h) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_two_concurrent_up_start_one_cluster(tmp_path):
+    project = tmp_path / "project"
+    write_config(project, ["postgres"])
+    env = {**os.environ, "LOCALDEV_HOME": str(tmp_path / "home")}
+    env.pop("LOCALDEV_CONFIG", None)
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-m", "localdev.cli", "up", "--json"], cwd=project, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        pids = {json.loads(o)["services"]["postgres"]["pid"] for o, _ in outs}
+        assert len(pids) == 1
+        port = json.loads(outs[0][0])["services"]["postgres"]["port"]
+        # Backends rename themselves ("postgres: ..."), so only postmasters match their own argv.
+        postmasters = subprocess.run(["pgrep", "-f", f"bin/postgres -D .* -p {port} "], capture_output=True,
+                                     text=True).stdout.split()
+        assert postmasters == [str(pids.pop())]
+    finally:
+        subprocess.run([sys.executable, "-m", "localdev.cli", "down", "--purge"], cwd=project, env=env)
+
+
+def test_bad_config_exits_2_names_file_and_key_and_starts_nothing(tmp_path):
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "localdev.toml").write_text('[services.postgres]\nport = "fifty"\n')
+    env = {**os.environ, "LOCALDEV_HOME": str(tmp_path / "home")}
+    env.pop("LOCALDEV_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"{project / 'localdev.toml'}: services.postgres.port: expected int" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "home" / "run" / "postgres" / "pid").exists()
+    (project / "localdev.toml").write_text("[services.postgres\n")
+    proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid TOML" in proc.stderr
+
+
+def test_config_in_pyproject_is_found_upward(tmp_path):
+    from localdev.config import load
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname="x"\n[tool.localdev]\nruntime = "native"\n'
+                                            '[tool.localdev.services.postgres]\nport = 16543\n')
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    cfg = load(start=sub, environ={})
+    assert cfg.path == tmp_path / "pyproject.toml" and cfg.services["postgres"]["port"] == 16543
+
+
+def test_occupied_port_is_a_clear_error(tmp_path):
+    import sys
+
+    project = tmp_path / "project"
+    path = write_config(project, ["postgres"])
+    port = int([l for l in path.read_text().splitlines() if l.startswith("port")][0].split("=")[1])
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen()
+    env = {**os.environ, "LOCALDEV_HOME": str(tmp_path / "home")}
+    env.pop("LOCALDEV_CONFIG", None)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr
+    finally:
+        blocker.close()
+        subprocess.run([sys.executable, "-m", "localdev.cli", "down", "--purge"], cwd=project, env=env)
+
+
+def test_listens_on_loopback_only_and_secrets_are_private(make_cluster):
+    h = make_cluster()
+    port = h.cluster.services["postgres"].port
+    listeners = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    addrs = {line.split()[3] for line in listeners.splitlines()}
+    assert addrs == {f"127.0.0.1:{port}"}, addrs
+    for path in (h.home / "secrets.json", h.home / "cluster.json"):
+        assert (path.stat().st_mode & 0o777) == 0o600
+    assert (h.home.stat().st_mode & 0o777) == 0o700
+    assert h.cluster.services["postgres"].admin_password not in (h.home / "logs" / "postgres.log").read_text()
+
+
+def test_doctor_reports_postgres(make_cluster):
+    h = make_cluster(agent=False)
+    proc = h.cli("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert checks["postgres binaries"]["ok"] and "PostgreSQL" in checks["postgres binaries"]["detail"]

@@ -1,0 +1,94 @@
+"""Pure logic: names, TTLs, labels, CI names, config validation, env formats."""
+
+import json
+import subprocess
+
+import pytest
+
+from localdev.cli import format_env
+from localdev.config import validate
+from localdev.errors import BadInput
+from localdev.names import Namespace, name_from_ci, parse_labels, parse_ttl, slug, validate_access_key, validate_name
+
+
+@pytest.mark.parametrize("name", ["a", "pr-123", "x" * 40, "a1-b2"])
+def test_valid_names(name):
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "PR-1", "a;drop", "x" * 41, "ünï", "1abc", "-a", "a_b", "a b", "a'; DROP DATABASE x"])
+def test_invalid_names(name):
+    with pytest.raises(BadInput, match="invalid namespace name"):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("7d", 604800), ("45s", 45), ("none", None)])
+def test_ttl(text, seconds):
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2", "2w", "-1h", "0h", "1.5h", "h", "999d", "$(rm -rf ~)"])
+def test_bad_ttl(text):
+    with pytest.raises(BadInput, match="invalid TTL"):
+        parse_ttl(text)
+
+
+def test_labels():
+    assert parse_labels(["pr=123", "team=core"]) == {"pr": "123", "team": "core"}
+    for bad in ["novalue", "=x", "Bad=1", "k=\x00"]:
+        with pytest.raises(BadInput):
+            parse_labels([bad])
+
+
+def test_slug_and_ci_names():
+    assert slug("Feature/ABC_12 new thing!") == "feature-abc-12-new-thing"
+    assert name_from_ci({"GITHUB_REF": "refs/pull/42/merge"}) == "pr-42"
+    assert name_from_ci({"CI_MERGE_REQUEST_IID": "7"}) == "pr-7"
+    assert name_from_ci({"GITHUB_REF_NAME": "Feature/Login-Page"}) == "feature-login-page"
+    assert name_from_ci({"CI_COMMIT_REF_NAME": "123-fix"}) == "fix"
+    with pytest.raises(BadInput, match="--from-ci"):
+        name_from_ci({})
+
+
+def test_namespace_credentials_are_random_and_well_formed():
+    a, b = Namespace("x"), Namespace("x")
+    assert a.aws_access_key_id != b.aws_access_key_id and a.pg_password != b.pg_password
+    assert validate_access_key(a.aws_access_key_id) and len(a.aws_access_key_id) == 12
+    assert a.db_name == "ns_x" and Namespace("pr-1").db_name == "ns_pr_1"
+    assert "pg_password" not in repr(a)
+    for bad in ["x" * 243, "12345678901/", "abc", ""]:
+        with pytest.raises(BadInput):
+            validate_access_key(bad)
+
+
+@pytest.mark.parametrize("raw,needle", [
+    ({"runtime": "podman"}, "runtime: 'podman' is not allowed; use one of: auto, native, docker"),
+    ({"services": {"postgres": {"port": "abc"}}}, "services.postgres.port: expected int"),
+    ({"services": {"postgres": {"port": 70000}}}, "services.postgres.port: 70000 is not a TCP port"),
+    ({"services": {"redis": {}}}, "services.redis: unknown service"),
+    ({"services": {"postgres": {"prot": 1}}}, "services.postgres.prot: unknown key"),
+    ({"namespaces": {"default_ttl": "forever"}}, "namespaces.default_ttl"),
+    ({"colour": "blue"}, "colour: unknown key"),
+    ({"agent": {"reap_interval": -1}}, "agent.reap_interval: must be positive"),
+])
+def test_config_errors_name_file_key_and_allowed(raw, needle):
+    with pytest.raises(BadInput) as err:
+        validate(raw, "/p/localdev.toml", None, {})
+    assert str(err.value).startswith("/p/localdev.toml: ") and needle in str(err.value)
+
+
+def test_config_env_overrides():
+    cfg = validate({}, "defaults", None, {"LOCALDEV_RUNTIME": "native", "LOCALDEV_POSTGRES_PORT": "15432"})
+    assert cfg.runtime == "native" and cfg.services["postgres"]["port"] == 15432
+    with pytest.raises(BadInput, match="LOCALDEV_RUNTIME"):
+        validate({}, "defaults", None, {"LOCALDEV_RUNTIME": "k8s"})
+
+
+def test_shell_format_is_eval_safe():
+    env = {"A": "plain", "B": "it's $(touch /tmp/pwned) `x` \"q\"", "C": "a b\nc"}
+    script = format_env(env, "shell") + 'printf "%s\\0" "$A" "$B" "$C"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split("\0")[:3] == [env["A"], env["B"], env["C"]]
+    assert json.loads(format_env(env, "json")) == env
+    dotenv = format_env(env, "dotenv")
+    assert "A=plain\n" in dotenv and 'B="it\'s $(touch /tmp/pwned)' in dotenv
