@@ -75,7 +75,9 @@ class Install:
             argv.append(f"-XX:SharedArchiveFile={self.cds_archive}")
         if ":" not in host:
             argv.append("-Djava.net.preferIPv4Stack=true")  # a plain IPv4 socket, not ::ffff:127.0.0.1
-        argv += [f"-Dlocaldev.bindHost={host}", f"-Djava.library.path={self.lib_dir}",
+        # Our own shutdown hook stops the server; log4j's would only warn that it came too late.
+        argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
+                 f"-Djava.library.path={self.lib_dir}",
                  "-jar", str(self.launcher), "-port", str(port), "-dbPath", str(db_path)]
         if fast_flags:
             argv.append("-disableTelemetry")  # on by default; it also costs start-up time

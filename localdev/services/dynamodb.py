@@ -65,15 +65,21 @@ class DynamoDB(Service):
         return f"http://{host}:{self.port}"
 
     # -- running --------------------------------------------------------------------------
+    def _installed(self) -> provisioning.Install:
+        if self._install is None:  # cheap once the cache holds everything
+            self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
+        return self._install
+
     def provision(self) -> None:
-        self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
+        """Called before every native start: obtain the jar and launcher, then remove the files of
+        namespaces dropped while the server ran."""
+        self._install = None
+        self._installed()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._remove_dropped_files()
 
     def native_spec(self) -> ProcessSpec:
-        if self._install is None:
-            self.provision()
-        argv = self._install.argv(port=self.port, db_path=self.data_dir, host=self.ctx.host or "127.0.0.1")
+        argv = self._installed().argv(port=self.port, db_path=self.data_dir, host=self.ctx.host or "127.0.0.1")
         # SIGTERM: the launcher's shutdown hook stops Jetty and closes the SQLite files.
         return ProcessSpec(argv=argv, cwd=self.data_dir, ports=[self.port], stop_timeout=15.0)
 
