@@ -287,3 +287,17 @@ def test_container_spec_pins_the_image_and_keeps_the_flags():
     assert spec.command[spec.command.index("-dbPath") + 1] == "/home/dynamodblocal/data"
     assert set(spec.volumes.values()) == {"/home/dynamodblocal/data"}
     assert "-disableTelemetry" in spec.command and "-XX:TieredStopAtLevel=1" in spec.command
+
+
+def test_container_healthcheck_is_a_real_list_tables(make_cluster):
+    """The container's healthcheck command, run here against the native server: it must pass on a
+    live DynamoDB Local and fail on something that is not one."""
+    h = make_cluster(services=("dynamodb",), agent=False)
+    svc = h.cluster.services["dynamodb"]
+    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}") for a in svc.container_spec().healthcheck[1:]]
+    assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+    with socket.socket() as other:  # a listener that is not DynamoDB Local
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        wrong = [a.replace(f":{svc.port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
+        assert subprocess.run(wrong, capture_output=True, timeout=30).returncode != 0

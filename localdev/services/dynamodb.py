@@ -94,9 +94,15 @@ class DynamoDB(Service):
                      "-dbPath", CONTAINER_DATA, "-disableTelemetry"],
             ports={CONTAINER_PORT: self.port},
             volumes={"dynamodb-data": CONTAINER_DATA},
-            # A fresh named volume is owned by root, and the image's user cannot write to it.
+            # A fresh named volume is owned by root, and the image's user (uid 1000) cannot write to it.
             user="root",
-            healthcheck=["CMD", "curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{CONTAINER_PORT}/"],
+            # A real ListTables (curl is in the image); -f fails on any HTTP error.
+            healthcheck=["CMD", "curl", "-sf", "-o", "/dev/null", "-X", "POST",
+                         "-H", "Content-Type: application/x-amz-json-1.0",
+                         "-H", "X-Amz-Target: DynamoDB_20120810.ListTables",
+                         "-H", f"Authorization: AWS4-HMAC-SHA256 Credential={PROBE_KEY}/20260101/us-east-1/"
+                               "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                         "-d", "{}", f"http://127.0.0.1:{CONTAINER_PORT}/"],
         )
 
     def ready(self) -> bool:
