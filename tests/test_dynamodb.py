@@ -294,10 +294,29 @@ def test_container_healthcheck_is_a_real_list_tables(make_cluster):
     live DynamoDB Local and fail on something that is not one."""
     h = make_cluster(services=("dynamodb",), agent=False)
     svc = h.cluster.services["dynamodb"]
-    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}") for a in svc.container_spec().healthcheck[1:]]
+    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}") for a in svc.container_spec().healthcheck]
     assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
     with socket.socket() as other:  # a listener that is not DynamoDB Local
         other.bind(("127.0.0.1", 0))
         other.listen()
         wrong = [a.replace(f":{svc.port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
         assert subprocess.run(wrong, capture_output=True, timeout=30).returncode != 0
+
+
+def test_agent_restarts_a_killed_server_with_its_data(make_cluster):
+    h = make_cluster(services=SERVICES)  # with the agent, whose supervisor watches the services
+    h.cli("ns", "create", "watched", check=True)
+    env = h.ns_env("watched")
+    make_table(ddb(env))
+    pid = h.cluster.runtime.state("dynamodb").pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st = h.cluster.runtime.state("dynamodb")
+        if st.running and st.pid != pid and h.cluster.services["dynamodb"].ready():
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the agent did not restart DynamoDB Local within 60 s")
+    assert ddb(env).list_tables()["TableNames"] == ["orders"]
+    assert any(e["service"] == "dynamodb" and e["event"] == "restarted" for e in h.cluster.events(limit=50))

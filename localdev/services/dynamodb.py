@@ -17,6 +17,7 @@ configured host, 127.0.0.1 by default.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from localdev.errors import LocalDevError
@@ -32,6 +33,7 @@ CONTAINER_DATA = "/home/dynamodblocal/data"
 # Never a namespace key (those are 12 digits), so readiness probes never touch a namespace's database.
 PROBE_KEY = "localdevprobe"
 DROPPED_SUFFIX = ".dropped"
+WARM_CLIENTS = 256  # a long-lived agent sees many namespaces: keep the recent ones' clients only
 
 
 class DynamoDBError(LocalDevError):
@@ -55,7 +57,7 @@ class DynamoDB(Service):
         super().__init__(ctx)
         self._install = None
         self._session = None  # one botocore session: building one is the costly part of a client
-        self._clients: dict[tuple[str, str], object] = {}
+        self._clients: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- where it lives -------------------------------------------------------------------
@@ -97,7 +99,7 @@ class DynamoDB(Service):
             # A fresh named volume is owned by root, and the image's user (uid 1000) cannot write to it.
             user="root",
             # A real ListTables (curl is in the image); -f fails on any HTTP error.
-            healthcheck=["CMD", "curl", "-sf", "-o", "/dev/null", "-X", "POST",
+            healthcheck=["curl", "-sf", "-o", "/dev/null", "-X", "POST",
                          "-H", "Content-Type: application/x-amz-json-1.0",
                          "-H", "X-Amz-Target: DynamoDB_20120810.ListTables",
                          "-H", f"Authorization: AWS4-HMAC-SHA256 Credential={PROBE_KEY}/20260101/us-east-1/"
@@ -152,7 +154,9 @@ class DynamoDB(Service):
         cache_key = (key, region, probe)
         with self._lock:
             client = self._clients.get(cache_key)
-            if client is None:
+            if client is not None:
+                self._clients.move_to_end(cache_key)
+            else:
                 import boto3
                 from botocore.config import Config
 
@@ -164,6 +168,8 @@ class DynamoDB(Service):
                     "dynamodb", endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key,
                     aws_secret_access_key="localdev", config=config)
                 self._clients[cache_key] = client
+                if len(self._clients) > WARM_CLIENTS:
+                    self._clients.popitem(last=False)  # not closed: another thread may be using it
             return client
 
     def client(self, ns):
