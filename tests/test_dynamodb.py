@@ -320,3 +320,93 @@ def test_agent_restarts_a_killed_server_with_its_data(make_cluster):
         raise AssertionError("the agent did not restart DynamoDB Local within 60 s")
     assert ddb(env).list_tables()["TableNames"] == ["orders"]
     assert any(e["service"] == "dynamodb" and e["event"] == "restarted" for e in h.cluster.events(limit=50))
+
+
+# -- seeds ---------------------------------------------------------------------------------------
+
+ORDERS = {
+    "table": {
+        "KeySchema": [{"AttributeName": "customer", "KeyType": "HASH"}, {"AttributeName": "order_id", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "customer", "AttributeType": "S"},
+                                 {"AttributeName": "order_id", "AttributeType": "N"},
+                                 {"AttributeName": "status", "AttributeType": "S"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "by_status",
+                                    "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                                    "Projection": {"ProjectionType": "ALL"}}],
+    },
+    "items": [{"customer": "ada", "order_id": i, "status": "open" if i % 2 else "shipped", "total": 9.5 + i,
+               "lines": [{"sku": "x", "qty": 1}]} for i in range(1, 31)],
+}
+
+
+def write_seeds(root: Path, tables: dict) -> Path:
+    folder = root / "dynamodb"
+    folder.mkdir(parents=True)
+    for name, body in tables.items():
+        (folder / f"{name}.json").write_text(body if isinstance(body, str) else json.dumps(body, indent=2))
+    return root
+
+
+def test_seeds_land_in_the_namespace_only(make_cluster, tmp_path):
+    h = make_cluster(services=SERVICES, agent=False)
+    seeds = write_seeds(tmp_path / "seeds", {"orders": ORDERS})
+    h.cluster.namespaces.create("seeded", seed=True, seeds_dir=seeds)
+    h.cluster.namespaces.create("plain")
+    client = ddb(h.cluster.namespaces.env("seeded"))
+    assert client.describe_table(TableName="orders")["Table"]["ItemCount"] in (0, 30)  # DynamoDB Local may lag
+    assert client.scan(TableName="orders", Select="COUNT")["Count"] == 30
+    open_orders = client.query(TableName="orders", IndexName="by_status", KeyConditionExpression="#s = :s",
+                               ExpressionAttributeNames={"#s": "status"},
+                               ExpressionAttributeValues={":s": {"S": "open"}})["Items"]
+    assert len(open_orders) == 15
+    one = client.get_item(TableName="orders", Key={"customer": {"S": "ada"}, "order_id": {"N": "3"}})["Item"]
+    assert one["total"] == {"N": "12.5"} and one["lines"]["L"][0]["M"]["qty"] == {"N": "1"}
+    assert ddb(h.cluster.namespaces.env("plain")).list_tables()["TableNames"] == []
+
+
+def test_a_seed_failing_midway_leaves_no_table(make_cluster, tmp_path):
+    h = make_cluster(services=("dynamodb",), agent=False)
+    svc = h.cluster.services["dynamodb"]
+    big = {"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                     "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]},
+           "items": [{"id": "ok"}, {"id": "too-big", "blob": "x" * 500_000}]}  # > 400 KB: refused by the server
+    seeds = write_seeds(tmp_path / "seeds", {"a_small": ORDERS, "b_big": big})
+    fixtures = svc.load_fixtures(seeds / "dynamodb")  # valid as far as a file can tell
+    ns = Namespace("half")
+    svc.create_namespace(ns)
+    with pytest.raises(BadInput, match="b_big.json"):
+        svc.seed(ns, fixtures)
+    assert svc.client(ns).list_tables()["TableNames"] == []
+
+
+@pytest.mark.parametrize("body,message", [
+    ('{"table": {', ":1: invalid JSON"),
+    ('[]', "expected an object"),
+    ('{"table": {}, "extra": 1}', "unknown key 'extra'"),
+    ('{"table": {"TableName": "other", "KeySchema": [], "AttributeDefinitions": []}}', "differs from the file name"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], "AttributeDefinitions": []}}',
+     "'id' is missing from AttributeDefinitions"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "RANGE"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]}}', "HASH, then optionally RANGE"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "X"}]}}', "AttributeType S, N or B"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}, {"AttributeName": "z", "AttributeType": "S"}]}}',
+     "'z' is not a key"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]}, "items": [{"x": 1}]}',
+     "item 1: key attribute 'id' is missing"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "N"}]}, "items": [{"id": 1}, {"id": "2"}]}',
+     "item 2: attribute 'id' must be of type N"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "B"}]}, "items": [{"id": "not base64!"}]}',
+     "must be base64 text"),
+])
+def test_bad_seed_files_are_refused_with_the_file_name(tmp_path, body, message):
+    from localdev.services.dynamodb import SERVICE
+
+    write_seeds(tmp_path, {"tbl": body})
+    with pytest.raises(BadInput, match=message) as info:
+        SERVICE.load_fixtures(tmp_path / "dynamodb")
+    assert str(tmp_path / "dynamodb" / "tbl.json") in str(info.value)

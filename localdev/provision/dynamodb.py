@@ -66,9 +66,10 @@ class Install:
     cds_archive: Path | None  # AppCDS archive, when one could be made
 
     def argv(self, *, port: int, db_path: Path, host: str = "127.0.0.1", cds: bool = True,
-             fast_flags: bool = True) -> list[str]:
+             c1_only: bool = True, telemetry: bool = False) -> list[str]:
+        """localdev's command line; the keyword switches exist for bench/dynamodb_start.py."""
         argv = [self.java.java]
-        if fast_flags:
+        if c1_only:
             # C1 only: this server is short-lived and I/O bound; C2 costs start-up time and memory.
             argv.append("-XX:TieredStopAtLevel=1")
         if cds and self.cds_archive is not None:
@@ -79,8 +80,9 @@ class Install:
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",
                  "-jar", str(self.launcher), "-port", str(port), "-dbPath", str(db_path)]
-        if fast_flags:
-            argv.append("-disableTelemetry")  # on by default; it also costs start-up time
+        if not telemetry:
+            # On by default; it is sent from start(), before the server answers, and needs the internet.
+            argv.append("-disableTelemetry")
         return argv
 
 
