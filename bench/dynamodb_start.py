@@ -9,6 +9,10 @@ machine slows them alike. "Start" is from spawning the JVM to the first ListTabl
 (boto3, in this process); RSS is read from /proc after that ListTables and again after a small
 workload (a table, 10 items, a query).
 
+Variants: "default" (DynamoDB Local's defaults: C2 JIT, telemetry on), "no-telemetry",
+"c1+no-telemetry" (-XX:TieredStopAtLevel=1 too) and "localdev (+cds)" (plus the AppCDS archive:
+what localdev runs).
+
 Then, with localdev's flags: RSS, threads and disk of one server with 1 access key (one table
 each) against the same with N more keys, i.e. the cost of a namespace.
 
@@ -37,10 +41,11 @@ from botocore.config import Config  # noqa: E402
 from localdev.provision import dynamodb as provision  # noqa: E402
 
 VARIANTS = {
-    # name: (localdev's JVM flags, AppCDS archive)
-    "default": (False, False),
-    "fast-flags": (True, False),
-    "fast-flags+cds": (True, True),
+    # name: Install.argv switches. "default" is DynamoDB Local's own defaults; "localdev" what we run.
+    "default": {"c1_only": False, "telemetry": True, "cds": False},
+    "no-telemetry": {"c1_only": False, "telemetry": False, "cds": False},
+    "c1+no-telemetry": {"c1_only": True, "telemetry": False, "cds": False},
+    "localdev (+cds)": {"c1_only": True, "telemetry": False, "cds": True},
 }
 PROBE = Config(connect_timeout=0.5, read_timeout=3, retries={"max_attempts": 1})
 SESSION = boto3.session.Session()
@@ -61,10 +66,10 @@ def proc_status(pid: int) -> dict:
 
 
 class Server:
-    def __init__(self, install, port: int, fast: bool, cds: bool):
+    def __init__(self, install, port: int, **switches):
         self.db = Path(tempfile.mkdtemp(prefix="ddb-bench-"))
         self.port = port
-        self.argv = install.argv(port=port, db_path=self.db, fast_flags=fast, cds=cds)
+        self.argv = install.argv(port=port, db_path=self.db, **switches)
         self.proc = None
 
     def start(self) -> float:
@@ -109,8 +114,8 @@ def workload(port: int, key: str, table: str = "bench") -> None:
 def bench_start(install, port: int, reps: int) -> dict:
     runs = {name: [] for name in VARIANTS}
     for rep in range(reps):
-        for name, (fast, cds) in VARIANTS.items():
-            server = Server(install, port, fast, cds)
+        for name, switches in VARIANTS.items():
+            server = Server(install, port, **switches)
             try:
                 seconds = server.start()
                 at_ready = proc_status(server.proc.pid)
@@ -121,7 +126,7 @@ def bench_start(install, port: int, reps: int) -> dict:
             finally:
                 server.stop()
             r = runs[name][-1]
-            print(f"  rep {rep + 1} {name:15} start {r['start_s']:.2f} s   RSS {r['rss_ready_mb']:.0f} MB "
+            print(f"  rep {rep + 1} {name:16} start {r['start_s']:.2f} s   RSS {r['rss_ready_mb']:.0f} MB "
                   f"-> {r['rss_after_work_mb']:.0f} MB after work", flush=True)
     summary = {}
     for name, rows in runs.items():
@@ -135,7 +140,7 @@ def bench_start(install, port: int, reps: int) -> dict:
 
 
 def bench_namespaces(install, port: int, count: int) -> dict:
-    server = Server(install, port, True, True)
+    server = Server(install, port, **VARIANTS["localdev (+cds)"])
     try:
         server.start()
         workload(port, "100000000000")
@@ -184,12 +189,12 @@ def main() -> None:
         cells = [f"{s[k]['median']:6.2f} ({s[k]['min']:.2f}-{s[k]['max']:.2f})" if k == "start_s" else
                  f"{s[k]['median']:6.0f} ({s[k]['min']:.0f}-{s[k]['max']:.0f})"
                  for k in ("start_s", "rss_ready_mb", "rss_after_work_mb")]
-        print(f"  {name:15}  " + "   ".join(f"{c:20}" for c in cells))
+        print(f"  {name:16} " + "   ".join(f"{c:20}" for c in cells))
     for name, r in start["ratio_to_default"].items():
         print(f"  {name} / default: start x{r['start_s']:.2f}, RSS at ready x{r['rss_ready_mb']:.2f}, "
               f"RSS after work x{r['rss_after_work_mb']:.2f}")
 
-    print(f"\nper namespace ({args.namespaces} access keys, one table + 10 items each, localdev's flags):")
+    print(f"\nper namespace ({args.namespaces} access keys, one table + 10 items each, localdev's flags):", flush=True)
     ns = bench_namespaces(install, args.port, args.namespaces)
     p = ns["per_namespace"]
     print(f"  RSS {ns['rss_mb']['one_key']:.0f} MB -> {list(ns['rss_mb'].values())[1]:.0f} MB: "
