@@ -55,27 +55,20 @@ class Namespaces:
 
     def pool(self):
         if self._pool is None:
-            from psycopg_pool import ConnectionPool
-
             self._ensure_registry()
-            self._pool = ConnectionPool(self.postgres.admin_url(REGISTRY_DB), min_size=1, max_size=40, open=True,
-                                        kwargs={"autocommit": True}, name="localdev-registry", timeout=60)
+            self._pool = self.postgres.make_pool(REGISTRY_DB, 40, "localdev-registry")
         return self._pool
 
     def _ensure_registry(self) -> None:
-        import psycopg
-
+        """Create the registry database and table once; concurrent first users (xdist workers) wait in line."""
         with self.postgres.connect() as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
-                try:
-                    conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-            conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
-        with self.postgres.connect(REGISTRY_DB) as conn:
             conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
             try:
-                conn.execute(SCHEMA)
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
+                    conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
+                conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
+                with self.postgres.connect(REGISTRY_DB) as registry:
+                    registry.execute(SCHEMA)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, 0)", (LOCK_CLASS,))
 

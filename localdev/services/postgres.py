@@ -131,6 +131,9 @@ class Postgres(Service):
             pw = pwd.getpwnam(self.run_as)
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
+    def install(self) -> None:
+        find_bin_dir(self.option("bin_dir"))  # system packages: found, or a message saying how to get them
+
     def provision(self) -> None:
         bin_dir = find_bin_dir(self.option("bin_dir"))
         if (self.pgdata / "PG_VERSION").exists():
@@ -218,13 +221,17 @@ class Postgres(Service):
             for db in ("postgres", "template1"):
                 conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
 
-    def pool(self):
-        """Warm admin connections to the `postgres` database (the agent's hot path)."""
-        if self._pool is None:
-            from psycopg_pool import ConnectionPool
+    def make_pool(self, dbname: str, max_size: int, name: str):
+        """Warm autocommit admin connections; each checked on checkout, so a server restart costs no failure."""
+        from psycopg_pool import ConnectionPool
 
-            self._pool = ConnectionPool(self.admin_url(), min_size=1, max_size=8, open=True,
-                                        kwargs={"autocommit": True}, name="postgres-admin")
+        return ConnectionPool(self.admin_url(dbname), min_size=1, max_size=max_size, open=True, timeout=60,
+                              kwargs={"autocommit": True}, name=name, check=ConnectionPool.check_connection)
+
+    def pool(self):
+        """Admin connections to the `postgres` database (the agent's hot path)."""
+        if self._pool is None:
+            self._pool = self.make_pool("postgres", 8, "postgres-admin")
         return self._pool
 
     def close(self) -> None:
