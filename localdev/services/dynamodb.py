@@ -86,16 +86,19 @@ class DynamoDB(Service):
         return f"http://{host}:{self.port}"
 
     # -- running --------------------------------------------------------------------------
+    def install(self) -> None:
+        """The jar, the loopback launcher and its class archive, into the user's cache."""
+        self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
+
     def _installed(self) -> provisioning.Install:
         if self._install is None:  # cheap once the cache holds everything
-            self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
+            self.install()
         return self._install
 
     def provision(self) -> None:
-        """Called before every native start: obtain the jar and launcher, then remove the files of
-        namespaces dropped while the server ran."""
-        self._install = None
-        self._installed()
+        """Before every native start: binaries, then removal of the database files of namespaces
+        dropped while the server ran."""
+        self.install()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._remove_dropped_files()
 
