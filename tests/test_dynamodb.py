@@ -435,3 +435,26 @@ def test_no_way_to_get_the_jar_is_an_actionable_error(monkeypatch, tmp_path):
     text = str(info.value)
     assert "Amazon's official archive" in text and "npm is not installed" in text
     assert "LOCALDEV_DYNAMODB_JAR" in text
+
+
+def test_launcher_exits_rather_than_listen_elsewhere(tmp_path):
+    """An address this machine does not have: exit 3, never a fallback to every interface."""
+    install = provisioning.provision()
+    from localdev.ports import free_port
+
+    proc = subprocess.run(install.argv(port=free_port(), db_path=tmp_path, host="192.0.2.254"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "could not listen on 192.0.2.254" in proc.stderr
+
+
+def test_a_new_launcher_source_replaces_the_old_build(monkeypatch, tmp_path):
+    jar = provisioning.provision().jar
+    monkeypatch.setenv("LOCALDEV_CACHE", str(tmp_path / "cache"))
+    first = provisioning.provision(str(jar), cds=False).launcher.parent
+    changed = tmp_path / "LoopbackDynamoDB.java"
+    changed.write_text(provisioning.LAUNCHER_SOURCE.read_text() + "\n// a newer launcher\n")
+    monkeypatch.setattr(provisioning, "LAUNCHER_SOURCE", changed)
+    second = provisioning.provision(str(jar), cds=False).launcher.parent
+    assert second != first and second.exists() and not first.exists()
+    assert [p.name for p in (tmp_path / "cache" / "dynamodb").glob("launch-*") if p.is_dir()] == [second.name]

@@ -66,8 +66,14 @@ public final class LoopbackDynamoDB {
             System.exit(3);
         }
 
-        // DynamoDBProxyServer.start() reports a failed bind on stderr and returns normally: check.
-        proxy.start();
+        // A failed bind either throws (Jetty's IOException) or, for a SocketException, is printed by
+        // DynamoDBProxyServer.start(), which then returns normally: handle both.
+        try {
+            proxy.start();
+        } catch (Exception e) {
+            System.err.println("localdev: DynamoDB Local could not listen on " + host + ": " + e.getMessage());
+            System.exit(3);
+        }
         for (Connector connector : jetty.getConnectors()) {
             if (connector instanceof AbstractNetworkConnector
                     && (!((AbstractNetworkConnector) connector).isOpen() || !jetty.isStarted())) {

@@ -229,12 +229,30 @@ def provision(jar_option: str | None = None, *, cds: bool = True) -> Install:
     launcher = out / "localdev-dynamodb.jar"
     archive = out / "classes.jsa"
     with build_lock(out):
+        if not (out / "for").exists():
+            (out / "for").write_text(_target(jar, java))  # what it was built for, so a successor can prune it
         if not launcher.exists():
             _build_launcher(java, jar, lib_dir, out, launcher)
+            _prune_superseded(out, jar, java)
         if cds and not archive.exists() and not (out / "cds-failed").exists():
             _record_archive(java, lib_dir, launcher, archive, out)
     return Install(java=java, jar=jar, lib_dir=lib_dir, launcher=launcher,
                    cds_archive=archive if cds and archive.exists() else None)
+
+
+def _target(jar: Path, java: Java) -> str:
+    return hashlib.sha256((_jar_identity(jar) + java.banner).encode()).hexdigest()
+
+
+def _prune_superseded(out: Path, jar: Path, java: Java) -> None:
+    """Remove launchers built for the same jar and JVM from an older launcher source (~40 MB each).
+    A server still running from one keeps its open files; its next start uses the new launcher."""
+    target = _target(jar, java)
+    for other in out.parent.glob("launch-*"):
+        if other != out and other.is_dir() and (other / "for").is_file() and (other / "for").read_text() == target:
+            with build_lock(other):
+                shutil.rmtree(other, ignore_errors=True)
+            Path(str(other) + ".lock").unlink(missing_ok=True)
 
 
 def _build_launcher(java: Java, jar: Path, lib_dir: Path, out: Path, launcher: Path) -> None:
