@@ -75,7 +75,8 @@ class Server:
     def start(self) -> float:
         probe = client(self.port, "000000000001")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # cwd: with telemetry on, DynamoDB Local writes dynamodb-local-metadata.json in its working directory.
+        self.proc = subprocess.Popen(self.argv, cwd=self.db, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         while True:
             try:
                 probe.list_tables()
