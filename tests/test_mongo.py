@@ -339,6 +339,8 @@ def test_mongodb_flavor_is_refused_natively(tmp_path):
     try:
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert 'flavor = "mongodb" runs only in containers' in proc.stdout + proc.stderr
+        assert not (tmp_path / "home" / "run" / "postgres" / "pid").exists()  # nothing was started
+        assert not (tmp_path / "home" / "cluster.json").exists()
     finally:
         subprocess.run([os.sys.executable, "-m", "localdev.cli", "down", "--purge"], cwd=project, env=env,
                        capture_output=True, timeout=120)

@@ -82,6 +82,9 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    def check(self) -> None:
+        """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
+
     def install(self) -> None:
         """Fetch or build this service's binaries into the user's cache (no per-cluster state; idempotent).
 

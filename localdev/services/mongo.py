@@ -76,7 +76,7 @@ class Mongo(Service):
     def pg(self):
         return self.ctx.services["postgres"]
 
-    def _check_flavor(self) -> None:
+    def check(self) -> None:
         if self.flavor == "mongodb" and self.ctx.runtime == "native":
             raise BadInput('[services.mongo] flavor = "mongodb" runs only in containers (there is no MongoDB '
                            'server download for the native runtime): use runtime = "docker", or flavor = "ferretdb"')
@@ -92,7 +92,6 @@ class Mongo(Service):
             ferretdb_binary(self.option("bin") or None)
 
     def provision(self) -> None:
-        self._check_flavor()
         self.install()
         (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
         if not self.on_postgres:
@@ -108,7 +107,6 @@ class Mongo(Service):
     def native_spec(self) -> ProcessSpec:
         from localdev.provision.ferretdb import ferretdb_binary
 
-        self._check_flavor()
         argv = [str(ferretdb_binary(self.option("bin") or None)),
                 f"--listen-addr={self.ctx.host}:{self.port}",
                 # the debug server (metrics, pprof) defaults to 8088: ask the OS for a free port, on loopback
