@@ -458,3 +458,18 @@ def test_a_new_launcher_source_replaces_the_old_build(monkeypatch, tmp_path):
     second = provisioning.provision(str(jar), cds=False).launcher.parent
     assert second != first and second.exists() and not first.exists()
     assert [p.name for p in (tmp_path / "cache" / "dynamodb").glob("launch-*") if p.is_dir()] == [second.name]
+
+
+def test_a_missing_configured_jar_is_bad_input_and_starts_nothing(tmp_path):
+    from conftest import write_config
+
+    project = tmp_path / "project"
+    write_config(project, ["dynamodb"], {"dynamodb": {"jar": str(tmp_path / "missing" / "DynamoDBLocal.jar")}})
+    env = {**os.environ, "LOCALDEV_HOME": str(tmp_path / "home"), "LOCALDEV_RUNTIME": "native"}
+    env.pop("LOCALDEV_CONFIG", None)
+    env.pop("LOCALDEV_DYNAMODB_JAR", None)
+    proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "missing/DynamoDBLocal.jar, which is not a file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "home" / "run" / "dynamodb" / "pid").exists()

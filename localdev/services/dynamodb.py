@@ -86,6 +86,14 @@ class DynamoDB(Service):
         return f"http://{host}:{self.port}"
 
     # -- running --------------------------------------------------------------------------
+    def check(self) -> None:
+        """A configured jar that is not there is bad input (exit 2), found before anything starts."""
+        if self.ctx.runtime == "native" and self.option("jar"):
+            try:
+                provisioning.explicit_jar(self.option("jar"))
+            except ProvisionError as exc:
+                raise BadInput(str(exc)) from None
+
     def install(self) -> None:
         """The jar, the loopback launcher and its class archive, into the user's cache."""
         self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
