@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import _make
+from conftest import start_cluster
 from localdev.names import Namespace
 
 FLAVORS = ["localstack", "ministack"]
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", params=FLAVORS)
 def aws(request, tmp_path_factory):
     """One cluster (postgres for the registry + the emulator, with its agent) per flavor."""
-    handle = _make(tmp_path_factory, ["postgres", "aws"], {"aws": {"flavor": request.param}})
+    handle = start_cluster(tmp_path_factory, ["postgres", "aws"], {"aws": {"flavor": request.param}})
     handle.flavor = request.param
     yield handle
     handle.cluster.namespaces.close()
@@ -237,10 +237,23 @@ def test_kill_9_is_repaired_and_the_lost_state_reported_then_restored_by_seed(aw
         assert message and "restarted" in message and f"localdev seed {n.name}" in message
     with pytest.raises(ClientError):
         client(env, "s3").head_bucket(Bucket="crash-a-assets")
+    # ...by `status` and `ns list`, recorded by the agent when it restarted the emulator
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        problems = json.loads(aws.cli("status", "--json", check=True).stdout)["problems"]
+        if {"crash-a", "crash-b"} <= set(problems):
+            break
+        time.sleep(0.3)
+    assert "localdev seed crash-a" in problems["crash-a"]["aws"]
+    assert "namespace crash-b: aws: " in aws.cli("status", check=True).stdout
+    states = {n["name"]: n["state"] for n in json.loads(aws.cli("ns", "list", "--json", check=True).stdout)}
+    assert states["crash-a"] == states["crash-b"] == "degraded"
 
     aws.cli("seed", "crash-a", "--seeds", seeds, check=True)
     assert svc.check_namespace(ns) is None
     assert seeded_state(env, "crash-a") == SEEDED
+    problems = json.loads(aws.cli("status", "--json", check=True).stdout)["problems"]
+    assert "crash-a" not in problems and "crash-b" in problems
     # seeding again is idempotent
     aws.cli("seed", "crash-a", "--seeds", seeds, check=True)
     assert seeded_state(env, "crash-a") == SEEDED
@@ -249,13 +262,14 @@ def test_kill_9_is_repaired_and_the_lost_state_reported_then_restored_by_seed(aw
 def test_clean_restart_loses_state_too_and_says_so(aws):
     env = new_ns(aws, "restart-a")
     client(env, "sqs").create_queue(QueueName="kept")
-    svc, cluster = aws.cluster.services["aws"], aws.cluster
+    svc = aws.cluster.services["aws"]
     ns = as_ns("restart-a", env)
-    with cluster.state.lock("service-aws"):
-        cluster.runtime.stop("aws", cluster.spec("aws"))
-        cluster.start_service("aws")
+    aws.cli("down", check=True)
+    up = aws.cli("up", check=True)
     assert "localdev seed restart-a" in svc.check_namespace(ns)
     assert listings(env)["queues"] == []
+    assert "localdev seed restart-a" in json.loads(aws.cli("status", "--json").stdout)["problems"]["restart-a"]["aws"]
+    assert up.returncode == 0
     svc.create_namespace(ns)  # what `seed` does first: the namespace is usable and reported intact again
     assert svc.check_namespace(ns) is None
 
