@@ -79,7 +79,8 @@ def build_app(cluster: Cluster) -> Starlette:
         Route("/namespaces/{name}", handler(lambda r, b: {"deleted": ns.delete(
             r.path_params["name"], missing_ok=flag(r, "missing_ok"))}), methods=["DELETE"]),
         Route("/namespaces/{name}/env", handler(lambda r, b: ns.env(r.path_params["name"])), methods=["GET"]),
-        Route("/namespaces/{name}/seed", handler(lambda r, b: ns.seed(r.path_params["name"], b.get("seeds_dir")),
+        Route("/namespaces/{name}/seed", handler(lambda r, b: ns.seed(r.path_params["name"], b.get("seeds_dir"),
+                                                                   b.get("services") or None),
                                                  lambda r, b: r.path_params["name"]), methods=["POST"]),
         Route("/gc", handler(lambda r, b: {"names": ns.gc(dry_run=flag(r, "dry_run"))}), methods=["POST"]),
     ]
@@ -163,12 +164,12 @@ class Supervisor(threading.Thread):
                     lost = sorted(self.cluster.verify_namespaces([name]))
                     if lost:
                         self.cluster.record_event(name, "state lost", f"in {len(lost)} namespace(s): {', '.join(lost)}; "
-                                                  "`localdev seed NAME` restores each")
+                                                  f"`localdev seed NAME --service {name}` restores each")
                 except Exception as exc:
                     self.cluster.record_event(name, "restart failed", str(exc))
                     log.warning("restarting %s failed: %s (next try in %.0fs)", name, exc, delay)
                     self.cluster.runtime.stop(name, self.cluster.stop_spec(name))
-                    self.backoff[name] = (min(delay * 2, 60.0), time.monotonic() + delay)
+                    self.backoff[name] = (min(delay * 2, 30.0), time.monotonic() + delay)
             finally:
                 lock.release()
 

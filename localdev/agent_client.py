@@ -111,9 +111,9 @@ class AgentClient:
     def gc(self, dry_run=False) -> list[str]:
         return self.request("POST", "/gc", query={"dry_run": "1" if dry_run else "0"})["names"]
 
-    def seed(self, name, seeds_dir, on_progress=None) -> dict:
-        return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed", {"seeds_dir": str(seeds_dir)},
-                                    on_progress)
+    def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:
+        return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed",
+                                    {"seeds_dir": str(seeds_dir), "services": services or []}, on_progress)
 
     def status(self) -> dict:
         return self.request("GET", "/status")

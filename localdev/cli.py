@@ -290,8 +290,9 @@ def ns_env(name: str, fmt: str = typer.Option("dotenv", "--format", help="dotenv
 
 
 @app.command()
-def seed(name: str, seeds: Optional[Path] = typer.Option(None, help="fixtures directory (default: config's seeds)")):
-    """Apply the seeds to an existing namespace again."""
+def seed(name: str, seeds: Optional[Path] = typer.Option(None, help="fixtures directory (default: config's seeds)"),
+         service: Optional[List[str]] = typer.Option(None, "--service", help="only this service (repeatable)")):
+    """Apply the seeds to an existing namespace again (e.g. after an emulator lost its state)."""
     from localdev.names import validate_name
 
     validate_name(name)
@@ -299,7 +300,7 @@ def seed(name: str, seeds: Optional[Path] = typer.Option(None, help="fixtures di
     if not seeds_dir.is_dir():
         raise BadInput(f"seeds directory {seeds_dir} does not exist")
     with _progress_bar(False) as on_progress:
-        _agent().seed(name, seeds_dir, on_progress=on_progress)
+        _agent().seed(name, seeds_dir, services=service or None, on_progress=on_progress)
     print(f"namespace {name} seeded from {seeds_dir}")
 
 

@@ -184,18 +184,24 @@ class Namespaces:
 
         return apply(self.cluster, ns, services, fixtures)
 
-    def seed(self, name: str, seeds_dir) -> dict:
-        """Apply the seeds again; first re-create whatever a service lost (idempotent creates)."""
+    def seed(self, name: str, seeds_dir, services: list[str] | None = None) -> dict:
+        """Apply the seeds again (to `services`, default all); first re-create whatever those services lost
+        (idempotent creates), which also clears their recorded problems."""
         from localdev.seeding import load_fixtures
 
         validate_name(name)
         with self._locked(name) as conn:
             row = self._ready_row(conn, name)
-            fixtures = load_fixtures(seeds_dir, row["services"])
+            unknown = [s for s in services or [] if s not in row["services"]]
+            if unknown:
+                raise BadInput(f"namespace {name!r} has no service {unknown[0]!r}; it has: {', '.join(row['services'])}")
+            targets = [s for s in row["services"] if not services or s in services]
+            fixtures = load_fixtures(seeds_dir, targets)
             ns = Namespace.from_secrets(name, row["secrets"])
-            self._for_services(row["services"], lambda svc: svc.create_namespace(ns))
-            seed_hash = self._seed(ns, row["services"], fixtures)
-            conn.execute("UPDATE namespaces SET seed_hash = %s, problems = '{}' WHERE name = %s", (seed_hash, name))
+            self._for_services(targets, lambda svc: svc.create_namespace(ns))
+            seed_hash = self._seed(ns, targets, fixtures)
+            conn.execute("UPDATE namespaces SET seed_hash = %s, problems = problems - %s::text[] WHERE name = %s",
+                         (seed_hash, targets, name))
             return self._info(self._row(conn, name))
 
     def verify(self, services: list[str]) -> dict[str, dict]:

@@ -111,3 +111,16 @@ def shared_cluster(tmp_path_factory):
     yield handle
     handle.cluster.namespaces.close()
     handle.cluster.down(purge=True)
+
+
+ALL_SERVICES = ["postgres", "dynamodb", "aws", "mongo"]
+
+
+@pytest.fixture(scope="session")
+def full_cluster(tmp_path_factory):
+    """All four services (the light MiniStack flavor for aws), with the agent, for the whole session."""
+    handle = start_cluster(tmp_path_factory, ALL_SERVICES, {"aws": {"flavor": "ministack"}},
+                           extra="[agent]\nreap_interval = 3600\n")
+    yield handle
+    handle.cluster.namespaces.close()
+    handle.cluster.down(purge=True)

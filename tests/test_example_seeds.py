@@ -8,18 +8,13 @@ import psycopg
 import pymongo
 import pytest
 
-from conftest import start_cluster
 
 SEEDS = str(Path(__file__).parent.parent / "seeds")
 
 
-@pytest.fixture(scope="module")
-def full(tmp_path_factory):
-    handle = start_cluster(tmp_path_factory, ["postgres", "dynamodb", "aws", "mongo"],
-                           {"aws": {"flavor": "ministack"}}, extra="[agent]\nreap_interval = 3600\n")
-    yield handle
-    handle.cluster.namespaces.close()
-    handle.cluster.down(purge=True)
+@pytest.fixture
+def full(full_cluster):
+    return full_cluster
 
 
 def snapshot(env: dict) -> dict:

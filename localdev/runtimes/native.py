@@ -11,6 +11,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -56,7 +57,7 @@ class NativeRuntime:
             return current.pid
         if current.pid:
             _kill_group(current.pid)  # children orphaned by a killed server still hold its resources
-            time.sleep(0.05)
+            _wait_reaped(current.pid, current.start_time)
         for port in spec.ports:
             if port_in_use(self.host, port):
                 raise BadInput(
@@ -66,23 +67,31 @@ class NativeRuntime:
         self.dirs.run(name).mkdir(parents=True, exist_ok=True)
         log_path = self.dirs.log(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {}
+        ids = [-1, -1]
         if spec.user and os.geteuid() == 0:
             pw = pwd.getpwnam(spec.user)
-            kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            ids = [pw.pw_uid, pw.pw_gid]
+        read_end, write_end = os.pipe()
         with open(log_path, "ab", buffering=0) as log:
             log.write(f"--- localdev: starting {name} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')} ---\n".encode())
-            try:
-                proc = subprocess.Popen(
-                    spec.argv, env={**os.environ, **spec.env}, cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                    umask=0o077, **kwargs)
-            except OSError as exc:
-                raise LocalDevError(f"could not start {name} ({spec.argv[0]}): {exc.strerror}") from exc
-        stat = _proc_stat(proc.pid)
-        record = {"pid": proc.pid, "start_time": stat[1] if stat else None, "argv0": spec.argv[0]}
+            # Through a short-lived intermediate that forks the server and exits, so the server is nobody's
+            # child: a killed server must not linger as our zombie (PostgreSQL then refuses to start, its
+            # old pid still "running"), whichever long-lived process (agent, pytest) started it.
+            spawner = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _SPAWN, json.dumps([spec.argv, *ids, write_end])],
+                env={**os.environ, **spec.env}, cwd=spec.cwd, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, close_fds=True, pass_fds=(write_end,), umask=0o077)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            answer = pipe.read()
+        spawner.wait()
+        if not answer.isdigit():
+            raise LocalDevError(f"could not start {name} ({spec.argv[0]}): {answer or 'no answer from the spawner'}")
+        pid = int(answer)
+        stat = _proc_stat(pid)
+        record = {"pid": pid, "start_time": stat[1] if stat else None, "argv0": spec.argv[0]}
         self._pid_file(name).write_text(json.dumps(record))
-        return proc.pid
+        return pid
 
     def _record(self, name: str) -> dict | None:
         try:
@@ -100,8 +109,8 @@ class NativeRuntime:
             _reap(pid)
             stat = None
         if stat is None or (record.get("start_time") is not None and stat[1] != record["start_time"]):
-            return ProcessState(False, pid, f"died (pid {pid} is gone)")
-        return ProcessState(True, pid, "running")
+            return ProcessState(False, pid, f"died (pid {pid} is gone)", record.get("start_time"))
+        return ProcessState(True, pid, "running", record.get("start_time"))
 
 
     def stop(self, name: str, spec: ProcessSpec | None = None) -> None:
@@ -150,6 +159,46 @@ class NativeRuntime:
                     yield line
                 else:
                     time.sleep(0.2)
+
+
+# Runs in the intermediate: fork; the child starts a new session, drops to the service's user and execs;
+# the parent reports the child's pid (or why it failed) on the pipe and exits at once.
+_SPAWN = """
+import json, os, sys
+argv, uid, gid, fd = json.loads(sys.argv[1])
+ready_r, ready_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(ready_r)
+    try:
+        os.setsid()
+        if uid >= 0:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        os.set_inheritable(ready_w, False)
+        os.close(fd)
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(ready_w, (exc.strerror or str(exc)).encode())
+    os._exit(127)
+os.close(ready_w)
+error = os.read(ready_r, 4096).decode()  # empty once exec succeeded (the pipe closes on exec)
+os.write(fd, (error or str(pid)).encode())
+os._exit(0)
+"""
+
+
+def _wait_reaped(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
+    """Until a dead server's pid is gone: while it is a zombie (init reaps orphans about once a second),
+    PostgreSQL's lock file check still sees its old postmaster "running" and refuses to start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stat = _proc_stat(pid)
+        if stat is None or (start_time is not None and stat[1] != start_time):
+            return
+        _reap(pid)
+        time.sleep(0.05)
 
 
 def _reap(pid: int) -> None:

@@ -45,7 +45,7 @@ MARKER = "localdev-namespace"
 
 def _lost_message(ns_name: str) -> str:
     return (f"aws: namespace {ns_name} lost its buckets, queues and topics when the emulator restarted "
-            f"(it keeps state in memory): run `localdev seed {ns_name}` to restore them")
+            f"(it keeps state in memory): run `localdev seed {ns_name} --service aws` to restore them")
 
 
 class Aws(Service):
