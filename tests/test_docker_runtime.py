@@ -201,9 +201,13 @@ def test_service_name_resolves_on_the_cluster_network(docker_cluster, engine):
     """Containers of one cluster reach each other by service name (FerretDB dials postgres:5432)."""
     h = docker_cluster()
     image = h.cluster.spec("postgres").image
-    out = engine.containers.run(image, ["pg_isready", "-h", "postgres", "-p", "5432"],
-                                network=h.cluster.runtime.network_name, remove=True)
-    assert b"accepting connections" in out
+    probe = engine.containers.run(image, ["pg_isready", "-h", "postgres", "-p", "5432"], detach=True,
+                                  network=h.cluster.runtime.network_name)
+    try:
+        assert probe.wait(timeout=60)["StatusCode"] == 0
+        assert b"accepting connections" in probe.logs()
+    finally:
+        probe.remove(v=True, force=True)  # v: the anonymous volume the image declares
 
 
 def test_two_clusters_on_one_engine_do_not_touch_each_other(docker_cluster, engine):
