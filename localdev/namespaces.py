@@ -60,19 +60,15 @@ class Namespaces:
         return self._pool
 
     def _ensure_registry(self) -> None:
-        import psycopg
-
+        """Create the registry database and table once; concurrent first users (xdist workers) wait in line."""
         with self.postgres.connect() as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
-                try:
-                    conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
-                except psycopg.errors.DuplicateDatabase:
-                    pass
-            conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
-        with self.postgres.connect(REGISTRY_DB) as conn:
             conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
             try:
-                conn.execute(SCHEMA)
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
+                    conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
+                conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
+                with self.postgres.connect(REGISTRY_DB) as registry:
+                    registry.execute(SCHEMA)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, 0)", (LOCK_CLASS,))
 

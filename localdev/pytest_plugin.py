@@ -1,1 +1,192 @@
-"""pytest plugin (fixtures land with the pytest-plugin issue)."""
+"""pytest fixtures: a seeded namespace per test session and per xdist worker, on the shared cluster.
+
+    def test_order_flow(localdev_env, pg, dynamodb, s3, sqs, mongo):
+        ...   # real clients, pointed at this session's own namespace
+
+- `localdev_namespace` (session): creates ``pytest-<run id>-<worker>``, seeded, deleted at the end
+  (kept with --localdev-keep; --localdev-namespace NAME reuses an existing one). It carries a short TTL
+  (--localdev-ttl, default 1h), so a killed run leaves nothing that `localdev ns gc` does not remove.
+- The cluster is started if it is not running (one `up` for N xdist workers: `up` holds a file lock),
+  unless --localdev-no-autostart. --localdev-ephemeral starts a private throwaway cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from localdev.errors import LocalDevError
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("localdev", "localdev namespaces")
+    group.addoption("--localdev-keep", action="store_true", help="keep the session's namespace at the end")
+    group.addoption("--localdev-namespace", metavar="NAME", help="use this existing namespace (e.g. the PR's)")
+    group.addoption("--localdev-no-autostart", action="store_true", help="fail instead of starting the cluster")
+    group.addoption("--localdev-ephemeral", action="store_true",
+                    help="a private throwaway cluster for this session instead of the shared one")
+    group.addoption("--localdev-ttl", default="1h", help="TTL of the session's namespace (default 1h)")
+    group.addoption("--localdev-no-seed", action="store_true", help="do not apply the project's seeds")
+
+
+def _run_id() -> str:
+    # xdist gives every worker of one run the same uid; a plain run makes its own.
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID") or secrets.token_hex(4)
+    return uid[:8].lower()
+
+
+def namespace_name(run_id: str, worker: str) -> str:
+    return f"pytest-{run_id}-{worker}"[:40]
+
+
+class _Session:
+    """The cluster this session uses: the shared one, or a private one it owns."""
+
+    def __init__(self, config):
+        from localdev import config as config_mod
+        from localdev.cluster import Cluster
+
+        self.pytest_config = config
+        self.ephemeral = config.getoption("--localdev-ephemeral")
+        self.project = config_mod.load(start=Path(str(config.rootpath)))
+        if self.ephemeral:
+            from localdev.ports import free_port
+
+            self.tmp = tempfile.mkdtemp(prefix="localdev-ephemeral-")
+            for options in self.project.services.values():
+                options["port"] = free_port()
+            self.cluster = Cluster(home=Path(self.tmp) / "home", config=self.project)
+        else:
+            self.cluster = Cluster()
+
+    def ensure_up(self) -> None:
+        from localdev.agent_client import AgentClient
+
+        if self.ephemeral:
+            self.cluster.up()
+            return
+        if AgentClient(self.cluster.state.home).ping():
+            return
+        if self.pytest_config.getoption("--localdev-no-autostart"):
+            raise pytest.UsageError(f"the localdev cluster in {self.cluster.state.home} is not running and "
+                                    "--localdev-no-autostart was given: run `localdev up`")
+        self.cluster.up()
+
+    def close(self) -> None:
+        if self.ephemeral:
+            import shutil
+
+            self.cluster.namespaces.close()
+            self.cluster.down(purge=True)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def localdev_cluster(request):
+    """The running cluster (started if needed)."""
+    session = _Session(request.config)
+    try:
+        session.ensure_up()
+    except LocalDevError as exc:
+        pytest.fail(f"localdev could not start the cluster: {exc}", pytrace=False)
+    yield session.cluster
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def localdev_namespace(request, localdev_cluster) -> str:
+    """This session's (this worker's) namespace name."""
+    from localdev.agent_client import AgentClient
+
+    config = request.config
+    client = AgentClient(localdev_cluster.state.home)
+    given = config.getoption("--localdev-namespace")
+    if given:
+        client.get(given)  # exists, or a clear error
+        yield given
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = namespace_name(_run_id(), worker)
+    seeds = None
+    if not config.getoption("--localdev-no-seed"):
+        from localdev import config as config_mod
+
+        seeds_dir = config_mod.load(start=Path(str(config.rootpath))).seeds_dir
+        seeds = seeds_dir if seeds_dir.is_dir() else None
+    client.create(name, ttl=config.getoption("--localdev-ttl"), labels=["owner=pytest", f"worker={worker}"],
+                  seed=seeds is not None, seeds_dir=seeds)
+    yield name
+    if not config.getoption("--localdev-keep"):
+        client.delete(name, missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def localdev_env(localdev_cluster, localdev_namespace) -> dict:
+    """The namespace's `ns env` keys; also set in os.environ for the session, restored afterwards."""
+    from localdev.agent_client import AgentClient
+
+    env = AgentClient(localdev_cluster.state.home).env(localdev_namespace)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _need(env: dict, key: str, service: str) -> str:
+    if key not in env:
+        pytest.skip(f"the localdev cluster does not run {service} (no {key} in the namespace's env)")
+    return env[key]
+
+
+@pytest.fixture
+def pg(localdev_env):
+    """A psycopg connection to the namespace's database (as its own role), closed after the test."""
+    import psycopg
+
+    conn = psycopg.connect(_need(localdev_env, "DATABASE_URL", "postgres"))
+    yield conn
+    conn.close()
+
+
+def _boto3_client(env: dict, service: str, endpoint_key: str, service_name: str):
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_REGION"]).client(service, endpoint_url=_need(env, endpoint_key, service_name))
+
+
+@pytest.fixture(scope="session")
+def dynamodb(localdev_env):
+    """A boto3 DynamoDB client in the namespace (DynamoDB Local, the namespace's own key)."""
+    return _boto3_client(localdev_env, "dynamodb", "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb")
+
+
+@pytest.fixture(scope="session")
+def s3(localdev_env):
+    """A boto3 S3 client in the namespace's account on the AWS emulator."""
+    return _boto3_client(localdev_env, "s3", "AWS_ENDPOINT_URL", "aws")
+
+
+@pytest.fixture(scope="session")
+def sqs(localdev_env):
+    """A boto3 SQS client in the namespace's account on the AWS emulator."""
+    return _boto3_client(localdev_env, "sqs", "AWS_ENDPOINT_URL", "aws")
+
+
+@pytest.fixture(scope="session")
+def mongo(localdev_env):
+    """The namespace's pymongo database."""
+    import pymongo
+
+    client = pymongo.MongoClient(_need(localdev_env, "MONGODB_URI", "mongo"))
+    yield client.get_default_database()
+    client.close()

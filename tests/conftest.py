@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,24 +20,7 @@ import pytest
 
 from localdev.cluster import Cluster
 from localdev.config import load as load_config
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    for _ in range(500):
-        port = random.randint(20000, 32000)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("no free port below 32768")
-
+from localdev.ports import free_port  # noqa: F401  (tests import it from here)
 
 def _toml_value(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")

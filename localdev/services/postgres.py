@@ -131,6 +131,9 @@ class Postgres(Service):
             pw = pwd.getpwnam(self.run_as)
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
+    def install(self) -> None:
+        find_bin_dir(self.option("bin_dir"))  # system packages: found, or a message saying how to get them
+
     def provision(self) -> None:
         bin_dir = find_bin_dir(self.option("bin_dir"))
         if (self.pgdata / "PG_VERSION").exists():

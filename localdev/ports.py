@@ -1,0 +1,27 @@
+"""Free TCP ports for throwaway clusters (tests, benchmarks, --localdev-ephemeral).
+
+Chosen below 32768: Linux hands out client source ports from 32768-60999, and a server told to listen on
+one of those collides now and then with some client's socket.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+
+_handed_out: set[int] = set()
+
+
+def free_port(low: int = 20000, high: int = 32000) -> int:
+    for _ in range(1000):
+        port = random.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port between {low} and {high}")

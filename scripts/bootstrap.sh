@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up localdev on a fresh machine: system packages (when root with apt), a venv in .venv with localdev
+# installed, and the service binaries fetched or built into the cache (~/.cache/localdev).
+# Idempotent: a second run only checks. Usage: bash scripts/bootstrap.sh [--test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="."
+[ "${1:-}" = "--test" ] && extras=".[test]"
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+apt_install() {
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || { say "please install: $*"; return 0; }
+  if [ ! -f /var/lib/apt/lists/.localdev-updated ] || [ -n "$(find /var/lib/apt/lists/.localdev-updated -mmin +1440)" ]; then
+    apt-get update -qq && touch /var/lib/apt/lists/.localdev-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+need=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v pg_ctl >/dev/null || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
+command -v java >/dev/null || need+=(default-jre-headless)
+command -v npm >/dev/null || need+=(npm)
+command -v ss >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] || { say "installing ${need[*]}"; apt_install "${need[@]}"; }
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $($PY --version)"
+  $PY -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e "$extras"
+say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
+.venv/bin/python -m localdev.provision
+say "ready: .venv/bin/localdev"
