@@ -63,7 +63,7 @@ def render(cfg: config_mod.Config | None = None) -> str:
         svc = built[name]
         spec = svc.container_spec()
         image = _escape(spec.image)
-        if "image" in cfg.services[name] and spec.image == cfg.services[name]["image"]:
+        if "image" in cfg.services[name]:  # the same variable overrides the config's image option
             image = f"${{LOCALDEV_{name.upper()}_IMAGE:-{image}}}"
         entry: dict = {"image": image}
         if spec.command:

@@ -219,6 +219,28 @@ def test_two_clusters_on_one_engine_do_not_touch_each_other(docker_cluster, engi
         assert conn.execute("select 1").fetchone() == (1,)
 
 
+def test_port_taken_or_image_missing_fail_with_a_sentence(tmp_path, engine):
+    project = tmp_path / "project"
+    config = write_config(project, ["postgres"], image_options(["postgres"]), runtime="docker")
+    port = int(config.read_text().split("port = ")[1].split()[0])
+    env = {**clean_env(), "LOCALDEV_HOME": str(tmp_path / "home")}
+    cli = [os.sys.executable, "-m", "localdev.cli"]
+    try:
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+            proc = subprocess.run([*cli, "up"], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in proc.stderr, proc.stderr
+
+        missing = "localhost:1/localdev-missing:1"
+        proc = subprocess.run([*cli, "up"], cwd=project, env={**env, "LOCALDEV_POSTGRES_IMAGE": missing},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert f"could not pull image {missing} for postgres" in proc.stderr and "[services.postgres] image" in proc.stderr
+    finally:
+        subprocess.run([*cli, "down", "--purge"], cwd=project, env=env, capture_output=True, timeout=120)
+
+
 # -- compose ---------------------------------------------------------------------------------------
 
 def clean_env() -> dict:
