@@ -125,11 +125,25 @@ base_key=$(printf 'bookworm-minbase-v1' | sha256sum | cut -c1-16)
 load_or_build base "$BASE" "$base_key" build_base
 
 exports=()
+# Each tests/images/<name>/ is a build context; an optional prepare.sh adds files from the host (binaries
+# localdev already obtains for the native runtime) to a staged copy. LOCALDEV_TEST_IMAGES limits the list.
+STAGE_ROOT=$(mktemp -d /var/tmp/localdev-images.XXXXXX)
+trap 'rm -rf "$STAGE_ROOT"' EXIT
 for context in "$ROOT"/tests/images/*/; do
     name=$(basename "$context")
-    key=$(printf '%s %s' "$base_key" "$(hash_dir "$context")" | sha256sum | cut -c1-16)
+    case " ${LOCALDEV_TEST_IMAGES:-$name} " in *" $name "*) ;; *) continue ;; esac
+    stage="$STAGE_ROOT/$name"
+    cp -r "$context" "$stage"
+    if [ -f "$stage/prepare.sh" ]; then
+        if ! (cd "$ROOT" && PYTHON="$PY" bash "$stage/prepare.sh" "$stage" >&2); then
+            log "skipping the $name image: its prepare.sh failed (is that service in this checkout?)"
+            continue
+        fi
+        rm "$stage/prepare.sh"
+    fi
+    key=$(printf '%s %s' "$base_key" "$(hash_dir "$stage")" | sha256sum | cut -c1-16)
     tag="localhost/localdev-test/$name:latest"
-    build_one() { build_context "$1" "$2" "$context"; }
+    build_one() { build_context "$1" "$2" "$stage"; }
     load_or_build "$name" "$tag" "$key" build_one
     exports+=("export LOCALDEV_TEST_IMAGE_$(echo "$name" | tr 'a-z-' 'A-Z_')=$tag")
 done

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Stage the DynamoDB Local jar localdev obtains for the native runtime (cached).
+set -euo pipefail
+jar=$("$PYTHON" -c 'from localdev.provision.dynamodb import obtain_jar; print(obtain_jar())')
+cp "$jar" "$1/DynamoDBLocal.jar"
+cp -r "$(dirname "$jar")/DynamoDBLocal_lib" "$1/DynamoDBLocal_lib"
