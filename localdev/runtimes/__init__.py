@@ -36,7 +36,12 @@ def docker_available() -> bool:
     except ImportError:
         return False
     try:
-        docker.DockerClient(base_url=host, timeout=2).ping()
-        return True
+        client = docker.DockerClient(base_url=host, timeout=2)
+    except Exception:  # a malformed DOCKER_HOST, say
+        return False
+    try:
+        return bool(client.ping())
     except Exception:  # any failure to reach an engine means "not available"
         return False
+    finally:
+        client.close()
