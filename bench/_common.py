@@ -58,3 +58,47 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (postgres backends, LocalStack's helpers, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size in MB: shared pages (PostgreSQL's shared buffers) counted once, not per process."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+def cluster_pss_mb(home: Path, names: list[str]) -> dict[str, float]:
+    """PSS of each service's process tree (and the agent's) of the native cluster in `home`."""
+    out = {}
+    for name in names:
+        try:
+            pid = json.loads((home / "run" / name / "pid").read_text())["pid"]
+        except (OSError, ValueError):
+            continue
+        out[name] = pss_mb(process_tree(pid))
+    return out

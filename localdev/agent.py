@@ -10,19 +10,23 @@ Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from localdev.cluster import Cluster
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
+from localdev.progress import listening
 
 log = logging.getLogger("localdev.agent")
 KINDS = ((BadInput, 400, "bad_input"), (NotFound, 404, "not_found"), (Conflict, 409, "conflict"))
@@ -40,11 +44,12 @@ def _error(exc: Exception) -> JSONResponse:
 def build_app(cluster: Cluster) -> Starlette:
     ns = cluster.namespaces
 
-    def handler(fn):
+    def handler(fn, namespace_of=None):
         async def endpoint(request: Request):
             body = await request.json() if request.method in ("POST", "PUT") and await request.body() else {}
+            if namespace_of and "application/x-ndjson" in request.headers.get("accept", ""):
+                return _streamed(fn, request, body, namespace_of(request, body))
             t0 = time.monotonic()
-            from starlette.concurrency import run_in_threadpool
 
             try:
                 result = await run_in_threadpool(fn, request, body or {})
@@ -68,17 +73,47 @@ def build_app(cluster: Cluster) -> Starlette:
     routes = [
         Route("/health", handler(lambda r, b: {"ok": True, "pid": os.getpid()}), methods=["GET"]),
         Route("/status", handler(lambda r, b: cluster.status()), methods=["GET"]),
-        Route("/namespaces", handler(create), methods=["POST"]),
+        Route("/namespaces", handler(create, lambda r, b: b.get("name", "")), methods=["POST"]),
         Route("/namespaces", handler(lambda r, b: ns.list()), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b: ns.get(r.path_params["name"])), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b: {"deleted": ns.delete(
             r.path_params["name"], missing_ok=flag(r, "missing_ok"))}), methods=["DELETE"]),
         Route("/namespaces/{name}/env", handler(lambda r, b: ns.env(r.path_params["name"])), methods=["GET"]),
-        Route("/namespaces/{name}/seed", handler(lambda r, b: ns.seed(r.path_params["name"], b.get("seeds_dir"))),
-              methods=["POST"]),
+        Route("/namespaces/{name}/seed", handler(lambda r, b: ns.seed(r.path_params["name"], b.get("seeds_dir")),
+                                                 lambda r, b: r.path_params["name"]), methods=["POST"]),
         Route("/gc", handler(lambda r, b: {"names": ns.gc(dry_run=flag(r, "dry_run"))}), methods=["POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResponse:
+    """Run a long operation, streaming its progress then its result (or error) as JSON lines.
+
+    The work runs in its own thread to the end even if the client goes away: a killed CLI leaves a
+    finished namespace, not half of one."""
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        t0 = time.monotonic()
+        try:
+            with listening(namespace, lambda msg, frac: events.put({"progress": msg, "fraction": frac})):
+                events.put({"result": fn(request, body)})
+            status = 200
+        except Exception as exc:  # sent to the client as an error line
+            response = _error(exc)
+            status = response.status_code
+            events.put(json.loads(response.body))
+        log.info("%s %s (streamed) -> %s in %.0f ms", request.method, request.url.path, status,
+                 (time.monotonic() - t0) * 1e3)
+        events.put(None)
+
+    threading.Thread(target=work, name=f"op-{namespace}", daemon=True).start()
+
+    async def lines():
+        while (item := await run_in_threadpool(events.get)) is not None:
+            yield json.dumps(item) + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 class Supervisor(threading.Thread):

@@ -52,6 +52,28 @@ class AgentClient:
             raise ERRORS.get(kind, LocalDevError)((data or {}).get("error", f"agent answered {resp.status}"))
         return data
 
+    def stream(self, method: str, path: str, body: dict, on_progress) -> dict:
+        """A long operation: `on_progress(message, fraction)` for each progress line, then the result."""
+        conn = _UnixConnection(str(self.socket), self.timeout)
+        try:
+            conn.request(method, path, body=json.dumps(body),
+                         headers={"Content-Type": "application/json", "Accept": "application/x-ndjson"})
+            resp = conn.getresponse()
+            for raw in resp:
+                item = json.loads(raw)
+                if "progress" in item:
+                    on_progress(item["progress"], item.get("fraction"))
+                elif "result" in item:
+                    return item["result"]
+                else:
+                    raise ERRORS.get(item.get("kind"), LocalDevError)(item.get("error", "the agent failed"))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise AgentUnavailable(f"the cluster agent is not running (LOCALDEV_HOME={self.home}): "
+                                   "run `localdev up` to start the cluster and its agent") from None
+        finally:
+            conn.close()
+        raise LocalDevError("the agent closed the connection before answering: see `localdev logs agent`")
+
     def ping(self) -> bool:
         try:
             conn = _UnixConnection(str(self.socket), 2)
@@ -63,10 +85,15 @@ class AgentClient:
             return False
 
     # namespace API, mirrored
-    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None) -> dict:
-        return self.request("POST", "/namespaces", {"name": name, "ttl": ttl, "labels": labels or [],
-                                                   "exist_ok": exist_ok, "seed": seed,
-                                                   "seeds_dir": str(seeds_dir) if seeds_dir else None})
+    def _maybe_streamed(self, path: str, body: dict, on_progress) -> dict:
+        if on_progress is None:
+            return self.request("POST", path, body)
+        return self.stream("POST", path, body, on_progress)
+
+    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None) -> dict:
+        return self._maybe_streamed("/namespaces", {"name": name, "ttl": ttl, "labels": labels or [],
+                                                    "exist_ok": exist_ok, "seed": seed,
+                                                    "seeds_dir": str(seeds_dir) if seeds_dir else None}, on_progress)
 
     def list(self) -> list[dict]:
         return self.request("GET", "/namespaces")
@@ -84,8 +111,9 @@ class AgentClient:
     def gc(self, dry_run=False) -> list[str]:
         return self.request("POST", "/gc", query={"dry_run": "1" if dry_run else "0"})["names"]
 
-    def seed(self, name, seeds_dir) -> dict:
-        return self.request("POST", f"/namespaces/{quote(name, safe='')}/seed", {"seeds_dir": str(seeds_dir)})
+    def seed(self, name, seeds_dir, on_progress=None) -> dict:
+        return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed", {"seeds_dir": str(seeds_dir)},
+                                    on_progress)
 
     def status(self) -> dict:
         return self.request("GET", "/status")

@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -53,6 +54,23 @@ def _progress(quiet: bool):
     if quiet or not sys.stderr.isatty():
         return lambda msg: None
     return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _progress_bar(quiet: bool):
+    """A progress bar for long namespace work on a terminal; None (no streaming) otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("working", total=1.0)
+
+        def update(message: str, fraction: float | None) -> None:
+            bar.update(task, description=message, completed=fraction if fraction is not None else 0)
+
+        yield update
 
 
 def _ago(ts: float | None) -> str:
@@ -191,8 +209,9 @@ def ns_create(name: Optional[str] = typer.Argument(None),
         raise BadInput(f"--seeds {seeds}: not a directory")
     if seeds_dir is not None and not seeds_dir.is_dir():
         seeds_dir = None  # no seeds folder in this project: nothing to apply
-    info = _agent().create(name, ttl=ttl, labels=label, exist_ok=exist_ok, seed=seeds_dir is not None,
-                           seeds_dir=seeds_dir)
+    with _progress_bar(as_json) as on_progress:
+        info = _agent().create(name, ttl=ttl, labels=label, exist_ok=exist_ok, seed=seeds_dir is not None,
+                               seeds_dir=seeds_dir, on_progress=on_progress)
     if as_json:
         _out(info)
     else:
@@ -271,7 +290,8 @@ def seed(name: str, seeds: Optional[Path] = typer.Option(None, help="fixtures di
     seeds_dir = _seeds_dir(seeds)
     if not seeds_dir.is_dir():
         raise BadInput(f"seeds directory {seeds_dir} does not exist")
-    _agent().seed(name, seeds_dir)
+    with _progress_bar(False) as on_progress:
+        _agent().seed(name, seeds_dir, on_progress=on_progress)
     print(f"namespace {name} seeded from {seeds_dir}")
 
 

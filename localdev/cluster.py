@@ -129,6 +129,8 @@ class Cluster:
                 names = with_dependencies(self.config.enabled_services())
             if recorded and recorded.get("desired") == "up" and not services:
                 names = with_dependencies(sorted(set(names) | set(recorded["services"]), key=list(classes).index))
+            for name in names:  # bad input changes nothing: refuse before starting anything
+                self.services[name].check()
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home)})
             for wave in waves(names):

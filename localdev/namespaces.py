@@ -163,10 +163,10 @@ class Namespaces:
                 "VALUES (%s, 'creating', %s, %s, %s, %s)",
                 (name, expires, json.dumps(labels), services, json.dumps(ns.to_secrets())))
             try:
-                self._for_services(services, lambda svc: svc.create_namespace(ns))
-                seed_hash = None
-                if fixtures is not None:
-                    seed_hash = self._seed(ns, services, fixtures)
+                seed_hash = self._check_fixtures(fixtures, services)
+                parts = fixtures.per_service if fixtures else {}
+                self._for_services(services, lambda svc: svc.create_seeded(ns, parts[svc.name])
+                                   if svc.name in parts else svc.create_namespace(ns))
             except BaseException:
                 try:
                     self._drop_everywhere(ns, services)
@@ -176,6 +176,15 @@ class Namespaces:
                 raise
             conn.execute("UPDATE namespaces SET state = 'ready', seed_hash = %s WHERE name = %s", (seed_hash, name))
             return self._info(self._row(conn, name))
+
+    @staticmethod
+    def _check_fixtures(fixtures, services: list[str]) -> str | None:
+        if fixtures is None:
+            return None
+        from localdev.seeding import check_services
+
+        check_services(fixtures, services)
+        return fixtures.content_hash
 
     def _seed(self, ns: Namespace, services: list[str], fixtures) -> str:
         from localdev.seeding import apply

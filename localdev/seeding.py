@@ -60,11 +60,16 @@ def load_fixtures(root, services: list[str] | None = None) -> Fixtures:
     return fixtures
 
 
-def apply(cluster, ns, services: list[str], fixtures: Fixtures) -> str:
-    """Apply each service's part (all-or-nothing per service); returns the fixtures' content hash."""
+def check_services(fixtures: Fixtures, services: list[str]) -> None:
     missing = [n for n in fixtures.per_service if n not in services]
     if missing:
-        raise BadInput(f"{fixtures.root / missing[0]}: fixtures for {missing[0]}, which this cluster does not run")
+        raise BadInput(f"{fixtures.root / missing[0]}: fixtures for {missing[0]}, which this cluster does not run "
+                       f"(running: {', '.join(services)})")
+
+
+def apply(cluster, ns, services: list[str], fixtures: Fixtures) -> str:
+    """Replay each service's part on an existing namespace (all-or-nothing per service); returns the content hash."""
+    check_services(fixtures, services)
     for name, parsed in fixtures.per_service.items():
         cluster.services[name].seed(ns, parsed)
     return fixtures.content_hash

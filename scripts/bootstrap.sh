@@ -34,4 +34,8 @@ fi
 .venv/bin/python -m pip install -q -e "$extras"
 say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
 .venv/bin/python -m localdev.provision
+if [ "$extras" = ".[test]" ]; then
+  say "fetching the clients the tests drive (mongosh)"
+  .venv/bin/python -c "from localdev.provision.ferretdb import mongosh_binary; mongosh_binary()"
+fi
 say "ready: .venv/bin/localdev"

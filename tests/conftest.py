@@ -104,7 +104,8 @@ def make_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_cluster(tmp_path_factory):
-    handle = _make(tmp_path_factory, ["postgres"])
+    # The reaper stays out of the way: tests here look at interrupted and expired namespaces themselves.
+    handle = _make(tmp_path_factory, ["postgres"], extra="[agent]\nreap_interval = 3600\n")
     yield handle
     handle.cluster.namespaces.close()
     handle.cluster.down(purge=True)

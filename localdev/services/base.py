@@ -82,6 +82,9 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    def check(self) -> None:
+        """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
+
     def install(self) -> None:
         """Fetch or build this service's binaries into the user's cache (no per-cluster state; idempotent).
 
@@ -153,3 +156,9 @@ class Service:
     def seed(self, ns: "Namespace", fixtures) -> None:
         """Apply what load_fixtures returned, all-or-nothing (undo on failure)."""
         raise NotImplementedError
+
+    def create_seeded(self, ns: "Namespace", fixtures) -> dict[str, str]:
+        """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""
+        env = self.create_namespace(ns)
+        self.seed(ns, fixtures)
+        return env

@@ -21,6 +21,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -305,37 +306,145 @@ class Postgres(Service):
 
     # -- seeds ---------------------------------------------------------------
     @classmethod
-    def load_fixtures(cls, folder: Path) -> list[Path]:
+    def load_fixtures(cls, folder: Path) -> "SqlSeeds":
+        """*.sql files, in name order; each streamed once to check it is UTF-8 and every quote/comment/COPY closes."""
         from localdev.errors import BadInput
+        from localdev.sqlscript import statements
 
         files = sorted(folder.glob("*.sql"))
-        others = [p for p in folder.iterdir() if p.suffix != ".sql" and not p.name.startswith(".")]
+        others = [p for p in sorted(folder.iterdir()) if p.suffix != ".sql" and not p.name.startswith(".")]
         if others:
             raise BadInput(f"{others[0]}: postgres seeds are *.sql files")
+        digest = hashlib.sha256()
         for path in files:
+            digest.update(path.name.encode() + b"\0")
             try:
                 with open(path, encoding="utf-8") as fh:
-                    for _ in fh:
-                        pass
+                    for st in statements(_hashing(fh, digest), str(path)):
+                        for _ in st.copy_rows or ():
+                            pass
             except UnicodeDecodeError as exc:
                 raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        return files
+        return SqlSeeds(files, digest.hexdigest()[:20])
 
-    def seed(self, ns, files: list[Path]) -> None:
-        """All files in one transaction, as the namespace's own role (so it owns what they create)."""
+    def _apply_sql(self, conn, seeds: "SqlSeeds", namespace: str) -> None:
+        """Stream every statement of every file into `conn` (the caller owns the transaction)."""
         import psycopg
 
         from localdev.errors import BadInput
+        from localdev.progress import report
+        from localdev.sqlscript import statements
+
+        total = sum(p.stat().st_size for p in seeds.files) or 1
+        done = 0
+        for path in seeds.files:
+            with open(path, encoding="utf-8") as fh:
+                for n, st in enumerate(statements(fh, str(path))):
+                    if n % 200 == 0:
+                        report(namespace, f"postgres: {path.name}", min(1.0, (done + fh.buffer.tell()) / total))
+                    try:
+                        if st.copy_rows is not None:
+                            with conn.cursor().copy(st.sql) as copy:
+                                for row in st.copy_rows:
+                                    copy.write(row)
+                        else:
+                            conn.execute(st.sql)
+                    except psycopg.Error as exc:
+                        pos = exc.diag.statement_position
+                        line = st.line + (st.sql[:int(pos) - 1].count("\n") if pos else 0)
+                        raise BadInput(f"{path}:{line}: {exc.diag.message_primary or exc}") from None
+            done += path.stat().st_size
+        report(namespace, "postgres: seeded", 1.0)
+
+    def seed(self, ns, seeds: "SqlSeeds") -> None:
+        """Replay: all files in one transaction, as the namespace's own role (so it owns what they create)."""
+        import psycopg
 
         with psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10) as conn:
             with conn.transaction():
-                for path in files:
-                    try:
-                        conn.execute(path.read_text(encoding="utf-8"))
-                    except psycopg.Error as exc:
-                        raise BadInput(f"{path}: {exc.diag.message_primary or exc}"
-                                       + (f" (at character {exc.diag.statement_position})"
-                                          if exc.diag.statement_position else "")) from None
+                self._apply_sql(conn, seeds, ns.name)
+
+    def create_seeded(self, ns, seeds: "SqlSeeds") -> dict[str, str]:
+        """The fast path: clone a template database seeded once per fixtures content, then hand it to the role."""
+        from psycopg import sql
+
+        if not seeds.files:
+            return self.create_namespace(ns)
+        template = self._template(seeds, ns.name)
+        env = self.create_namespace(ns, template=template)
+        with self.connect(ns.db_name) as conn:  # objects in the clone belong to the template's seed role
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                sql.Identifier(seeds.owner), sql.Identifier(ns.db_name)))
+            conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(sql.Identifier(seeds.owner)))
+        return env
+
+    def _template(self, seeds: "SqlSeeds", namespace: str) -> str:
+        """Build (once, under a lock) a template database holding the seeds, owned by the admin, its objects
+        by a NOLOGIN seed role; nobody may connect to it, so cloning never finds it busy."""
+        import psycopg
+        from psycopg import sql
+
+        from localdev.errors import BadInput
+
+        name, owner = seeds.template, seeds.owner
+        with self.connect() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+            try:
+                row = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+                if row and row[0]:
+                    return name
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+                try:
+                    with psycopg.connect(self.admin_url(name), connect_timeout=10) as tpl:
+                        with tpl.transaction():
+                            tpl.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+                            tpl.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+                            self._apply_sql(tpl, seeds, namespace)
+                except (BadInput, psycopg.Error):
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    raise
+                conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                             .format(sql.Identifier(name)))
+                self._drop_old_templates(conn, keep=name)
+                return name
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+
+    @staticmethod
+    def _drop_old_templates(conn, keep: str, newest: int = 3) -> None:
+        """Keep the few newest seed templates (fixtures change while people work); drop the rest."""
+        from psycopg import sql
+
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'localdev_tpl_%%' AND datname <> %s "
+                            "ORDER BY oid DESC OFFSET %s", (keep, newest - 1)).fetchall()
+        for (name,) in rows:
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@dataclass
+class SqlSeeds:
+    files: list[Path]
+    content_hash: str
+
+    @property
+    def template(self) -> str:
+        return f"localdev_tpl_{self.content_hash}"
+
+    @property
+    def owner(self) -> str:
+        return f"localdev_seed_{self.content_hash}"
+
+
+def _hashing(lines, digest):
+    for line in lines:
+        digest.update(line.encode())
+        yield line
 
 
 SERVICE = Postgres

@@ -1,0 +1,409 @@
+"""MongoDB-compatible server: FerretDB v1 on the cluster's PostgreSQL (default), or real MongoDB in containers.
+
+A namespace is the MongoDB database ``ns_<name>``. With FerretDB's PostgreSQL backend that database is
+a schema of the one PostgreSQL database ``ferretdb``, owned by the namespace's own PostgreSQL role (the
+postgres service makes the role); FerretDB passes each client's PLAIN credentials through to
+PostgreSQL, so PostgreSQL refuses every read and write of another namespace's data. With the
+`mongodb` flavor a namespace is a database plus a SCRAM user with `readWrite` on it alone.
+
+Example::
+
+    from localdev.cluster import Cluster
+    cluster = Cluster()
+    cluster.up(services=["mongo"])
+    env = cluster.namespaces.create("demo")["env"]
+    # pymongo.MongoClient(env["MONGODB_URI"]).get_default_database() is database ns_demo
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+from localdev.errors import BadInput, LocalDevError
+from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.services.base import Check, Option, Service
+
+FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
+MONGO_IMAGE = "mongo:7.0.16"
+META_DB = "ferretdb"  # the PostgreSQL database FerretDB serves: one schema per namespace
+ADMIN_ROLE = "localdev_ferretdb"  # owns META_DB and reads all data: FerretDB's first request after each start
+ANON_ROLE = "localdev_ferretdb_anon"  # NOLOGIN, the user in --postgresql-url: unauthenticated clients get nothing
+METADATA_TABLE = "_ferretdb_database_metadata"
+INIT_COLLECTION = "_localdev_init"
+MONGO_ROOT = "localdev"
+
+
+class MongoError(LocalDevError):
+    pass
+
+
+class Mongo(Service):
+    name = "mongo"
+    default_port = 27017
+    depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
+    ready_timeout = 90.0  # a mongo container's first start initialises its data
+    options = {
+        "flavor": Option("ferretdb", str, ("ferretdb", "mongodb"),
+                         help="ferretdb (native or container) or mongodb (containers only)"),
+        "backend": Option("postgresql", str, ("postgresql", "sqlite"),
+                          help="FerretDB's storage: the cluster's PostgreSQL (enforced isolation) or SQLite (none)"),
+        "bin": Option("", str, help="path of a FerretDB v1 binary (else LOCALDEV_FERRETDB_BIN, the cache, a download or a build)"),
+        "image": Option("", str, help="container image (default: pinned FerretDB v1 or MongoDB per flavor)"),
+        "pool_max_conns": Option(4, int, help="PostgreSQL connections FerretDB may hold per namespace"),
+    }
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._admin = None
+        self._meta_pool = None
+        self._meta_ready = False
+        self._lock = threading.Lock()
+
+    # -- configuration ---------------------------------------------------------
+    @property
+    def flavor(self) -> str:
+        return self.option("flavor")
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.flavor == "ferretdb" and self.option("backend") == "postgresql"
+
+    @property
+    def pg(self):
+        return self.ctx.services["postgres"]
+
+    def check(self) -> None:
+        if self.flavor == "mongodb" and self.ctx.runtime == "native":
+            raise BadInput('[services.mongo] flavor = "mongodb" runs only in containers (there is no MongoDB '
+                           'server download for the native runtime): use runtime = "docker", or flavor = "ferretdb"')
+
+    def _secret(self, key: str) -> str:
+        return self.ctx.state.secret(key)
+
+    # -- running -----------------------------------------------------------------
+    def install(self) -> None:
+        from localdev.provision.ferretdb import ferretdb_binary
+
+        if self.flavor == "ferretdb":
+            ferretdb_binary(self.option("bin") or None)
+
+    def provision(self) -> None:
+        self.install()
+        (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
+        if not self.on_postgres:
+            (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
+
+    def _postgres_url(self, host: str, port: int) -> str:
+        # Never put credentials that can read tenants' data here: unauthenticated clients get this user.
+        params = f"pool_max_conns={int(self.option('pool_max_conns'))}&sslmode=disable"
+        # FerretDB forces idle connections out after 1 min only when the key is present (pgx's default: 30 min)
+        params += "&pool_max_conn_idle_time=1m"
+        return f"postgres://{ANON_ROLE}@{host}:{port}/{META_DB}?{params}"
+
+    def native_spec(self) -> ProcessSpec:
+        from localdev.provision.ferretdb import ferretdb_binary
+
+        argv = [str(ferretdb_binary(self.option("bin") or None)),
+                f"--listen-addr={self.ctx.host}:{self.port}",
+                # the debug server (metrics, pprof) defaults to 8088: ask the OS for a free port, on loopback
+                "--debug-addr=127.0.0.1:0",
+                "--telemetry=disable", f"--state-dir={self.data_dir / 'state'}", "--log-level=info"]
+        if self.on_postgres:
+            argv += ["--handler=postgresql", f"--postgresql-url={self._postgres_url(self.pg.host, self.pg.port)}"]
+        else:
+            argv += ["--handler=sqlite", f"--sqlite-url=file:{self.data_dir / 'sqlite'}/"]
+        # libpq-style variables in the caller's environment would fill gaps in the URL: leave none to fill
+        env = {"PGPASSWORD": "", "PGPASSFILE": os.devnull, "PGSERVICEFILE": os.devnull}
+        return ProcessSpec(argv=argv, env=env, cwd=self.data_dir, ports=[self.port], stop_timeout=10)
+
+    def container_spec(self) -> ContainerSpec:
+        if self.flavor == "mongodb":
+            return ContainerSpec(
+                image=self.option("image") or MONGO_IMAGE,
+                env={"MONGO_INITDB_ROOT_USERNAME": MONGO_ROOT,
+                     "MONGO_INITDB_ROOT_PASSWORD": self._secret("mongo_root_password")},
+                ports={27017: self.port}, volumes={"mongo-data": "/data/db"},
+                healthcheck=["mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"])
+        env = {"FERRETDB_LISTEN_ADDR": ":27017", "FERRETDB_DEBUG_ADDR": "127.0.0.1:8088",
+               "FERRETDB_TELEMETRY": "disable", "FERRETDB_STATE_DIR": "/state"}
+        if self.on_postgres:
+            # containers reach each other by service name on the cluster's network
+            env.update({"FERRETDB_HANDLER": "postgresql", "FERRETDB_POSTGRESQL_URL": self._postgres_url("postgres", 5432)})
+        else:
+            env.update({"FERRETDB_HANDLER": "sqlite", "FERRETDB_SQLITE_URL": "file:/state/"})  # must exist: the volume
+        # The image has no shell or client: readiness is checked from the host (a real ping).
+        return ContainerSpec(image=self.option("image") or FERRETDB_IMAGE, env=env, ports={27017: self.port},
+                             volumes={"mongo-data": "/state"}, healthcheck=None)
+
+    # -- clients -------------------------------------------------------------------
+    def _client(self, username: str | None = None, password: str | None = None, mechanism: str | None = None,
+                source: str | None = None, timeout_ms: int = 3000):
+        import pymongo
+
+        kwargs = {}
+        if username:
+            kwargs = {"username": username, "password": password, "authMechanism": mechanism}
+            if source:
+                kwargs["authSource"] = source
+        return pymongo.MongoClient(self.host, self.port, serverSelectionTimeoutMS=timeout_ms,
+                                   connectTimeoutMS=timeout_ms, appname="localdev", **kwargs)
+
+    def admin(self):
+        """A warm client with the cluster's own credentials for this flavor."""
+        with self._lock:
+            if self._admin is None:
+                if self.on_postgres:
+                    self._admin = self._client(ADMIN_ROLE, self._secret("ferretdb_admin_password"), "PLAIN")
+                elif self.flavor == "mongodb":
+                    self._admin = self._client(MONGO_ROOT, self._secret("mongo_root_password"), "SCRAM-SHA-256", "admin")
+                else:
+                    self._admin = self._client()
+            return self._admin
+
+    def meta_pool(self):
+        """Warm superuser connections to the `ferretdb` PostgreSQL database (ownership changes)."""
+        with self._lock:
+            if self._meta_pool is None:
+                from psycopg_pool import ConnectionPool
+
+                # checked on checkout: PostgreSQL may have been restarted under a long-lived agent
+                self._meta_pool = ConnectionPool(self.pg.admin_url(META_DB), min_size=1, max_size=4, open=True,
+                                                 kwargs={"autocommit": True}, name="ferretdb-meta",
+                                                 check=ConnectionPool.check_connection)
+            return self._meta_pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+            if self._meta_pool is not None:
+                self._meta_pool.close()
+                self._meta_pool = None
+
+    # -- readiness -------------------------------------------------------------------
+    def ensure_meta(self) -> None:
+        """PostgreSQL side of FerretDB, idempotent: the `ferretdb` database and localdev's two roles."""
+        from psycopg import errors, sql
+
+        with self.pg.connect() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext('localdev-ferretdb-meta'))")
+            try:
+                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ANON_ROLE,)).fetchone():
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ANON_ROLE)))
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ADMIN_ROLE,)).fetchone()
+                conn.execute(sql.SQL(("ALTER" if exists else "CREATE") + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
+                                     "NOCREATEROLE PASSWORD {}").format(
+                    sql.Identifier(ADMIN_ROLE), sql.Literal(self._secret("ferretdb_admin_password"))))
+                # FerretDB's first request after a start loads every namespace's metadata: it must see them all
+                conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(ADMIN_ROLE)))
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (META_DB,)).fetchone():
+                    try:  # FerretDB needs UTF8 and the C collation
+                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' "
+                                             "LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                            sql.Identifier(META_DB), sql.Identifier(ADMIN_ROLE)))
+                    except errors.DuplicateDatabase:
+                        pass
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(META_DB)))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('localdev-ferretdb-meta'))")
+        with self.pg.connect(META_DB) as conn:
+            conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+
+    def ready(self) -> bool:
+        """A real `ping`. With FerretDB on PostgreSQL it is also the first request after a start, made as
+        localdev's reader role, so FerretDB's metadata cache holds every namespace (a tenant first would
+        load only its own, and the others would fail until the next restart)."""
+        import psycopg
+        from pymongo.errors import OperationFailure, PyMongoError
+
+        try:
+            try:
+                return self.admin().admin.command("ping").get("ok") == 1
+            except OperationFailure:
+                # PostgreSQL refused localdev's role: a new cluster (or a purged one) has not made it yet.
+                # A refused first request loads nothing, so asking again after making it is still first.
+                if not self.on_postgres or self._meta_ready:
+                    raise
+                self.ensure_meta()
+                self._meta_ready = True
+                return self.admin().admin.command("ping").get("ok") == 1
+        except (PyMongoError, psycopg.Error, OSError):
+            return False
+
+    def after_ready(self) -> None:
+        if not self.on_postgres:
+            return
+        missing = self._schemas() - set(self.admin().list_database_names())
+        if missing:
+            raise MongoError(
+                f"FerretDB loaded its metadata before localdev's first request, so it does not see the "
+                f"namespaces {', '.join(sorted(missing))}: restart it (`localdev down && localdev up`)")
+
+    def _schemas(self) -> set[str]:
+        """Schemas that are FerretDB databases (they hold the metadata table), as PostgreSQL sees them."""
+        with self.meta_pool().connection() as conn:
+            rows = conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = %s",
+                                (METADATA_TABLE,)).fetchall()
+        return {r[0] for r in rows}
+
+    def doctor(self) -> list[Check]:
+        from localdev.provision import cache_dir, which
+        from localdev.provision.ferretdb import VERSION
+
+        if self.flavor == "mongodb":
+            ok = self.ctx.runtime != "native"
+            return [Check("mongo flavor", ok, "mongodb (containers)",
+                          "" if ok else 'flavor = "mongodb" needs runtime = "docker"')]
+        explicit = self.option("bin") or os.environ.get("LOCALDEV_FERRETDB_BIN")
+        cached = cache_dir("ferretdb", VERSION) / "ferretdb"
+        if explicit:
+            ok = Path(explicit).is_file() and os.access(explicit, os.X_OK)
+            return [Check("ferretdb binary", ok, explicit, "" if ok else "point `bin` at an executable FerretDB v1")]
+        if cached.is_file():
+            return [Check("ferretdb binary", True, f"FerretDB {VERSION} in {cached}")]
+        go = which("go")
+        return [Check("ferretdb binary", True, f"not yet obtained: `localdev up` downloads it, or builds it with "
+                                               f"{go or 'Go (not found: needed without internet)'}")]
+
+    # -- namespaces ------------------------------------------------------------------
+    def namespace_env(self, ns) -> dict[str, str]:
+        db, where = ns.db_name, f"{self.host}:{self.port}"
+        user, password = quote(ns.db_name, safe=""), quote(ns.pg_password, safe="")
+        if self.on_postgres:
+            # FerretDB v1 speaks only PLAIN (passed through to PostgreSQL as the namespace's role)
+            uri = f"mongodb://{user}:{password}@{where}/{db}?authMechanism=PLAIN"
+        elif self.flavor == "mongodb":
+            uri = f"mongodb://{user}:{password}@{where}/{db}?authSource={db}"
+        else:
+            uri = f"mongodb://{where}/{db}"  # SQLite backend: FerretDB has no authentication at all
+        return {"MONGODB_URI": uri}
+
+    def create_namespace(self, ns) -> dict[str, str]:
+        if self.on_postgres:
+            self._create_schema(ns)
+        elif self.flavor == "mongodb":
+            self._create_user(ns)
+        return self.namespace_env(ns)
+
+    def _create_schema(self, ns) -> None:
+        """The namespace's database as a schema owned by its role, metadata table included.
+
+        It is created through FerretDB (as localdev's role) so FerretDB's metadata cache knows it, then
+        handed to the namespace's role: a tenant never needs CREATE on the `ferretdb` database, which
+        would let it make (and own) databases of other names."""
+        from psycopg import sql
+
+        schema = role = sql.Identifier(ns.db_name)
+        with self.pg.pool().connection() as conn:
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(META_DB), role))
+        with self.meta_pool().connection() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (ns.db_name,)).fetchone()
+        if not exists:
+            db = self.admin()[ns.db_name]
+            db.create_collection(INIT_COLLECTION)  # FerretDB makes a database only with its first collection
+            db.drop_collection(INIT_COLLECTION)
+        with self.meta_pool().connection() as conn:
+            conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, role))
+            conn.execute(sql.SQL("ALTER TABLE {}.{} OWNER TO {}").format(schema, sql.Identifier(METADATA_TABLE), role))
+
+    def _create_user(self, ns) -> None:
+        from pymongo.errors import OperationFailure
+
+        db = self.admin()[ns.db_name]
+        roles = [{"role": "readWrite", "db": ns.db_name}]
+        try:
+            db.command("createUser", ns.db_name, pwd=ns.pg_password, roles=roles)
+        except OperationFailure as exc:
+            if exc.code != 51003:  # already exists: a create being redone
+                raise
+            db.command("updateUser", ns.db_name, pwd=ns.pg_password, roles=roles)
+
+    def drop_namespace(self, ns) -> None:
+        from pymongo.errors import ConnectionFailure, OperationFailure
+
+        if not self.on_postgres:
+            try:
+                if self.flavor == "mongodb":
+                    self.admin()[ns.db_name].command("dropAllUsersFromDatabase")
+                self.admin().drop_database(ns.db_name)
+            except ConnectionFailure as exc:
+                raise MongoError(f"could not drop database {ns.db_name}: mongo is not reachable ({exc})") from None
+            return
+        from psycopg import sql
+
+        schema = sql.Identifier(ns.db_name)
+        with self.meta_pool().connection() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (ns.db_name,)).fetchone()
+            if exists:  # so localdev's role may drop it, through FerretDB, which then forgets it
+                conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, sql.Identifier(ADMIN_ROLE)))
+        if exists:
+            try:
+                self.admin().drop_database(ns.db_name)
+            except (ConnectionFailure, OperationFailure):
+                pass  # FerretDB is down (it reloads its metadata at start) or never knew it: drop it below
+            with self.meta_pool().connection() as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+        with self.pg.pool().connection() as conn:  # else the postgres service cannot drop the role
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone():
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(META_DB), schema))
+
+    # -- seeds -----------------------------------------------------------------------
+    @classmethod
+    def load_fixtures(cls, folder: Path) -> dict[str, dict]:
+        """seeds/mongo/<collection>.json: a list of documents (Extended JSON); <collection>.indexes.json:
+        a list of {"key": {...}, ...options}. Returns {collection: {"documents": [...], "indexes": [...]}}."""
+        from bson import json_util
+
+        out: dict[str, dict] = {}
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.suffix != ".json" or not path.is_file():
+                raise BadInput(f"{path}: mongo seeds are <collection>.json or <collection>.indexes.json files")
+            try:
+                data = json_util.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}:{exc.lineno}: {exc.msg}") from None
+            except (UnicodeDecodeError, ValueError, TypeError) as exc:
+                raise BadInput(f"{path}: {exc}") from None
+            indexes = path.name.endswith(".indexes.json")
+            collection = path.name[: -len(".indexes.json")] if indexes else path.stem
+            if not collection or collection.startswith(("system.", "_ferretdb_")) or "$" in collection:
+                raise BadInput(f"{path}: {collection!r} is not a usable collection name")
+            if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+                raise BadInput(f"{path}:1: expected a JSON array of objects")
+            if indexes and not all(isinstance(d.get("key"), dict) and d["key"] for d in data):
+                raise BadInput(f"{path}:1: every index needs a non-empty \"key\" object, e.g. {{\"key\": {{\"email\": 1}}}}")
+            entry = out.setdefault(collection, {"documents": [], "indexes": []})
+            entry["indexes" if indexes else "documents"] = data
+        return out
+
+    def seed(self, ns, fixtures: dict[str, dict]) -> None:
+        """As the namespace's own credentials; on failure the collections this seed created are dropped."""
+        import pymongo
+        from pymongo.errors import PyMongoError
+
+        with pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"], serverSelectionTimeoutMS=5000) as client:
+            db = client.get_default_database()
+            existing = set(db.list_collection_names())
+            try:
+                for name, entry in fixtures.items():
+                    if entry["indexes"]:
+                        db[name].create_indexes([pymongo.IndexModel(list(ix["key"].items()),
+                                                                    **{k: v for k, v in ix.items() if k != "key"})
+                                                 for ix in entry["indexes"]])
+                    if entry["documents"]:
+                        db[name].insert_many([dict(d) for d in entry["documents"]], ordered=True)
+            except PyMongoError as exc:
+                for name in fixtures:
+                    if name not in existing:
+                        db.drop_collection(name)
+                raise BadInput(f"seeding mongo collection {name!r} failed: {exc}") from None
+
+
+SERVICE = Mongo
