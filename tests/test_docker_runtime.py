@@ -310,6 +310,88 @@ def test_port_taken_or_image_missing_fail_with_a_sentence(tmp_path, engine):
         subprocess.run([*cli, "down", "--purge"], cwd=project, env=env, capture_output=True, timeout=120)
 
 
+@pytest.fixture
+def registry(tmp_path, engine):
+    """A real registry on 127.0.0.1 with a certificate the engine trusts (certs.d, read on every pull)."""
+    binary = os.environ.get("LOCALDEV_TEST_REGISTRY_BIN")
+    if not binary or os.geteuid() != 0:
+        pytest.skip("no registry binary (scripts/engine.sh fetches Debian's), or not root (certs.d is system-wide)")
+    port = free_port()
+    where = f"127.0.0.1:{port}"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: {where}\n  tls:\n    certificate: {tmp_path / 'cert.pem'}\n    key: {tmp_path / 'key.pem'}\n")
+    trusted = [Path(d) / where for d in ("/etc/containers/certs.d", "/etc/docker/certs.d")]
+    for d in trusted:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "ca.crt").write_bytes((tmp_path / "cert.pem").read_bytes())
+    proc = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 10
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.time() < deadline and proc.poll() is None, "the registry did not start"
+            time.sleep(0.1)
+        yield where
+    finally:
+        proc.kill()
+        proc.wait()
+        for d in trusted:
+            (d / "ca.crt").unlink(missing_ok=True)
+            d.rmdir()
+
+
+def test_missing_image_is_pulled_with_progress_on_a_terminal(registry, engine, tmp_path):
+    import pty
+
+    repo, tag = f"{registry}/localdev/base", "pull-test"
+    image = f"{repo}:{tag}"
+    engine.images.get("localhost/base:bookworm").tag(repo, tag)
+    for line in engine.images.push(repo, tag=tag, stream=True, decode=True):
+        assert "error" not in line, line
+    engine.images.remove(image)  # only the tag: the pull must fetch it from the registry
+    home = tmp_path / "home"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from localdev.runtimes.docker import DockerRuntime\n"
+        "from localdev.runtimes.base import ContainerSpec\n"
+        "from localdev.state import StateDir\n"
+        f"rt = DockerRuntime(StateDir(Path({str(home)!r})))\n"
+        f"rt.start('probe', ContainerSpec(image={image!r}, command=['sleep', '600']))\n"
+        "print('STATE', rt.state('probe').running)\n")
+    output = b""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the terminal
+        os.execv(os.sys.executable, [os.sys.executable, "-c", script])
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        _, status = os.waitpid(pid, 0)
+        text = output.decode(errors="replace")
+        assert os.waitstatus_to_exitcode(status) == 0, text
+        assert f"pulling {image}:" in text and " MB" in text, text
+        assert "STATE True" in text
+    finally:
+        from localdev.runtimes.docker import DockerRuntime
+        from localdev.state import StateDir
+
+        DockerRuntime(StateDir(home)).purge()
+        try:
+            engine.images.remove(image)
+        except docker.errors.ImageNotFound:
+            pass
+
+
 # -- compose ---------------------------------------------------------------------------------------
 
 def clean_env() -> dict:
