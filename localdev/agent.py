@@ -163,7 +163,7 @@ class Supervisor(threading.Thread):
                 except Exception as exc:
                     self.cluster.record_event(name, "restart failed", str(exc))
                     log.warning("restarting %s failed: %s (next try in %.0fs)", name, exc, delay)
-                    self.cluster.runtime.stop(name, self.cluster.spec(name))
+                    self.cluster.runtime.stop(name, self.cluster.stop_spec(name))
                     self.backoff[name] = (min(delay * 2, 60.0), time.monotonic() + delay)
             finally:
                 lock.release()

@@ -194,6 +194,13 @@ class Cluster:
 
         return self.runtime if self.runtime.name == "native" else NativeRuntime(self.state, self.config.host)
 
+    def stop_spec(self, name: str):
+        """The spec only tells how to stop (signal, timeout): stopping must work even if e.g. Java is gone."""
+        try:
+            return self.spec(name)
+        except LocalDevError:
+            return None
+
     def agent_spec(self) -> ProcessSpec:
         return ProcessSpec(argv=[sys.executable, "-m", "localdev.agent", "--home", str(self.state.home)],
                            env={"PYTHONUNBUFFERED": "1"}, stop_timeout=10)
@@ -211,7 +218,7 @@ class Cluster:
                     def stop(name):
                         with self.state.lock(f"service-{name}"):
                             progress(f"{name}: stopping")
-                            self.runtime.stop(name, self.spec(name))
+                            self.runtime.stop(name, self.stop_spec(name))
                     with ThreadPoolExecutor(max_workers=len(wave)) as pool:
                         list(pool.map(stop, wave))
                 progress("agent: stopping")

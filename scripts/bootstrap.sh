@@ -20,7 +20,7 @@ apt_install() {
 need=()
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v pg_ctl >/dev/null || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
-command -v java >/dev/null || need+=(default-jre-headless)
+command -v javac >/dev/null || need+=(default-jdk-headless)  # javac: DynamoDB Local's loopback launcher
 command -v npm >/dev/null || need+=(npm)
 command -v ss >/dev/null || need+=(iproute2)
 [ ${#need[@]} -eq 0 ] || { say "installing ${need[*]}"; apt_install "${need[@]}"; }

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from localdev.cluster import Cluster
+
+REPO = Path(__file__).resolve().parent.parent
 from localdev.config import load as load_config
 from localdev.ports import free_port  # noqa: F401  (tests import it from here)
 
@@ -57,7 +59,9 @@ class ClusterHandle:
     @property
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCALDEV_", "AWS_", "PG", "DATABASE_URL"))}
-        env.update({"LOCALDEV_HOME": str(self.home), "LOCALDEV_CONFIG": str(self.config_path)})
+        env.update({"LOCALDEV_HOME": str(self.home), "LOCALDEV_CONFIG": str(self.config_path),
+                    # the CLI subprocesses run this checkout's code, whatever the editable install points at
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
         return env
 
     def cli(self, *args: str, check: bool = False, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
