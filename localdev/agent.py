@@ -160,6 +160,8 @@ class Supervisor(threading.Thread):
                     self.cluster.record_event(name, "restarted")
                     self.backoff.pop(name, None)
                     log.warning("%s restarted", name)
+                    for namespace, problems in self.cluster.verify_namespaces([name]).items():
+                        self.cluster.record_event(name, "state lost", f"namespace {namespace}: run `localdev seed {namespace}`")
                 except Exception as exc:
                     self.cluster.record_event(name, "restart failed", str(exc))
                     log.warning("restarting %s failed: %s (next try in %.0fs)", name, exc, delay)

@@ -145,6 +145,13 @@ def _render_status(data: dict, as_json: bool) -> None:
            ["service", "state", "endpoint", "pid", "detail"], rows)
     for event in data.get("events", [])[-5:]:
         print(f"  {event['time']} {event['service']}: {event['event']} {event.get('detail', '')}".rstrip())
+    _render_problems(data.get("problems", {}))
+
+
+def _render_problems(problems: dict) -> None:
+    for namespace, by_service in problems.items():
+        for problem in by_service.values():
+            print(f"  namespace {namespace}: {problem}")
 
 
 @app.command()
@@ -229,6 +236,7 @@ def ns_list(as_json: bool = typer.Option(False, "--json")):
     _table("namespaces", ["name", "state", "age", "expires", "labels", "services"],
            [[i["name"], i["state"], _ago(i["created_at"]), _ago(i["expires_at"]),
              ",".join(f"{k}={v}" for k, v in i["labels"].items()), ",".join(i["services"])] for i in items])
+    _render_problems({i["name"]: i["problems"] for i in items if i.get("problems")})
 
 
 @ns_app.command("delete")

@@ -133,23 +133,39 @@ class Cluster:
                 self.services[name].check()
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home)})
+            started: list[str] = []
             for wave in waves(names):
-                self._start_wave(wave, progress)
+                started += self._start_wave(wave, progress)
             if agent:
                 self.start_agent(progress)
+            self.verify_namespaces(started, progress)
         return self.status()
+
+    def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
+        """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""
+        from localdev.services.base import Service
+
+        checked = [n for n in started if type(self.services[n]).check_namespace is not Service.check_namespace]
+        if not checked or not self.runtime.state("postgres").running:
+            return {}
+        lost = self.namespaces.verify(checked)
+        for name, problems in lost.items():
+            for problem in problems.values():
+                progress(problem)
+        return lost
 
     def _any_running(self, recorded: dict) -> bool:
         runtime = self._make_runtime(recorded["runtime"])
         return any(runtime.state(n).running for n in [*recorded["services"], AGENT])
 
-    def _start_wave(self, wave: list[str], progress) -> None:
-        def start(name: str) -> None:
+    def _start_wave(self, wave: list[str], progress) -> list[str]:
+        """Start what is not running in `wave` (in parallel); returns the names it started."""
+        def start(name: str) -> bool:
             svc = self.services[name]
             with self.state.lock(f"service-{name}"):
                 if self.runtime.state(name).running and svc.ready():
                     progress(f"{name}: already running")
-                    return
+                    return False
                 if self.runtime.name == "native":
                     progress(f"{name}: preparing")
                     svc.provision()
@@ -157,10 +173,11 @@ class Cluster:
                 t0 = time.monotonic()
                 self.start_service(name)
                 progress(f"{name}: ready in {time.monotonic() - t0:.1f}s")
+                return True
 
         with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
-            for future in [pool.submit(start, n) for n in wave]:
-                future.result()
+            futures = {n: pool.submit(start, n) for n in wave}
+        return [n for n, f in futures.items() if f.result()]
 
     def start_service(self, name: str) -> None:
         """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock."""
@@ -260,7 +277,16 @@ class Cluster:
                 "services": {n: results[n] for n in names},
                 "agent": {"running": agent_state.running, "pid": agent_state.pid if agent_state.running else None,
                           "detail": agent_state.detail, "socket": str(self.state.agent_socket)},
-                "events": self.events(limit=10)}
+                "events": self.events(limit=10), "problems": self._problems(results)}
+
+    def _problems(self, results: dict) -> dict:
+        """Namespaces that lost state in a restarted service (recorded in the registry)."""
+        if results.get("postgres", {}).get("state") != "healthy":
+            return {}
+        try:
+            return self.namespaces.problems()
+        except Exception:  # the registry may not exist yet on a fresh cluster
+            return {}
 
     # -- supervisor events (written by the agent, shown by status) -------------
     @property

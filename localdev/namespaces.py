@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS namespaces (
     seed_hash   text
 );
 CREATE INDEX IF NOT EXISTS namespaces_expires_at ON namespaces (expires_at);
+-- service -> what it lost (e.g. an in-memory emulator restarted); cleared by `localdev seed`
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS problems jsonb NOT NULL DEFAULT '{}';
 """
 
 
@@ -140,12 +142,12 @@ class Namespaces:
         validate_name(name)
         ttl_seconds = self._ttl(ttl)
         labels = parse_labels(labels)
+        services = list(self.cluster.service_names)
         fixtures = None
         if seed and seeds_dir:
             from localdev.seeding import load_fixtures
 
-            fixtures = load_fixtures(seeds_dir)  # validated in full before anything is touched
-        services = list(self.cluster.service_names)
+            fixtures = load_fixtures(seeds_dir, services)  # validated in full before anything is touched
         with self._locked(name) as conn:
             row = self._row(conn, name)
             if row and row["state"] == "ready":
@@ -163,7 +165,7 @@ class Namespaces:
                 "VALUES (%s, 'creating', %s, %s, %s, %s)",
                 (name, expires, json.dumps(labels), services, json.dumps(ns.to_secrets())))
             try:
-                seed_hash = self._check_fixtures(fixtures, services)
+                seed_hash = fixtures.content_hash if fixtures else None
                 parts = fixtures.per_service if fixtures else {}
                 self._for_services(services, lambda svc: svc.create_seeded(ns, parts[svc.name])
                                    if svc.name in parts else svc.create_namespace(ns))
@@ -177,31 +179,57 @@ class Namespaces:
             conn.execute("UPDATE namespaces SET state = 'ready', seed_hash = %s WHERE name = %s", (seed_hash, name))
             return self._info(self._row(conn, name))
 
-    @staticmethod
-    def _check_fixtures(fixtures, services: list[str]) -> str | None:
-        if fixtures is None:
-            return None
-        from localdev.seeding import check_services
-
-        check_services(fixtures, services)
-        return fixtures.content_hash
-
     def _seed(self, ns: Namespace, services: list[str], fixtures) -> str:
         from localdev.seeding import apply
 
         return apply(self.cluster, ns, services, fixtures)
 
     def seed(self, name: str, seeds_dir) -> dict:
+        """Apply the seeds again; first re-create whatever a service lost (idempotent creates)."""
         from localdev.seeding import load_fixtures
 
         validate_name(name)
-        fixtures = load_fixtures(seeds_dir)
         with self._locked(name) as conn:
             row = self._ready_row(conn, name)
+            fixtures = load_fixtures(seeds_dir, row["services"])
             ns = Namespace.from_secrets(name, row["secrets"])
+            self._for_services(row["services"], lambda svc: svc.create_namespace(ns))
             seed_hash = self._seed(ns, row["services"], fixtures)
-            conn.execute("UPDATE namespaces SET seed_hash = %s WHERE name = %s", (seed_hash, name))
+            conn.execute("UPDATE namespaces SET seed_hash = %s, problems = '{}' WHERE name = %s", (seed_hash, name))
             return self._info(self._row(conn, name))
+
+    def verify(self, services: list[str]) -> dict[str, dict]:
+        """Ask each of `services` whether every ready namespace's state survived; record what was lost.
+
+        Returns {namespace: {service: problem}} for the namespaces with problems."""
+        from psycopg.rows import dict_row
+
+        with self.pool().connection() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(
+                "SELECT name, services, secrets FROM namespaces WHERE state = 'ready'").fetchall()
+        checks = [(r["name"], svc, Namespace.from_secrets(r["name"], r["secrets"]))
+                  for r in rows for svc in services if svc in r["services"]]
+        if not checks:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(8, len(checks))) as pool:
+            found = list(pool.map(lambda c: self.cluster.services[c[1]].check_namespace(c[2]), checks))
+        with self.pool().connection() as conn:
+            for (name, svc, _), problem in zip(checks, found):
+                if problem:
+                    conn.execute("UPDATE namespaces SET problems = problems || jsonb_build_object(%s::text, %s::text) "
+                                 "WHERE name = %s", (svc, problem, name))
+                else:
+                    conn.execute("UPDATE namespaces SET problems = problems - %s::text WHERE name = %s", (svc, name))
+        out: dict[str, dict] = {}
+        for (name, svc, _), problem in zip(checks, found):
+            if problem:
+                out.setdefault(name, {})[svc] = problem
+        return out
+
+    def problems(self) -> dict[str, dict]:
+        with self.pool().connection() as conn:
+            rows = conn.execute("SELECT name, problems FROM namespaces WHERE problems <> '{}' ORDER BY name").fetchall()
+        return {name: problems for name, problems in rows}
 
     def _ttl(self, ttl) -> int | None:
         if ttl == "default":
@@ -289,11 +317,12 @@ class Namespaces:
     # -- presentation (no secrets) -----------------------------------------------------
     @staticmethod
     def _info(row: dict) -> dict:
-        state = "interrupted" if row.get("interrupted") else row["state"]
+        problems = row.get("problems") or {}
+        state = "interrupted" if row.get("interrupted") else ("degraded" if problems else row["state"])
         expires = row["expires_at"].timestamp() if row["expires_at"] else None
         return {"name": row["name"], "state": state, "created_at": row["created_at"].timestamp(),
                 "expires_at": expires, "labels": row["labels"], "services": list(row["services"]),
-                "seed_hash": row.get("seed_hash")}
+                "seed_hash": row.get("seed_hash"), "problems": problems}
 
 
 def _combined(errors: list[tuple[str, BaseException]], doing: str = "creating") -> LocalDevError:

@@ -79,7 +79,7 @@ class ClusterHandle:
         return getattr(self.cluster, item)
 
 
-def _make(tmp_path_factory, services, options=None, agent=True, extra="") -> ClusterHandle:
+def start_cluster(tmp_path_factory, services, options=None, agent=True, extra="") -> ClusterHandle:
     root = tmp_path_factory.mktemp("cluster")
     home, project = root / "home", root / "project"
     config_path = write_config(project, list(services), options, extra)
@@ -96,7 +96,7 @@ def make_cluster(tmp_path_factory):
     made: list[ClusterHandle] = []
 
     def make(services=("postgres",), options: dict | None = None, agent: bool = True, extra: str = "") -> ClusterHandle:
-        handle = _make(tmp_path_factory, services, options, agent, extra)
+        handle = start_cluster(tmp_path_factory, services, options, agent, extra)
         made.append(handle)
         return handle
 
@@ -109,7 +109,7 @@ def make_cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_cluster(tmp_path_factory):
     # The reaper stays out of the way: tests here look at interrupted and expired namespaces themselves.
-    handle = _make(tmp_path_factory, ["postgres"], extra="[agent]\nreap_interval = 3600\n")
+    handle = start_cluster(tmp_path_factory, ["postgres"], extra="[agent]\nreap_interval = 3600\n")
     yield handle
     handle.cluster.namespaces.close()
     handle.cluster.down(purge=True)

@@ -15,7 +15,7 @@ import pymongo
 import pytest
 from pymongo.errors import OperationFailure
 
-from conftest import _make
+from conftest import start_cluster
 from localdev.names import Namespace
 from localdev.provision.ferretdb import mongosh_binary
 from localdev.services.mongo import META_DB, MongoError
@@ -38,7 +38,7 @@ def superuser(h, db=META_DB):
 
 @pytest.fixture(scope="module")
 def mongo_cluster(tmp_path_factory):
-    h = _make(tmp_path_factory, ["postgres", "mongo"])
+    h = start_cluster(tmp_path_factory, ["postgres", "mongo"])
     yield h
     h.cluster.namespaces.close()
     h.cluster.down(purge=True)

@@ -153,6 +153,12 @@ class Service:
 
         raise BadInput(f"{folder}: {cls.name} does not take fixtures")
 
+    def check_namespace(self, ns: "Namespace") -> str | None:
+        """None if the namespace's state here is intact; else a sentence saying what was lost and what to do.
+
+        Called after the service (re)starts: services that keep state in memory lose it then."""
+        return None
+
     def seed(self, ns: "Namespace", fixtures) -> None:
         """Apply what load_fixtures returned, all-or-nothing (undo on failure)."""
         raise NotImplementedError

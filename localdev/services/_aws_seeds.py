@@ -1,0 +1,140 @@
+"""Seeds for the AWS emulator: parsed and validated in full first, then applied to one namespace's account.
+
+    seeds/aws/s3/<bucket>/<key path>   each file becomes an object of bucket <namespace>-<bucket>
+    seeds/aws/sqs.json                 [{"name": "jobs", "attributes": {"VisibilityTimeout": "30"}}]
+
+Bucket names are global across accounts in both emulators (as on AWS), so the namespace name is put in
+front of every seeded bucket; queue names are per account and kept as written.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+from pathlib import Path
+
+from localdev.errors import BadInput, LocalDevError
+
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,75}(\.fifo)?$")
+
+
+def bucket_name(ns_name: str, folder: str) -> str:
+    return f"{ns_name}-{folder}"
+
+
+def load(folder: Path) -> dict:
+    buckets: dict[str, list[tuple[str, Path]]] = {}
+    queues: list[dict] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name == "s3" and entry.is_dir():
+            buckets = _load_s3(entry)
+        elif entry.name == "sqs.json" and entry.is_file():
+            queues = _load_sqs(entry)
+        else:
+            raise BadInput(f"{entry}: unexpected entry; seeds/aws holds a folder s3/ (one folder per bucket) "
+                           "and a file sqs.json")
+    return {"buckets": buckets, "queues": queues}
+
+
+def _load_s3(root: Path) -> dict[str, list[tuple[str, Path]]]:
+    buckets = {}
+    for bucket_dir in sorted(root.iterdir()):
+        if not bucket_dir.is_dir():
+            raise BadInput(f"{bucket_dir}: seeds/aws/s3 holds one folder per bucket, not files")
+        if not BUCKET_RE.fullmatch(bucket_dir.name) or ".." in bucket_dir.name:
+            raise BadInput(f"{bucket_dir}: {bucket_dir.name!r} is not a valid S3 bucket name (3-63 lowercase "
+                           "letters, digits, '.' or '-', starting and ending with a letter or digit)")
+        buckets[bucket_dir.name] = [(p.relative_to(bucket_dir).as_posix(), p)
+                                    for p in sorted(bucket_dir.rglob("*")) if p.is_file()]
+    return buckets
+
+
+def _load_sqs(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text ({exc.reason})") from None
+    if not isinstance(data, list):
+        raise BadInput(f"{path}: expected a list of queues, e.g. [{{\"name\": \"jobs\", \"attributes\": {{}}}}]")
+    seen = set()
+    queues = []
+    for i, item in enumerate(data, 1):
+        where = f"{path}: queue {i}"
+        if not isinstance(item, dict) or set(item) - {"name", "attributes"}:
+            raise BadInput(f"{where}: expected an object with keys \"name\" and optionally \"attributes\"")
+        name = item.get("name")
+        if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
+            raise BadInput(f"{where}: invalid queue name {name!r} (1-80 letters, digits, '-' or '_', "
+                           "'.fifo' at the end for a FIFO queue)")
+        if name in seen:
+            raise BadInput(f"{where}: queue {name!r} appears twice")
+        seen.add(name)
+        attributes = item.get("attributes", {})
+        if not isinstance(attributes, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, bool))
+                                                        and not isinstance(v, float) for k, v in attributes.items()):
+            raise BadInput(f"{where}: \"attributes\" must map attribute names to strings or integers")
+        attributes = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in attributes.items()}
+        if name.endswith(".fifo"):
+            attributes.setdefault("FifoQueue", "true")
+        queues.append({"name": name, "attributes": attributes})
+    return queues
+
+
+def _code(exc) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def apply(svc, ns, fixtures: dict) -> None:
+    """Create the buckets, objects and queues; on failure remove the buckets and queues this call created."""
+    from botocore.exceptions import ClientError
+
+    s3, sqs = svc.ns_client(ns, "s3"), svc.ns_client(ns, "sqs")
+    for folder in fixtures["buckets"]:
+        name = bucket_name(ns.name, folder)
+        if len(name) > 63:
+            raise BadInput(f"seeds/aws/s3/{folder}: bucket {name!r} (the namespace's name, '-', the folder's) "
+                           "is longer than the 63 characters S3 allows: use a shorter folder name")
+    made_buckets, made_queues = [], []
+    existing = set(svc.resources(ns)["queues"])
+    try:
+        for folder, objects in fixtures["buckets"].items():
+            name = bucket_name(ns.name, folder)
+            kwargs = {} if ns.region == "us-east-1" else {
+                "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+            try:
+                s3.create_bucket(Bucket=name, **kwargs)
+                made_buckets.append(name)
+            except ClientError as exc:
+                if _code(exc) == "BucketAlreadyExists":
+                    raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
+                                        "global): delete it there or rename seeds/aws/s3/" + folder) from None
+                if _code(exc) != "BucketAlreadyOwnedByYou":
+                    raise
+            for key, path in objects:
+                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                with open(path, "rb") as body:
+                    s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type)
+        for queue in fixtures["queues"]:
+            url = sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])["QueueUrl"]
+            if url not in existing:
+                made_queues.append(url)
+    except BaseException:
+        for url in made_queues:
+            _quietly(sqs.delete_queue, QueueUrl=url)
+        for name in made_buckets:
+            _quietly(svc._empty_bucket, s3, name)
+            _quietly(s3.delete_bucket, Bucket=name)
+        raise
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - undoing after a failure: report the first error, not these
+        pass

@@ -1,0 +1,86 @@
+"""Pure logic of the AWS service: seed validation, interpreter discovery, the specs it hands the runtimes."""
+
+import json
+import os
+import sys
+
+import pytest
+
+from localdev.errors import BadInput
+from localdev.provision import localstack as prov
+from localdev.services._aws_seeds import load
+from localdev.services.aws import LOCALSTACK_IMAGE, MINISTACK_IMAGE, Aws
+from localdev.services.base import ServiceContext
+from localdev.state import StateDir
+
+
+def seeds(tmp_path, files: dict) -> "os.PathLike":
+    root = tmp_path / "aws"
+    root.mkdir()
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_seeds_parse_buckets_objects_and_queues(tmp_path):
+    root = seeds(tmp_path, {"s3/assets/a.txt": "a", "s3/assets/deep/b.json": "{}",
+                            "sqs.json": json.dumps([{"name": "jobs", "attributes": {"VisibilityTimeout": 30}},
+                                                    {"name": "o.fifo"}])})
+    parsed = load(root)
+    assert [k for k, _ in parsed["buckets"]["assets"]] == ["a.txt", "deep/b.json"]
+    assert parsed["queues"] == [{"name": "jobs", "attributes": {"VisibilityTimeout": "30"}},
+                                {"name": "o.fifo", "attributes": {"FifoQueue": "true"}}]
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"s3/Bad_Bucket/a": "x"}, "is not a valid S3 bucket name"),
+    ({"s3/stray.txt": "x"}, "one folder per bucket"),
+    ({"sns.json": "[]"}, "unexpected entry"),
+    ({"sqs.json": '[\n{"name": "a"},\n{"name": }]'}, "sqs.json:3: invalid JSON"),
+    ({"sqs.json": '{"name": "a"}'}, "expected a list of queues"),
+    ({"sqs.json": '[{"name": "a b"}]'}, "queue 1: invalid queue name"),
+    ({"sqs.json": '[{"name": "a"}, {"name": "a"}]'}, "queue 2: queue 'a' appears twice"),
+    ({"sqs.json": '[{"name": "a", "attributes": {"X": 1.5}}]'}, "must map attribute names"),
+    ({"sqs.json": '[{"name": "a", "colour": "red"}]'}, "expected an object with keys"),
+])
+def test_bad_seeds_name_the_file_and_problem(tmp_path, files, message):
+    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+        load(seeds(tmp_path, files))
+
+
+def test_explicit_interpreter_must_be_new_enough_and_runnable(monkeypatch):
+    monkeypatch.setenv(prov.PYTHON_ENV, sys.executable)
+    if sys.version_info < (3, 13):
+        with pytest.raises(BadInput, match=r"needs Python >= 3.13"):
+            prov.find_python()
+    with pytest.raises(BadInput, match="does not run as a Python interpreter"):
+        prov.find_python("/nonexistent/python3.13")
+    # the config option wins over the environment
+    assert prov.find_python(sys.executable, minimum=(3, 10)) == sys.executable
+
+
+def test_half_built_venv_is_not_taken_as_built(tmp_path):
+    venv = tmp_path / "v"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    assert not prov.is_built(venv)
+    (venv / prov.STAMP).write_text("x")
+    assert prov.is_built(venv)
+
+
+def make(tmp_path, **options) -> Aws:
+    opts = {"enabled": True, "port": 24566, "flavor": "localstack", "python": "", "image": "", **options}
+    return Aws(ServiceContext(state=StateDir(tmp_path), host="127.0.0.1", runtime="docker", options=opts))
+
+
+def test_container_specs_pin_the_open_source_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCALSTACK_AUTH_TOKEN", "tok")
+    spec = make(tmp_path).container_spec()
+    assert spec.image == LOCALSTACK_IMAGE == "localstack/localstack:4.14.0"
+    assert spec.ports == {4566: 24566} and "LOCALSTACK_AUTH_TOKEN" not in spec.env
+    newer = make(tmp_path, image="localstack/localstack:latest").container_spec()
+    assert newer.env["LOCALSTACK_AUTH_TOKEN"] == "tok"
+    mini = make(tmp_path, flavor="ministack").container_spec()
+    assert mini.image == MINISTACK_IMAGE and mini.env["PERSIST_STATE"] == "0"
