@@ -160,8 +160,10 @@ class Supervisor(threading.Thread):
                     self.cluster.record_event(name, "restarted")
                     self.backoff.pop(name, None)
                     log.warning("%s restarted", name)
-                    for namespace, problems in self.cluster.verify_namespaces([name]).items():
-                        self.cluster.record_event(name, "state lost", f"namespace {namespace}: run `localdev seed {namespace}`")
+                    lost = sorted(self.cluster.verify_namespaces([name]))
+                    if lost:
+                        self.cluster.record_event(name, "state lost", f"in {len(lost)} namespace(s): {', '.join(lost)}; "
+                                                  "`localdev seed NAME` restores each")
                 except Exception as exc:
                     self.cluster.record_event(name, "restart failed", str(exc))
                     log.warning("restarting %s failed: %s (next try in %.0fs)", name, exc, delay)
