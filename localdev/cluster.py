@@ -108,8 +108,9 @@ class Cluster:
         self.state.ensure()
         with self.state.lock():
             recorded = self.recorded
+            given = self._config is not None  # (checking what runs loads the recorded config)
             running = bool(recorded) and recorded.get("desired") == "up" and self._any_running(recorded)
-            if self._config is None and not running:
+            if not given and not running:
                 # A stopped cluster takes the project's current config; a running one keeps what it runs with.
                 self._config = config_mod.load()
             wanted_runtime = self._choose_runtime(runtime or self.config.runtime)

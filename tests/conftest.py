@@ -28,12 +28,14 @@ def _toml_value(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
 
 
-def write_config(project: Path, services: list[str], options: dict | None = None, extra: str = "") -> Path:
-    """A localdev.toml enabling exactly `services`, each on a free port."""
+def write_config(project: Path, services: list[str], options: dict | None = None, extra: str = "",
+                 runtime: str = "native") -> Path:
+    """A localdev.toml enabling exactly `services`, each on a free port, on `runtime` (never "auto": a
+    reachable Docker Engine, as in CI, must not move the native tests onto containers)."""
     from localdev.services import service_classes
 
     options = options or {}
-    lines = []
+    lines = [f"runtime = {_toml_value(runtime)}", ""]
     for name in service_classes():
         lines.append(f"[services.{name}]")
         lines.append(f"enabled = {_toml_value(name in services)}")

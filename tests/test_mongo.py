@@ -329,9 +329,7 @@ def test_mongodb_flavor_is_refused_natively(tmp_path):
     from conftest import write_config
 
     project = tmp_path / "p"
-    write_config(project, ["postgres", "mongo"], {"mongo": {"flavor": "mongodb"}}, extra="")
-    text = (project / "localdev.toml").read_text()
-    (project / "localdev.toml").write_text('runtime = "native"\n' + text)
+    write_config(project, ["postgres", "mongo"], {"mongo": {"flavor": "mongodb"}}, runtime="native")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALDEV_")}
     env.update({"LOCALDEV_HOME": str(tmp_path / "home"), "LOCALDEV_CONFIG": str(project / "localdev.toml")})
     proc = subprocess.run([os.sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env,
