@@ -1,7 +1,10 @@
-"""ns create + ns env + ns delete: through the CLI (agent), through the in-process API, and a private cluster
-per PR (`up` + a namespace in a fresh LOCALDEV_HOME), measured side by side in one run.
+"""A per-PR environment two ways, side by side in one run: a namespace on the shared cluster
+(`ns create` [+ seeds] + `ns env` + `ns delete`, through the CLI and through the in-process API, with
+--present namespaces already there) vs a private cluster per PR (`up` + the same namespace in a fresh
+LOCALDEV_HOME, the way docker compose / Testcontainers users get one).
 
-    python bench/namespaces.py [--services postgres,dynamodb,aws,mongo] [--present 50] [--rounds 20] [--private 3]
+    python bench/namespaces.py [--services postgres,dynamodb,aws,mongo] [--seed] [--present 50]
+                               [--rounds 20] [--private 3] [--out namespaces]
 """
 
 from __future__ import annotations
@@ -22,24 +25,30 @@ def main() -> None:
     parser.add_argument("--present", type=int, default=50, help="namespaces already there")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--private", type=int, default=3, help="private clusters to start")
+    parser.add_argument("--seed", action="store_true", help="seed each namespace with the repo's seeds/")
+    parser.add_argument("--out", default="namespaces", help="results name under bench/results/")
+    parser.add_argument("--aws-flavor", default="localstack")
     args = parser.parse_args()
     services = args.services.split(",")
+    seeds = str(Path(__file__).parent.parent / "seeds")
+    seed_args = ["--seeds", seeds] if args.seed else ["--no-seed"]
+    options = {"aws": {"flavor": args.aws_flavor}}
 
     from localdev.cluster import Cluster
     from localdev.config import load
 
-    home, config, env = temp_project(services)
+    home, config, env = temp_project(services, options)
     cluster = Cluster(home=home, config=load(start=config.parent, environ={}))
     cluster.up(services=services)
     try:
         for i in range(args.present):
-            cluster.namespaces.create(f"present-{i}", seed=False)
+            cluster.namespaces.create(f"present-{i}", seed=args.seed, seeds_dir=seeds)
         via_cli, via_api = [], []
         for i in range(args.rounds):
-            via_cli.append(cli(env, "ns", "create", f"cli-{i}", "--no-seed") + cli(env, "ns", "env", f"cli-{i}")
+            via_cli.append(cli(env, "ns", "create", f"cli-{i}", *seed_args) + cli(env, "ns", "env", f"cli-{i}")
                            + cli(env, "ns", "delete", f"cli-{i}"))
             t0 = time.perf_counter()
-            cluster.namespaces.create(f"api-{i}", seed=False)
+            cluster.namespaces.create(f"api-{i}", seed=args.seed, seeds_dir=seeds)
             cluster.namespaces.env(f"api-{i}")
             cluster.namespaces.delete(f"api-{i}")
             via_api.append(time.perf_counter() - t0)
@@ -50,22 +59,23 @@ def main() -> None:
 
     private = []
     for _ in range(args.private):
-        p_home, p_config, p_env = temp_project(services)
+        p_home, p_config, p_env = temp_project(services, options)
         try:
-            private.append(cli(p_env, "up") + cli(p_env, "ns", "create", "pr", "--no-seed") + cli(p_env, "ns", "env", "pr"))
+            private.append(cli(p_env, "up") + cli(p_env, "ns", "create", "pr", *seed_args) + cli(p_env, "ns", "env", "pr"))
         finally:
             cli(p_env, "down", "--purge")
             shutil.rmtree(p_home.parent, ignore_errors=True)
 
     rows = {"cli (agent)": summary(via_cli), "in-process API": summary(via_api), "private cluster per PR": summary(private)}
-    print(f"services: {','.join(services)}; {args.present} namespaces present; create+env+delete per round")
+    print(f"services: {','.join(services)}; seeded: {args.seed}; {args.present} namespaces present; "
+          "create+env+delete per round")
     print(f"{'way':28} {'n':>3} {'p50 s':>8} {'p95 s':>8}")
     for way, s in rows.items():
         print(f"{way:28} {s['n']:>3} {s['p50']:>8.3f} {s['p95']:>8.3f}")
     ratio_cli = rows["private cluster per PR"]["p50"] / rows["cli (agent)"]["p50"]
     ratio_api = rows["private cluster per PR"]["p50"] / rows["in-process API"]["p50"]
     print(f"private cluster / cli p50: {ratio_cli:.1f}x    private cluster / API p50: {ratio_api:.1f}x")
-    path = save("namespaces", {"services": services, "present": args.present, "rows": rows,
+    path = save(args.out, {"services": services, "seeded": args.seed, "present": args.present, "rows": rows,
                                "ratio_private_over_cli_p50": ratio_cli, "ratio_private_over_api_p50": ratio_api})
     print(f"wrote {path}")
 

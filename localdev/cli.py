@@ -327,6 +327,10 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
+    except OSError as exc:  # a full disk, a permission: say which file and why, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        _err(f"{exc.strerror or exc}{where}: check free space and permissions of LOCALDEV_HOME ({_home()})")
+        sys.exit(1)
     except Exception as exc:  # click usage errors and the like
         import click
 

@@ -183,9 +183,19 @@ class Cluster:
         """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock."""
         svc = self.services[name]
         spec = self.spec(name)
+        self._drop_clients(name)
         self.runtime.start(name, spec)
         svc.wait_ready(alive=lambda: self.runtime.state(name).running)
         svc.after_ready()
+
+    def _drop_clients(self, name: str) -> None:
+        """Warm clients of a service that is (re)starting, and of everything built on it, are dropped:
+        a connection pool that lived through a server's death can stay wedged long after it is back."""
+        for other, svc in (self._services or {}).items():
+            if other == name or name in svc.depends_on:
+                svc.close()
+        if name == "postgres" and self._namespaces is not None:  # the registry lives in PostgreSQL
+            self._namespaces.close()
 
     def start_agent(self, progress: Callable[[str], None] = _quiet) -> None:
         from localdev.agent_client import AgentClient

@@ -10,6 +10,7 @@ name (create, delete, gc) rolls back.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class Namespaces:
     def __init__(self, cluster):
         self.cluster = cluster
         self._pool = None
+        self._pool_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -56,10 +58,11 @@ class Namespaces:
         return self.cluster.services["postgres"]
 
     def pool(self):
-        if self._pool is None:
-            self._ensure_registry()
-            self._pool = self.postgres.make_pool(REGISTRY_DB, 40, "localdev-registry")
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                self._ensure_registry()
+                self._pool = self.postgres.make_pool(REGISTRY_DB, 40, "localdev-registry")
+            return self._pool
 
     def _ensure_registry(self) -> None:
         """Create the registry database and table once; concurrent first users (xdist workers) wait in line."""
@@ -75,9 +78,10 @@ class Namespaces:
                 conn.execute("SELECT pg_advisory_unlock(%s, 0)", (LOCK_CLASS,))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=2)
 
     @contextmanager
     def _locked(self, name: str):

@@ -33,9 +33,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e "$extras"
 say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
-.venv/bin/python -m localdev.provision
+clients=""
 if [ "$extras" = ".[test]" ]; then
-  say "fetching the clients the tests drive (mongosh)"
-  .venv/bin/python -c "from localdev.provision.ferretdb import mongosh_binary; mongosh_binary()"
+  say "fetching the clients the tests drive (mongosh), meanwhile"
+  .venv/bin/python -c "from localdev.provision.ferretdb import mongosh_binary; mongosh_binary()" &
+  clients=$!
 fi
+.venv/bin/python -m localdev.provision
+[ -z "$clients" ] || wait "$clients"
 say "ready: .venv/bin/localdev"

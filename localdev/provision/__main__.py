@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from localdev import config
 from localdev.cluster import Cluster
@@ -14,19 +15,24 @@ from localdev.errors import LocalDevError
 def main(argv: list[str]) -> int:
     cfg = config.load()
     names = argv or cfg.enabled_services()
-    failed = 0
     with tempfile.TemporaryDirectory() as home:
         cluster = Cluster(home=home, config=cfg)
         cluster._runtime = cluster._make_runtime("native")
-        for name in names:
+
+        def install(name: str) -> bool:
             t0 = time.monotonic()
             try:
                 cluster.services[name].install()
                 print(f"provision: {name}: ready ({time.monotonic() - t0:.1f}s)", file=sys.stderr)
+                return True
             except LocalDevError as exc:
-                failed += 1
                 print(f"provision: {name}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
+                return False
+
+        # In parallel: downloads wait on the network while a build uses the CPU.
+        with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+            ok = list(pool.map(install, names))
+    return 0 if all(ok) else 1
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ class Postgres(Service):
         """Warm autocommit admin connections; each checked on checkout, so a server restart costs no failure."""
         from psycopg_pool import ConnectionPool
 
-        return ConnectionPool(self.admin_url(dbname), min_size=1, max_size=max_size, open=True, timeout=60,
+        return ConnectionPool(self.admin_url(dbname), min_size=1, max_size=max_size, open=True, timeout=30,
                               kwargs={"autocommit": True}, name=name, check=ConnectionPool.check_connection)
 
     def pool(self):
@@ -236,9 +236,9 @@ class Postgres(Service):
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=2)
 
     def purge(self) -> None:
         shutil.rmtree(self.server_root, ignore_errors=True)

@@ -1,0 +1,69 @@
+"""`localdev up` per service and for the whole cluster: cold (a fresh LOCALDEV_HOME; binaries already in
+the cache), restart (after `down`, data kept) and no-op (everything already healthy), per runtime.
+
+    python bench/up.py [--services postgres,dynamodb,aws,mongo] [--rounds 3] [--runtime native|docker]
+
+For the docker runtime the images come from LOCALDEV_TEST_IMAGE_<SERVICE> when set (scripts/engine.sh's
+stand-ins), else the official ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import cli, save, summary, temp_project  # noqa: E402
+
+
+def measure(services: list[str], runtime: str, rounds: int) -> dict[str, list[float]]:
+    options = {"aws": {"flavor": os.environ.get("BENCH_AWS_FLAVOR", "localstack")}}
+    for name in services:
+        image = os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}")
+        if runtime == "docker" and image:
+            options.setdefault(name, {})["image"] = image
+    out: dict[str, list[float]] = {"cold": [], "restart": [], "no-op": []}
+    for _ in range(rounds):
+        home, _, env = temp_project(services, options)
+        env = {**env, "LOCALDEV_RUNTIME": runtime}
+        try:
+            out["cold"].append(cli(env, "up"))
+            out["no-op"].append(cli(env, "up"))
+            cli(env, "down")
+            out["restart"].append(cli(env, "up"))
+        finally:
+            cli(env, "down", "--purge")
+            shutil.rmtree(home.parent, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--services", default="postgres,dynamodb,aws,mongo")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runtime", default="native", choices=["native", "docker"])
+    args = parser.parse_args()
+    services = args.services.split(",")
+    groups = [[s] if s != "mongo" else ["postgres", "mongo"] for s in services] + [services]
+    rows = {}
+    print(f"runtime: {args.runtime}; {args.rounds} rounds; seconds")
+    print(f"{'services':32} {'cold p50':>9} {'restart p50':>12} {'no-op p50':>10}")
+    for group in groups:
+        result = measure(group, args.runtime, args.rounds)
+        label = "+".join(group)
+        for kind, values in result.items():
+            rows[f"{label} {kind}"] = summary(values)
+        print(f"{label:32} {rows[label + ' cold']['p50']:>9.2f} {rows[label + ' restart']['p50']:>12.2f} "
+              f"{rows[label + ' no-op']['p50']:>10.2f}", flush=True)
+    whole = "+".join(services)
+    chart_rows = {k.replace(whole + " ", "cluster "): v for k, v in rows.items() if k.startswith(whole + " ")}
+    print(f"wrote {save(f'up_{args.runtime}', {'runtime': args.runtime, 'rows': rows})}")
+    if args.runtime == "native":
+        save("up", {"runtime": args.runtime, "rows": chart_rows})
+
+
+if __name__ == "__main__":
+    main()
