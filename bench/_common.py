@@ -79,6 +79,13 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def pss_mb(pids: list[int]) -> float:
     """Proportional set size in MB: shared pages (PostgreSQL's shared buffers) counted once, not per process."""
     total_kb = 0

@@ -13,14 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import save, summary, temp_project  # noqa: E402
+from _common import rss_mb, save, summary, temp_project  # noqa: E402
 
 
-def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main(n: int) -> dict:

@@ -43,15 +43,17 @@ def main() -> None:
     try:
         for i in range(args.present):
             cluster.namespaces.create(f"present-{i}", seed=args.seed, seeds_dir=seeds)
-        via_cli, via_api = [], []
+        via_cli, via_api, del_cli, del_api = [], [], [], []
         for i in range(args.rounds):
-            via_cli.append(cli(env, "ns", "create", f"cli-{i}", *seed_args) + cli(env, "ns", "env", f"cli-{i}")
-                           + cli(env, "ns", "delete", f"cli-{i}"))
+            via_cli.append(cli(env, "ns", "create", f"cli-{i}", *seed_args) + cli(env, "ns", "env", f"cli-{i}"))
+            del_cli.append(cli(env, "ns", "delete", f"cli-{i}"))
             t0 = time.perf_counter()
             cluster.namespaces.create(f"api-{i}", seed=args.seed, seeds_dir=seeds)
             cluster.namespaces.env(f"api-{i}")
-            cluster.namespaces.delete(f"api-{i}")
             via_api.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            cluster.namespaces.delete(f"api-{i}")
+            del_api.append(time.perf_counter() - t0)
     finally:
         cluster.namespaces.close()
         cluster.down(purge=True)
@@ -66,17 +68,19 @@ def main() -> None:
             cli(p_env, "down", "--purge")
             shutil.rmtree(p_home.parent, ignore_errors=True)
 
-    rows = {"cli (agent)": summary(via_cli), "in-process API": summary(via_api), "private cluster per PR": summary(private)}
-    print(f"services: {','.join(services)}; seeded: {args.seed}; {args.present} namespaces present; "
-          "create+env+delete per round")
+    rows = {"ns create+env (cli)": summary(via_cli), "ns create+env (api)": summary(via_api),
+            "private cluster per PR": summary(private)}
+    deletes = {"ns delete (cli)": summary(del_cli), "ns delete (api)": summary(del_api)}
+    print(f"services: {','.join(services)}; seeded: {args.seed}; {args.present} namespaces present")
     print(f"{'way':28} {'n':>3} {'p50 s':>8} {'p95 s':>8}")
-    for way, s in rows.items():
+    for way, s in {**rows, **deletes}.items():
         print(f"{way:28} {s['n']:>3} {s['p50']:>8.3f} {s['p95']:>8.3f}")
-    ratio_cli = rows["private cluster per PR"]["p50"] / rows["cli (agent)"]["p50"]
-    ratio_api = rows["private cluster per PR"]["p50"] / rows["in-process API"]["p50"]
-    print(f"private cluster / cli p50: {ratio_cli:.1f}x    private cluster / API p50: {ratio_api:.1f}x")
+    ratio_cli = rows["private cluster per PR"]["p50"] / rows["ns create+env (cli)"]["p50"]
+    ratio_api = rows["private cluster per PR"]["p50"] / rows["ns create+env (api)"]["p50"]
+    print(f"private cluster / namespace p50: {ratio_cli:.1f}x through the CLI, {ratio_api:.1f}x through the API")
     path = save(args.out, {"services": services, "seeded": args.seed, "present": args.present, "rows": rows,
-                               "ratio_private_over_cli_p50": ratio_cli, "ratio_private_over_api_p50": ratio_api})
+                           "deletes": deletes, "ratio_private_over_cli_p50": ratio_cli,
+                           "ratio_private_over_api_p50": ratio_api})
     print(f"wrote {path}")
 
 

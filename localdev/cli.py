@@ -6,7 +6,6 @@ Namespace commands talk to the cluster agent over its socket and import no servi
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time

@@ -98,7 +98,7 @@ def new_account_id() -> str:
 def validate_access_key(key: str) -> str:
     # DynamoDB Local hangs every client on an over-long key and truncates at '/' or '=': check first.
     if not AWS_KEY_RE.fullmatch(key or ""):
-        raise BadInput(f"invalid AWS access key id for a namespace: must be 12 digits")
+        raise BadInput("invalid AWS access key id for a namespace: must be 12 digits")
     return key
 
 

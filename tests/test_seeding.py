@@ -1,7 +1,6 @@
 """Seeds on real services: validated first, applied all-or-nothing, template clone == replay."""
 
 import json
-import shutil
 from pathlib import Path
 
 import psycopg

@@ -25,13 +25,12 @@ import json
 import os
 import shutil
 import signal
-import threading
 import urllib.request
-from collections import OrderedDict
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.services._aws_clients import WarmClients
 from localdev.services.base import Check, Option, Service
 
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; later ones need an auth token
@@ -60,9 +59,7 @@ class Aws(Service):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._session = None
-        self._clients: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+        self._clients = WarmClients(96)
         self._python: Path | None = None
 
     @property
@@ -198,36 +195,19 @@ class Aws(Service):
 
     # -- warm clients --------------------------------------------------------------
     def client(self, service: str, key: str = "000000000000", secret: str = "test", region: str = "us-east-1"):
-        """A botocore client for one account, cached (one shared session: models are loaded once)."""
-        cache_key = (service, key, secret, region, self.endpoint)
-        with self._lock:
-            client = self._clients.get(cache_key)
-            if client is not None:
-                self._clients.move_to_end(cache_key)
-                return client
-            import botocore.session
-            from botocore.config import Config
+        """A warm client for one account (one shared session: models are loaded once)."""
+        from botocore.config import Config
 
-            if self._session is None:
-                self._session = botocore.session.get_session()
-            client = self._session.create_client(
-                service, region_name=region, endpoint_url=self.endpoint, aws_access_key_id=key,
-                aws_secret_access_key=secret,
-                config=Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"},
-                              s3={"addressing_style": "path"}))
-            self._clients[cache_key] = client
-            while len(self._clients) > 96:
-                self._clients.popitem(last=False)
-            return client
+        return self._clients.get(service, endpoint=self.endpoint, key=key, secret=secret, region=region,
+                                 config=Config(connect_timeout=3, read_timeout=30,
+                                               retries={"max_attempts": 2, "mode": "standard"},
+                                               s3={"addressing_style": "path"}))
 
     def ns_client(self, ns, service: str):
         return self.client(service, ns.aws_access_key_id, ns.aws_secret_access_key, ns.region)
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._clients.close()
 
     def doctor(self) -> list[Check]:
         from localdev.provision import ProvisionError

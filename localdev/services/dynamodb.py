@@ -20,8 +20,6 @@ import base64
 import binascii
 import json
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +29,7 @@ from localdev.names import validate_access_key
 from localdev.provision import ProvisionError
 from localdev.provision import dynamodb as provisioning
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.services._aws_clients import WarmClients
 from localdev.services.base import Check, Option, Service
 
 IMAGE = f"amazon/dynamodb-local:{provisioning.VERSION}"
@@ -75,9 +74,7 @@ class DynamoDB(Service):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._install = None
-        self._session = None  # one botocore session: building one is the costly part of a client
-        self._clients: OrderedDict[tuple, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self._clients = WarmClients(WARM_CLIENTS)
 
     # -- where it lives -------------------------------------------------------------------
     @property
@@ -145,10 +142,7 @@ class DynamoDB(Service):
             return False
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._clients.close()
 
     def doctor(self) -> list[Check]:
         checks = []
@@ -180,27 +174,13 @@ class DynamoDB(Service):
 
     # -- clients --------------------------------------------------------------------------
     def _client(self, key: str, region: str, probe: bool = False):
-        """A warm boto3 client per (key, region): made once, reused by every thread."""
-        cache_key = (key, region, probe)
-        with self._lock:
-            client = self._clients.get(cache_key)
-            if client is not None:
-                self._clients.move_to_end(cache_key)
-            else:
-                import boto3
-                from botocore.config import Config
+        """A warm client per (key, region): made once, reused by every thread."""
+        from botocore.config import Config
 
-                if self._session is None:
-                    self._session = boto3.session.Session()
-                config = (Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 1}) if probe else
-                          Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}))
-                client = self._session.client(
-                    "dynamodb", endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key,
-                    aws_secret_access_key="localdev", config=config)
-                self._clients[cache_key] = client
-                if len(self._clients) > WARM_CLIENTS:
-                    self._clients.popitem(last=False)  # not closed: another thread may be using it
-            return client
+        config = (Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 1}) if probe else
+                  Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}))
+        return self._clients.get("dynamodb", endpoint=self.endpoint, key=key, secret="localdev", region=region,
+                                 config=config, tag="probe" if probe else "")
 
     def client(self, ns):
         """The namespace's warm client (for seeding and tests)."""
