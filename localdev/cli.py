@@ -107,9 +107,26 @@ def up(runtime: Optional[str] = typer.Option(None, help="auto | native | docker"
     """Start the shared cluster (every enabled service, then the agent) and wait until all are healthy."""
     if runtime and runtime not in ("auto", "native", "docker"):
         raise BadInput(f"invalid --runtime {runtime!r}: use auto, native or docker")
+    if not runtime and not service:
+        status = _running_status()
+        if status is not None:  # already up and healthy: the agent says so without a client import here
+            _render_status(status, as_json)
+            return
     cluster = _cluster()
     status = cluster.up(services=service or None, runtime=runtime, progress=_progress(as_json))
     _render_status(status, as_json)
+
+
+def _running_status() -> dict | None:
+    """The agent's status if the whole recorded cluster is up and healthy, else None."""
+    from localdev.agent_client import AgentClient
+
+    client = AgentClient(_home(), timeout=30)
+    if not client.ping():
+        return None
+    status = client.status()
+    healthy = all(s["state"] == "healthy" for s in status["services"].values())
+    return status if status["state"] == "up" and status["services"] and healthy else None
 
 
 @app.command()
