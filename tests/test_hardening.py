@@ -173,3 +173,56 @@ def test_every_listener_is_loopback_and_no_secret_leaks(full_cluster):
     for secret in secrets:
         assert not any(secret in t for t in texts), "a secret appears in logs, status or ns list"
     h.cli("ns", "delete", "sec", check=True)
+
+
+def test_full_disk_fails_clearly_keeps_committed_data_and_recovers(tmp_path):
+    """LOCALDEV_HOME on a tiny tmpfs, filled up: a create fails with a sentence and leaves nothing
+    half-made; after space is freed and `up`, committed data is there and creates work again."""
+    import shutil
+
+    from conftest import ClusterHandle, write_config
+    from localdev.cluster import Cluster
+    from localdev.config import load
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    project = tmp_path / "project"
+    config = write_config(project, ["postgres", "dynamodb"])
+    cluster = Cluster(home=mnt / "home", config=load(start=project, environ={}))
+    h = ClusterHandle(cluster, mnt / "home", project, config)
+    try:
+        cluster.up(services=["postgres", "dynamodb"])
+        h.cli("ns", "create", "before", "--no-seed", check=True)
+        env = h.ns_env("before")
+        ddb = boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"], region_name=env["AWS_REGION"],
+                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+        ddb.create_table(TableName="kept", AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName="kept", Item={"k": {"S": "committed"}})
+
+        filler = mnt / "filler"
+        with open(filler, "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * (1 << 20))
+                    fh.flush()
+            except OSError:
+                pass
+        proc = h.cli("ns", "create", "during", "--seeds", SEEDS)
+        assert proc.returncode == 1 and proc.stderr.startswith("localdev: ") and "Traceback" not in proc.stderr
+        assert names(h).get("during") in (None, "interrupted")
+
+        filler.unlink()
+        h.cli("up", check=True)
+        assert ddb.get_item(TableName="kept", Key={"k": {"S": "committed"}})["Item"]["k"]["S"] == "committed"
+        assert h.cli("ns", "delete", "during", "--missing-ok").returncode == 0  # cleanly removable
+        h.cli("ns", "create", "during", "--seeds", SEEDS, check=True)
+        assert names(h) == {"before": "ready", "during": "ready"}
+    finally:
+        cluster.namespaces.close()
+        cluster.down(purge=True)
+        subprocess.run(["umount", "-l", str(mnt)])

@@ -204,14 +204,23 @@ class DynamoDB(Service):
         return env
 
     def drop_namespace(self, ns) -> None:
+        from botocore.exceptions import ClientError
+
         key = validate_access_key(ns.aws_access_key_id)
-        regions = {ns.region} | self._regions_on_disk(key)
-        for region in sorted(regions):
-            self._delete_tables(self._client(key, region))
         # DynamoDB Local keeps each database file open: deleting it now would break a running
-        # server. Mark it; provision() (before the next start) and purge() remove it.
+        # server. Mark it (first, so even a failed drop is finished); provision() (before the next
+        # start) and purge() remove it.
         for db in self._db_files(key):
             db.with_name(db.name + DROPPED_SUFFIX).touch()
+        regions = {ns.region} | self._regions_on_disk(key)
+        for region in sorted(regions):
+            try:
+                self._delete_tables(self._client(key, region))
+            except ClientError as exc:
+                # A database file broken by a full disk answers InternalFailure to everything: nobody can
+                # read it, and the mark above removes it at the next start. Anything else is a real failure.
+                if exc.response.get("Error", {}).get("Code") != "InternalFailure":
+                    raise
 
     # -- seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [...]} ----
     @classmethod
