@@ -152,3 +152,30 @@ def test_doctor_reports_postgres(make_cluster):
     proc = h.cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert checks["postgres binaries"]["ok"] and "PostgreSQL" in checks["postgres binaries"]["detail"]
+
+
+@pytest.mark.parametrize("toml,needle", [
+    ('runtime = "kubernetes"\n', "runtime: 'kubernetes' is not allowed"),
+    ('[services.postgres]\nport = 0\n', "services.postgres.port: 0 is not a TCP port"),
+    ('[services.postgres]\nport = 5432\n[services.dynamodb]\nport = 5432\n', "is also the port of postgres"),
+    ('[services.aws]\nflavor = "moto"\n', "services.aws.flavor: 'moto' is not allowed"),
+    ('[services.mongo]\nflavor = "mongodb"\n', 'flavor = "mongodb" runs only in containers'),
+    ('[services.redis]\nport = 6379\n', "services.redis: unknown service"),
+    ('[namespaces]\ndefault_ttl = "1y"\n', "namespaces.default_ttl"),
+    ('[services.postgres]\nenabled = "perhaps"\n', "services.postgres.enabled: expected bool"),
+    ('[services.postgres]\nbin_dir = "$(rm -rf ~)"\n', "bin_dir = '$(rm -rf ~)': no postgres and initdb there"),
+    ('services = "all"\n', "services: expected a table"),
+])
+def test_bad_config_catalogue_exits_2_and_starts_nothing(tmp_path, toml, needle):
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "localdev.toml").write_text('runtime = "native"\n' * ("runtime" not in toml) + toml)
+    env = {**os.environ, "LOCALDEV_HOME": str(tmp_path / "home")}
+    env.pop("LOCALDEV_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "home" / "run").glob("*/pid")) if (tmp_path / "home" / "run").exists() else True

