@@ -130,6 +130,7 @@ class Cluster:
                 names = with_dependencies(sorted(set(names) | set(recorded["services"]), key=list(classes).index))
             for name in names:  # bad input changes nothing: refuse before starting anything
                 self.services[name].check()
+            self._check_ports(names)
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home)})
             started: list[str] = []
@@ -139,6 +140,18 @@ class Cluster:
                 self.start_agent(progress)
             self.verify_namespaces(started, progress)
         return self.status()
+
+    def _check_ports(self, names: list[str]) -> None:
+        """Every port a service that is not running will take must be free, before any service starts."""
+        from localdev.ports import port_in_use
+
+        for name in names:
+            svc = self.services[name]
+            if not self.runtime.state(name).running and port_in_use(self.config.host, svc.port):
+                raise BadInput(
+                    f"port {svc.port} on {self.config.host} is already in use by another program, so {name} "
+                    f"cannot start: stop that program or choose another port ([services.{name}] port = ... in "
+                    f"localdev.toml, or LOCALDEV_{name.upper()}_PORT); nothing was started")
 
     def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
         """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""

@@ -25,3 +25,13 @@ def free_port(low: int = 20000, high: int = 32000) -> int:
         _handed_out.add(port)
         return port
     raise RuntimeError(f"no free port between {low} and {high}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False

@@ -114,12 +114,13 @@ def test_config_in_pyproject_is_found_upward(tmp_path):
     assert cfg.path == tmp_path / "pyproject.toml" and cfg.services["postgres"]["port"] == 16543
 
 
-def test_occupied_port_is_a_clear_error(tmp_path):
+def test_occupied_port_is_a_clear_error_and_nothing_starts(tmp_path):
     import sys
 
     project = tmp_path / "project"
-    path = write_config(project, ["postgres"])
-    port = int([l for l in path.read_text().splitlines() if l.startswith("port")][0].split("=")[1])
+    path = write_config(project, ["postgres", "dynamodb"])
+    # the second service's port is taken: the first must not be started either
+    port = int([l for l in path.read_text().splitlines() if l.startswith("port")][1].split("=")[1])
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", port))
     blocker.listen()
@@ -129,7 +130,8 @@ def test_occupied_port_is_a_clear_error(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], cwd=project, env=env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
-        assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr
+        assert f"port {port} on 127.0.0.1 is already in use" in proc.stderr and "nothing was started" in proc.stderr
+        assert not list((tmp_path / "home" / "run").glob("*/pid"))
     finally:
         blocker.close()
         subprocess.run([sys.executable, "-m", "localdev.cli", "down", "--purge"], cwd=project, env=env)

@@ -114,7 +114,7 @@ class DockerRuntime:
             # Dead, or made from another spec (image or config changed): replace it, keeping its output.
             self._archive_logs(name, container)
             self._remove(container)
-        from localdev.runtimes.native import port_in_use
+        from localdev.ports import port_in_use
 
         for port in spec.ports.values():
             if port_in_use(self.host, port):

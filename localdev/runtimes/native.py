@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from localdev.errors import BadInput, LocalDevError
+from localdev.ports import port_in_use
 from localdev.runtimes.base import ProcessSpec, ProcessState
 from localdev.state import StateDir
 
@@ -29,16 +29,6 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
         return None
     fields = raw[raw.rindex(")") + 2:].split()
     return fields[0], int(fields[19])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 class NativeRuntime:
