@@ -143,15 +143,12 @@ class Cluster:
 
     def _check_ports(self, names: list[str]) -> None:
         """Every port a service that is not running will take must be free, before any service starts."""
-        from localdev.ports import port_in_use
+        from localdev.ports import port_in_use, port_taken
 
         for name in names:
             svc = self.services[name]
             if not self.runtime.state(name).running and port_in_use(self.config.host, svc.port):
-                raise BadInput(
-                    f"port {svc.port} on {self.config.host} is already in use by another program, so {name} "
-                    f"cannot start: stop that program or choose another port ([services.{name}] port = ... in "
-                    f"localdev.toml, or LOCALDEV_{name.upper()}_PORT); nothing was started")
+                raise port_taken(name, self.config.host, svc.port, started_nothing=True)
 
     def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
         """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""

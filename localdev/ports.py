@@ -35,3 +35,12 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def port_taken(service: str, host: str, port: int, started_nothing: bool = False):
+    """The BadInput for a port another program holds (the runtimes and `up` say it the same way)."""
+    from localdev.errors import BadInput
+
+    return BadInput(f"port {port} on {host} is already in use by another program, so {service} cannot start: "
+                    f"stop that program or choose another port ([services.{service}] port = ... in localdev.toml, "
+                    f"or LOCALDEV_{service.upper()}_PORT)" + ("; nothing was started" if started_nothing else ""))

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from localdev.errors import BadInput, LocalDevError
+from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessState
 from localdev.state import StateDir
 
@@ -114,14 +114,11 @@ class DockerRuntime:
             # Dead, or made from another spec (image or config changed): replace it, keeping its output.
             self._archive_logs(name, container)
             self._remove(container)
-        from localdev.ports import port_in_use
+        from localdev.ports import port_in_use, port_taken
 
         for port in spec.ports.values():
             if port_in_use(self.host, port):
-                raise BadInput(
-                    f"port {port} on {self.host} is already in use by another program, so {name} cannot start: "
-                    f"stop that program or choose another port ([services.{name}] port = ... in localdev.toml, "
-                    f"or LOCALDEV_{name.upper()}_PORT)")
+                raise port_taken(name, self.host, port)
         self._ensure_image(name, spec.image)
         with self._lock:
             network = self._ensure_network()

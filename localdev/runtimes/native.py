@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from localdev.errors import BadInput, LocalDevError
-from localdev.ports import port_in_use
+from localdev.errors import LocalDevError
+from localdev.ports import port_in_use, port_taken
 from localdev.runtimes.base import ProcessSpec, ProcessState
 from localdev.state import StateDir
 
@@ -50,10 +50,7 @@ class NativeRuntime:
             _wait_reaped(current.pid, current.start_time)
         for port in spec.ports:
             if port_in_use(self.host, port):
-                raise BadInput(
-                    f"port {port} on {self.host} is already in use by another program, so {name} cannot start: "
-                    f"stop that program or choose another port ([services.{name}] port = ... in localdev.toml, "
-                    f"or LOCALDEV_{name.upper()}_PORT)")
+                raise port_taken(name, self.host, port)
         self.dirs.run(name).mkdir(parents=True, exist_ok=True)
         log_path = self.dirs.log(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
