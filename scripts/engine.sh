@@ -65,6 +65,18 @@ EOF
 mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
 
 engine_up() { curl -fsS --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; }
+# A fresh service per run: a long-lived one piles up unreaped conmon processes and ends failing every
+# container start with "write child: broken pipe". Ours is the pid in service.pid (stopped by pid).
+if [ -f "$ENGINE_DIR/service.pid" ]; then
+    old=$(cat "$ENGINE_DIR/service.pid")
+    if kill -0 "$old" 2>/dev/null; then
+        log "restarting the podman API service (pid $old)"
+        kill "$old" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$old" 2>/dev/null || true
+    fi
+    rm -f "$ENGINE_DIR/service.pid" "$SOCK"
+fi
 if ! engine_up; then
     log "starting podman system service on $SOCK"
     rm -f "$SOCK"
