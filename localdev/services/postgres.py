@@ -28,6 +28,7 @@ from urllib.parse import quote
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, Service
+from localdev.state import write_private
 
 IMAGE = "postgres:15.10-bookworm"
 ADMIN = "postgres"
@@ -160,9 +161,7 @@ class Postgres(Service):
         if self.pgdata.exists():  # an initdb that was interrupted
             shutil.rmtree(self.pgdata)
         pwfile = root / "pwfile"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.admin_password + "\n")
+        write_private(pwfile, self.admin_password + "\n")
         self._chown(pwfile)
         try:
             kwargs = {}
