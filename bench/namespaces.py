@@ -1,6 +1,6 @@
 """A per-PR environment two ways, side by side in one run: a namespace on the shared cluster
-(`ns create` [+ seeds] + `ns env` + `ns delete`, through the CLI and through the in-process API, with
---present namespaces already there) vs a private cluster per PR (`up` + the same namespace in a fresh
+(`ns create` [+ seeds] + `ns env` + `ns delete`, three ways: the CLI, the agent's client from a long-lived
+process as the pytest plugin does, and the in-process API; with --present namespaces already there) vs a private cluster per PR (`up` + the same namespace in a fresh
 LOCALDEV_HOME, the way docker compose / Testcontainers users get one).
 
     python bench/namespaces.py [--services postgres,dynamodb,aws,mongo] [--seed] [--present 50]
@@ -34,19 +34,28 @@ def main() -> None:
     seed_args = ["--seeds", seeds] if args.seed else ["--no-seed"]
     options = {"aws": {"flavor": args.aws_flavor}}
 
+    from localdev.agent_client import AgentClient
     from localdev.cluster import Cluster
     from localdev.config import load
 
     home, config, env = temp_project(services, options)
     cluster = Cluster(home=home, config=load(start=config.parent, environ={}))
     cluster.up(services=services)
+    agent = AgentClient(home)
     try:
         for i in range(args.present):
             cluster.namespaces.create(f"present-{i}", seed=args.seed, seeds_dir=seeds)
-        via_cli, via_api, del_cli, del_api = [], [], [], []
+        via_cli, via_agent, via_api, del_cli, del_agent, del_api = [], [], [], [], [], []
         for i in range(args.rounds):
             via_cli.append(cli(env, "ns", "create", f"cli-{i}", *seed_args) + cli(env, "ns", "env", f"cli-{i}"))
             del_cli.append(cli(env, "ns", "delete", f"cli-{i}"))
+            t0 = time.perf_counter()
+            agent.create(f"agent-{i}", seed=args.seed, seeds_dir=seeds if args.seed else None)
+            agent.env(f"agent-{i}")
+            via_agent.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            agent.delete(f"agent-{i}")
+            del_agent.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             cluster.namespaces.create(f"api-{i}", seed=args.seed, seeds_dir=seeds)
             cluster.namespaces.env(f"api-{i}")
@@ -68,19 +77,23 @@ def main() -> None:
             cli(p_env, "down", "--purge")
             shutil.rmtree(p_home.parent, ignore_errors=True)
 
-    rows = {"ns create+env (cli)": summary(via_cli), "ns create+env (api)": summary(via_api),
+    rows = {"ns create+env (cli)": summary(via_cli), "ns create+env (agent client)": summary(via_agent),
+            "ns create+env (api)": summary(via_api),
             "private cluster per PR": summary(private)}
-    deletes = {"ns delete (cli)": summary(del_cli), "ns delete (api)": summary(del_api)}
+    deletes = {"ns delete (cli)": summary(del_cli), "ns delete (agent client)": summary(del_agent),
+               "ns delete (api)": summary(del_api)}
     print(f"services: {','.join(services)}; seeded: {args.seed}; {args.present} namespaces present")
     print(f"{'way':28} {'n':>3} {'p50 s':>8} {'p95 s':>8}")
     for way, s in {**rows, **deletes}.items():
         print(f"{way:28} {s['n']:>3} {s['p50']:>8.3f} {s['p95']:>8.3f}")
     ratio_cli = rows["private cluster per PR"]["p50"] / rows["ns create+env (cli)"]["p50"]
+    ratio_agent = rows["private cluster per PR"]["p50"] / rows["ns create+env (agent client)"]["p50"]
     ratio_api = rows["private cluster per PR"]["p50"] / rows["ns create+env (api)"]["p50"]
-    print(f"private cluster / namespace p50: {ratio_cli:.1f}x through the CLI, {ratio_api:.1f}x through the API")
+    print(f"private cluster / namespace p50: {ratio_cli:.1f}x through the CLI, {ratio_agent:.1f}x through the "
+          f"agent client, {ratio_api:.1f}x through the API")
     path = save(args.out, {"services": services, "seeded": args.seed, "present": args.present, "rows": rows,
                            "deletes": deletes, "ratio_private_over_cli_p50": ratio_cli,
-                           "ratio_private_over_api_p50": ratio_api})
+                           "ratio_private_over_agent_p50": ratio_agent, "ratio_private_over_api_p50": ratio_api})
     print(f"wrote {path}")
 
 

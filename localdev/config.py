@@ -12,7 +12,6 @@ from pathlib import Path
 
 from localdev.errors import BadInput
 from localdev.names import parse_ttl
-from localdev.services import service_classes
 from localdev.services.base import Option
 
 RUNTIMES = ("auto", "native", "docker")
@@ -98,6 +97,25 @@ def load(start: Path | None = None, environ: dict | None = None) -> Config:
     return validate(raw, where, path, env)
 
 
+def load_namespace_settings(start: Path | None = None) -> Config:
+    """Only [namespaces], what `ns create` and `seed` need: no service module is imported (a CLI process
+    would pay ~50 ms for them); `up` validates the whole file."""
+    path, raw = find_config_file(start)
+    where = str(path) if path else "defaults"
+    if not isinstance(raw, dict):
+        raise _fail(where, "(top level)", "expected a table")
+    return Config(path=path, namespaces=_namespaces(where, raw))
+
+
+def _namespaces(where: str, raw: dict) -> dict:
+    namespaces = _table(where, "namespaces", raw.get("namespaces", {}), NAMESPACE_KEYS)
+    try:
+        parse_ttl(namespaces["default_ttl"])
+    except BadInput as exc:
+        raise _fail(where, "namespaces.default_ttl", str(exc)) from None
+    return namespaces
+
+
 def _fail(where: str, key: str, problem: str) -> BadInput:
     return BadInput(f"{where}: {key}: {problem}")
 
@@ -133,6 +151,8 @@ def validate(raw: dict, where: str, path: Path | None, env: dict) -> Config:
     services_raw = raw.get("services", {})
     if not isinstance(services_raw, dict):
         raise _fail(where, "services", "expected a table of [services.<name>] tables")
+    from localdev.services import service_classes
+
     classes = service_classes()
     for name in services_raw:
         if name not in classes:
@@ -156,11 +176,7 @@ def validate(raw: dict, where: str, path: Path | None, env: dict) -> Config:
             raise _fail(where, f"services.{name}.port", f"{values['port']} is not a TCP port (1-65535)")
         cfg.services[name] = values
 
-    cfg.namespaces = _table(where, "namespaces", raw.get("namespaces", {}), NAMESPACE_KEYS)
-    try:
-        parse_ttl(cfg.namespaces["default_ttl"])
-    except BadInput as exc:
-        raise _fail(where, "namespaces.default_ttl", str(exc)) from None
+    cfg.namespaces = _namespaces(where, raw)
     cfg.agent = _table(where, "agent", raw.get("agent", {}), AGENT_KEYS)
     ports = [(o["port"], n) for n, o in cfg.services.items() if o["enabled"]]
     seen: dict[int, str] = {}

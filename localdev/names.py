@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from dataclasses import dataclass, field
 
 from localdev.errors import BadInput
@@ -92,7 +91,15 @@ def new_account_id() -> str:
 
     Never 000000000000 (the emulators' default account) and never with a leading zero.
     """
+    import secrets  # here, not at the top: the CLI imports this module for validate_name alone
+
     return str(secrets.randbelow(9 * 10**11) + 10**11)
+
+
+def new_secret(nbytes: int) -> str:
+    import secrets
+
+    return secrets.token_urlsafe(nbytes)
 
 
 def validate_access_key(key: str) -> str:
@@ -107,9 +114,9 @@ class Namespace:
     """A namespace and the credentials it owns (random, kept in the registry)."""
 
     name: str
-    pg_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    pg_password: str = field(default_factory=lambda: new_secret(24), repr=False)
     aws_access_key_id: str = field(default_factory=new_account_id)
-    aws_secret_access_key: str = field(default_factory=lambda: secrets.token_urlsafe(30), repr=False)
+    aws_secret_access_key: str = field(default_factory=lambda: new_secret(30), repr=False)
     region: str = "us-east-1"
 
     @property

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets as _secrets
 from pathlib import Path
 
-from filelock import FileLock
-from platformdirs import user_data_dir
 
 
 def default_home() -> Path:
     env = os.environ.get("LOCALDEV_HOME")
-    return Path(env).expanduser().absolute() if env else Path(user_data_dir("localdev", appauthor=False))
+    if not env:
+        from platformdirs import user_data_dir  # filelock and platformdirs load lazily: the CLI rarely needs them
+
+        return Path(user_data_dir("localdev", appauthor=False))
+    return Path(env).expanduser().absolute()
 
 
 def write_private(path: Path, text: str) -> None:
@@ -60,7 +61,9 @@ class StateDir:
     def agent_socket(self) -> Path:
         return self.home / "run" / "agent.sock"
 
-    def lock(self, name: str = "cluster") -> FileLock:
+    def lock(self, name: str = "cluster"):
+        from filelock import FileLock
+
         (self.home / "run").mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.home / "run" / f"{name}.lock"))
 
@@ -80,6 +83,8 @@ class StateDir:
         with self.lock("secrets"):
             data = json.loads(path.read_text()) if path.exists() else {}
             if key not in data:
-                data[key] = _secrets.token_urlsafe(nbytes)
+                from localdev.names import new_secret
+
+                data[key] = new_secret(nbytes)
                 write_private(path, json.dumps(data, indent=2))
             return data[key]

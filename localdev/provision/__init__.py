@@ -9,11 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
-from filelock import FileLock
-from platformdirs import user_cache_dir
 
 from localdev.errors import LocalDevError
 
@@ -28,14 +25,18 @@ def cache_dir(*parts: str) -> Path:
     Binaries are shared by every cluster of the user, so they live in LOCALDEV_CACHE (default: the
     platform's user cache dir, ~/.cache/localdev on Linux), not in a cluster's LOCALDEV_HOME.
     """
+    from platformdirs import user_cache_dir  # imported here: every CLI process loads this module
+
     root = os.environ.get("LOCALDEV_CACHE") or user_cache_dir("localdev", appauthor=False)
     path = Path(root, *parts).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def build_lock(target: Path) -> FileLock:
+def build_lock(target: Path):
     """A lock next to `target` so two processes never build the same thing at once."""
+    from filelock import FileLock
+
     target.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(target) + ".lock")
 
@@ -56,6 +57,8 @@ def download(url: str, dest: Path, *, timeout: float = 60) -> Path:
     """Download `url` to `dest` atomically (a partial file never sits at `dest`)."""
     tmp = dest.with_name(dest.name + ".part")
     try:
+        import urllib.request
+
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
             shutil.copyfileobj(resp, out)
     except OSError as exc:

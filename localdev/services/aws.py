@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import urllib.request
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
@@ -174,6 +173,8 @@ class Aws(Service):
 
     def _health(self) -> bool:
         try:
+            import urllib.request
+
             with urllib.request.urlopen(self.endpoint + HEALTH[self.flavor], timeout=2) as resp:
                 return resp.status == 200 and "services" in json.loads(resp.read() or b"{}")
         except Exception:  # noqa: BLE001 - refused, reset, not HTTP, not JSON: all mean "not ready"
