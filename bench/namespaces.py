@@ -1,5 +1,5 @@
 """A per-PR environment two ways, side by side in one run: a namespace on the shared cluster
-(`ns create` [+ seeds] + `ns env` + `ns delete`, three ways: the CLI, the agent's client from a long-lived
+(`ns create` [+ seeds] + `ns env` + `ns delete`, four ways: two CLI calls, one `ns create --print-env`, the agent's client from a long-lived
 process as the pytest plugin does, and the in-process API; with --present namespaces already there) vs a private cluster per PR (`up` + the same namespace in a fresh
 LOCALDEV_HOME, the way docker compose / Testcontainers users get one).
 
@@ -45,10 +45,12 @@ def main() -> None:
     try:
         for i in range(args.present):
             cluster.namespaces.create(f"present-{i}", seed=args.seed, seeds_dir=seeds)
-        via_cli, via_agent, via_api, del_cli, del_agent, del_api = [], [], [], [], [], []
+        via_cli1, via_cli, via_agent, via_api, del_cli, del_agent, del_api = [], [], [], [], [], [], []
         for i in range(args.rounds):
             via_cli.append(cli(env, "ns", "create", f"cli-{i}", *seed_args) + cli(env, "ns", "env", f"cli-{i}"))
             del_cli.append(cli(env, "ns", "delete", f"cli-{i}"))
+            via_cli1.append(cli(env, "ns", "create", f"one-{i}", *seed_args, "--print-env", "shell"))
+            cli(env, "ns", "delete", f"one-{i}")
             t0 = time.perf_counter()
             agent.create(f"agent-{i}", seed=args.seed, seeds_dir=seeds if args.seed else None)
             agent.env(f"agent-{i}")
@@ -77,7 +79,7 @@ def main() -> None:
             cli(p_env, "down", "--purge")
             shutil.rmtree(p_home.parent, ignore_errors=True)
 
-    rows = {"ns create+env (cli)": summary(via_cli), "ns create+env (agent client)": summary(via_agent),
+    rows = {"ns create+env (cli)": summary(via_cli), "ns create --print-env (cli)": summary(via_cli1), "ns create+env (agent client)": summary(via_agent),
             "ns create+env (api)": summary(via_api),
             "private cluster per PR": summary(private)}
     deletes = {"ns delete (cli)": summary(del_cli), "ns delete (agent client)": summary(del_agent),
@@ -87,12 +89,15 @@ def main() -> None:
     for way, s in {**rows, **deletes}.items():
         print(f"{way:28} {s['n']:>3} {s['p50']:>8.3f} {s['p95']:>8.3f}")
     ratio_cli = rows["private cluster per PR"]["p50"] / rows["ns create+env (cli)"]["p50"]
+    ratio_cli1 = rows["private cluster per PR"]["p50"] / rows["ns create --print-env (cli)"]["p50"]
     ratio_agent = rows["private cluster per PR"]["p50"] / rows["ns create+env (agent client)"]["p50"]
     ratio_api = rows["private cluster per PR"]["p50"] / rows["ns create+env (api)"]["p50"]
-    print(f"private cluster / namespace p50: {ratio_cli:.1f}x through the CLI, {ratio_agent:.1f}x through the "
+    print(f"private cluster / namespace p50: {ratio_cli:.1f}x through two CLI calls, {ratio_cli1:.1f}x through one, "
+          f"{ratio_agent:.1f}x through the "
           f"agent client, {ratio_api:.1f}x through the API")
     path = save(args.out, {"services": services, "seeded": args.seed, "present": args.present, "rows": rows,
                            "deletes": deletes, "ratio_private_over_cli_p50": ratio_cli,
+                           "ratio_private_over_cli_print_env_p50": ratio_cli1,
                            "ratio_private_over_agent_p50": ratio_agent, "ratio_private_over_api_p50": ratio_api})
     print(f"wrote {path}")
 

@@ -12,7 +12,17 @@ from pathlib import Path
 
 from localdev.errors import BadInput
 from localdev.names import parse_ttl
-from localdev.services.base import Option
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a service accepts under [services.<name>] in the config."""
+
+    default: object
+    type: type | tuple = str
+    choices: tuple = ()
+    help: str = ""
+
 
 RUNTIMES = ("auto", "native", "docker")
 COMMON_OPTIONS = {

@@ -68,6 +68,19 @@ def test_two_namespaces_are_isolated_and_delete_removes_everything(shared_cluste
     h.cli("ns", "delete", "iso-b", check=True)
 
 
+def test_create_print_env_is_one_eval(shared_cluster):
+    """`eval "$(localdev ns create NAME --print-env shell)"`: created, seeded and in the environment in one call."""
+    h = shared_cluster
+    script = (f"eval \"$({sys.executable} -m localdev.cli ns create pe-one --print-env shell)\" && "
+              "psql -Atc 'select current_user, current_database()' && echo $LOCALDEV_NAMESPACE")
+    out = subprocess.run(["bash", "-c", script], cwd=h.project, capture_output=True, text=True,
+                         env={**h.env, "PATH": os.environ["PATH"]}, check=True).stdout
+    assert out.split() == ["ns_pe_one|ns_pe_one", "pe-one"]
+    assert h.cli("ns", "create", "pe-one", "--exist-ok", "--print-env", "json", check=True).stdout.strip().startswith("{")
+    assert h.cli("ns", "create", "pe-two", "--json", "--print-env", "json").returncode == 2
+    h.cli("ns", "delete", "pe-one", check=True)
+
+
 def test_existing_name_is_an_error_unless_exist_ok(shared_cluster):
     h = shared_cluster
     h.cli("ns", "create", "dup", "--no-seed", check=True)
@@ -89,7 +102,7 @@ def test_existing_name_is_an_error_unless_exist_ok(shared_cluster):
     ["ns", "create", "a b"], ["ns", "create", "ok_name"], ["ns", "create", "ok-name\n"], ["ns", "env", "PR-1"],
     ["ns", "env", "ok-name", "--format", "shell; rm -rf ~"], ["seed", "x'; DROP DATABASE postgres; --"],
     ["seed", "ok-name", "--seeds", "/nonexistent/dir"], ["logs", "redis"], ["up", "--runtime", "podman"],
-    ["ns", "create"], ["ns", "frobnicate"],
+    ["ns", "create"], ["ns", "frobnicate"], ["ns", "create", "ok-name", "--print-env", "yaml"],
 ])
 def test_bad_input_exits_2_and_changes_nothing(shared_cluster, args):
     h = shared_cluster

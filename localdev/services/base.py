@@ -6,24 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 
 if TYPE_CHECKING:
     from localdev.names import Namespace
     from localdev.state import StateDir
-
-
-@dataclass(frozen=True)
-class Option:
-    """One key a service accepts under [services.<name>] in the config."""
-
-    default: Any
-    type: type | tuple = str
-    choices: tuple = ()
-    help: str = ""
 
 
 @dataclass

@@ -299,8 +299,7 @@ class Mongo(Service):
         from psycopg import sql
 
         schema = role = sql.Identifier(ns.db_name)
-        with self.pg.pool().connection() as conn:
-            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(META_DB), role))
+        self._meta_db_acl(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(META_DB), role))
         with self.meta_pool().connection() as conn:
             exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (ns.db_name,)).fetchone()
         if not exists:
@@ -349,8 +348,16 @@ class Mongo(Service):
             with self.meta_pool().connection() as conn:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
         with self.pg.pool().connection() as conn:  # else the postgres service cannot drop the role
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone():
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(META_DB), schema))
+            has_role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
+        if has_role:
+            self._meta_db_acl(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(META_DB), schema))
+
+    def _meta_db_acl(self, statement) -> None:
+        """GRANT/REVOKE on the one shared `ferretdb` database, one at a time: each rewrites the same pg_database
+        row, and concurrent ones fail with "tuple concurrently updated" (32 parallel creates hit it)."""
+        with self.pg.pool().connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('localdev-ferretdb-acl'))")
+            conn.execute(statement)
 
     # -- seeds -----------------------------------------------------------------------
     @classmethod
