@@ -208,6 +208,16 @@ def bind_socket(path) -> socket.socket:
     return sock
 
 
+def warm_up(cluster: Cluster) -> None:
+    """Pay the first request's costs (the runtime's client, the registry pool, each readiness check: ~0.7 s
+    measured on the container runtime) before answering anyone: inside `up`, not in the command after it."""
+    try:
+        cluster.status()
+        cluster.namespaces.list()
+    except Exception as exc:  # a cold first request is all this saves; never fatal
+        log.warning("warm-up failed: %s", exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -217,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cluster = Cluster(home=args.home)
     agent_cfg = cluster.config.agent
+    warm_up(cluster)
     sock = bind_socket(cluster.state.agent_socket)
     Supervisor(cluster, float(agent_cfg["supervise_interval"])).start()
     Reaper(cluster, float(agent_cfg["reap_interval"])).start()
