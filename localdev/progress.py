@@ -7,6 +7,7 @@ one request and streams what it hears to the CLI, which draws a progress bar on 
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable
 
@@ -19,6 +20,26 @@ def report(namespace: str, message: str, fraction: float | None = None) -> None:
         listeners = list(_listeners.get(namespace, ()))
     for listener in listeners:
         listener(message, fraction)
+
+
+class Counter:
+    """Reports `<label>: done/total <unit>` with its fraction, at most every `interval` seconds and at the end
+    (a 50k-item seed would otherwise send 2000 reports)."""
+
+    def __init__(self, namespace: str, label: str, total: int, unit: str = "items", interval: float = 0.2):
+        self.namespace, self.label, self.total, self.unit, self.interval = namespace, label, total, unit, interval
+        self.done = 0
+        self._last = 0.0
+        self._lock = threading.Lock()  # added to from several threads; reports stay in order
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            now = time.monotonic()
+            if now - self._last >= self.interval or self.done >= self.total:
+                self._last = now
+                report(self.namespace, f"{self.label}: {self.done}/{self.total} {self.unit}",
+                       min(1.0, self.done / self.total) if self.total else 1.0)
 
 
 @contextmanager

@@ -9,6 +9,9 @@ Layout (one folder per service, each parsed and applied by its own service modul
     seeds/aws/sqs.json              [{"name": ..., "attributes": {...}}]
 
 Nothing is applied unless every file of every service validates (errors: `file:line: what is wrong`).
+SQL files, dynamodb items and mongo documents are streamed, never held whole: each file is read once to
+check it and again to apply it, so a 100k-row SQL file or a 50k-item table seeds in bounded memory.
+Re-seeding an existing namespace (`apply`) is all-or-nothing across services.
 """
 
 from __future__ import annotations
@@ -66,8 +69,22 @@ def load_fixtures(root, services: list[str] | None = None) -> Fixtures:
 
 
 def apply(cluster, ns, services: list[str], fixtures: Fixtures) -> str:
-    """Replay each service's part on an existing namespace (all-or-nothing per service); returns the content hash."""
-    for name, parsed in fixtures.per_service.items():
-        if name in services:
-            cluster.services[name].seed(ns, parsed)
+    """Replay the seeds on an existing namespace, all-or-nothing across services; returns the content hash.
+
+    Each service applies its part and returns an Undo; only when all have is each committed. PostgreSQL
+    comes first (service order): a bad SQL file fails before the slow parts, and its commit, the one
+    that can still fail (deferred constraints), comes before the others are made final. Any failure
+    rolls back every part applied, newest first."""
+    from localdev.undo import roll_back
+
+    applied = []
+    try:
+        for name, parsed in fixtures.per_service.items():
+            if name in services:
+                applied.append(cluster.services[name].seed(ns, parsed))
+        for undo in applied:
+            undo.commit()
+    except BaseException as exc:
+        roll_back(applied, exc)
+        raise
     return fixtures.content_hash

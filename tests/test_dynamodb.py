@@ -402,6 +402,14 @@ def test_a_seed_failing_midway_leaves_no_table(make_cluster, tmp_path):
     ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
      '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "B"}]}, "items": [{"id": "not base64!"}]}',
      "must be base64 text"),
+    # streamed: "items" may come before "table"; its items are still checked, with their line
+    ('{"items": [{"id": 1},\n {"x": 2}], "table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "N"}]}}', ":2: item 2: key attribute 'id'"),
+    ('{"table": {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], '
+     '"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "N"}]}, "items": {"id": 1}}',
+     '"items" must be a list of objects'),
+    ('{"items": [],\n"items": []}', ":2: key 'items' appears twice"),
+    ('{"items": [{"id": 1}]}', "expected an object"),
 ])
 def test_bad_seed_files_are_refused_with_the_file_name(tmp_path, body, message):
     from localdev.services.dynamodb import SERVICE

@@ -127,8 +127,10 @@ def test_uris_per_flavor(tmp_path):
 def test_fixture_errors_name_file_and_line(tmp_path):
     folder = tmp_path / "mongo"
     folder.mkdir()
-    (folder / "users.json").write_text('[{"a": 1}]')
-    assert Mongo.load_fixtures(folder) == {"users": {"documents": [{"a": 1}], "indexes": []}}
+    (folder / "users.json").write_text('[{"a": 1}, {"at": {"$date": "2024-01-02T00:00:00Z"}}]')
+    users = Mongo.load_fixtures(folder)["users"]  # checked and counted; the documents are read again to seed
+    assert (users.count, users.indexes) == (2, [])
+    assert [d for d in users.read()][1]["at"].year == 2024
     (folder / "orders.indexes.json").write_text('[{"unique": true}]')
     with pytest.raises(BadInput, match=r"orders.indexes.json:1: every index needs"):
         Mongo.load_fixtures(folder)
@@ -139,3 +141,11 @@ def test_fixture_errors_name_file_and_line(tmp_path):
     (folder / "bad.json").write_text('{"not": "a list"}')
     with pytest.raises(BadInput, match="expected a JSON array"):
         Mongo.load_fixtures(folder)
+    (folder / "bad.json").write_text('[{"a": 1},\n 7]')
+    with pytest.raises(BadInput, match=r"bad.json:2: expected a JSON array of objects"):
+        Mongo.load_fixtures(folder)
+    # a bad Extended JSON wrapper: each kind of error bson raises, with the document's line
+    for wrapper in ('{"$oid": "zz"}', '{"$date": "nope"}', '{"$binary": 5}'):
+        (folder / "bad.json").write_text('[{"a": 1},\n{"b": 2},\n{"x": %s}]' % wrapper)
+        with pytest.raises(BadInput, match=r"bad.json:3: "):
+            Mongo.load_fixtures(folder)

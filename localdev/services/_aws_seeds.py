@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+from functools import partial
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
+from localdev.undo import Undo
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,75}(\.fifo)?$")
@@ -90,8 +92,10 @@ def _code(exc) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def apply(svc, ns, fixtures: dict) -> None:
-    """Create the buckets, objects and queues; on failure remove the buckets and queues this call created."""
+def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
+    """Create the buckets, objects and queues. `undo` learns how to take each step back: remove a bucket
+    or queue this call created; in a bucket that existed, delete the objects it added and put back those
+    it overwrote."""
     from botocore.exceptions import ClientError
 
     s3, sqs = svc.ns_client(ns, "s3"), svc.ns_client(ns, "sqs")
@@ -100,41 +104,55 @@ def apply(svc, ns, fixtures: dict) -> None:
         if len(name) > 63:
             raise BadInput(f"seeds/aws/s3/{folder}: bucket {name!r} (the namespace's name, '-', the folder's) "
                            "is longer than the 63 characters S3 allows: use a shorter folder name")
-    made_buckets, made_queues = [], []
-    existing = set(svc.resources(ns)["queues"])
-    try:
-        for folder, objects in fixtures["buckets"].items():
-            name = bucket_name(ns.name, folder)
-            kwargs = {} if ns.region == "us-east-1" else {
-                "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+    # Listed, not inferred from CreateBucket: in us-east-1 creating a bucket one already owns succeeds.
+    existing = svc.resources(ns)
+    for folder, objects in fixtures["buckets"].items():
+        name = bucket_name(ns.name, folder)
+        kwargs = {} if ns.region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+        made = name not in existing["buckets"]
+        if made:
             try:
                 s3.create_bucket(Bucket=name, **kwargs)
-                made_buckets.append(name)
             except ClientError as exc:
                 if _code(exc) == "BucketAlreadyExists":
                     raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
                                         "global): delete it there or rename seeds/aws/s3/" + folder) from None
-                if _code(exc) != "BucketAlreadyOwnedByYou":
-                    raise
-            for key, path in objects:
-                content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                with open(path, "rb") as body:
-                    s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type)
-        for queue in fixtures["queues"]:
-            url = sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])["QueueUrl"]
-            if url not in existing:
-                made_queues.append(url)
-    except BaseException:
-        for url in made_queues:
-            _quietly(sqs.delete_queue, QueueUrl=url)
-        for name in made_buckets:
-            _quietly(svc._empty_bucket, s3, name)
-            _quietly(s3.delete_bucket, Bucket=name)
-        raise
+                raise
+            undo.add(partial(_remove_bucket, svc, s3), name)
+        for key, path in objects:
+            if not made:
+                undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            with open(path, "rb") as body:
+                s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type)
+    for queue in fixtures["queues"]:
+        url = sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])["QueueUrl"]
+        if url not in existing["queues"]:
+            undo.add(sqs.delete_queue, QueueUrl=url)
 
 
-def _quietly(fn, *args, **kwargs) -> None:
+def _remove_bucket(svc, s3, bucket: str) -> None:
+    svc._empty_bucket(s3, bucket)
+    s3.delete_bucket(Bucket=bucket)
+
+
+def _former_object(s3, bucket: str, key: str) -> dict | None:
+    """What an object holds now (None: there is none), to put back."""
+    from botocore.exceptions import ClientError
+
     try:
-        fn(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - undoing after a failure: report the first error, not these
-        pass
+        found = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise
+    return {"Body": found["Body"].read(), "ContentType": found.get("ContentType") or "application/octet-stream",
+            "Metadata": found.get("Metadata") or {}}
+
+
+def _put_back(s3, bucket: str, key: str, former: dict | None) -> None:
+    if former is None:
+        s3.delete_object(Bucket=bucket, Key=key)
+    else:
+        s3.put_object(Bucket=bucket, Key=key, **former)

@@ -31,6 +31,7 @@ from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services._aws_clients import WarmClients
 from localdev.services.base import Check, Option, Service
+from localdev.undo import Undo, undoing
 
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; later ones need an auth token
 MINISTACK_IMAGE = "ministackorg/ministack:1.5.33"
@@ -323,19 +324,13 @@ class Aws(Service):
 
         return load(folder)
 
-    def create_seeded(self, ns, fixtures: dict) -> dict[str, str]:
+    def seed(self, ns, fixtures: dict) -> Undo:
+        """Create buckets `<namespace>-<folder>`, their objects and the queues; on failure undo this call's part."""
         from localdev.services._aws_seeds import apply
 
-        env = self.create_namespace(ns)
-        apply(self, ns, fixtures)
-        return env
-
-    def seed(self, ns, fixtures: dict) -> None:
-        """Restore the marker, then create buckets `<namespace>-<folder>` and queues; undo all on failure."""
-        from localdev.services._aws_seeds import apply
-
-        self.create_namespace(ns)
-        apply(self, ns, fixtures)
+        with undoing() as undo:
+            apply(self, ns, fixtures, undo)
+        return undo
 
 
 SERVICE = Aws

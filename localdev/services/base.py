@@ -15,6 +15,7 @@ from localdev.runtimes.base import ContainerSpec, ProcessSpec
 if TYPE_CHECKING:
     from localdev.names import Namespace
     from localdev.state import StateDir
+    from localdev.undo import Undo
 
 
 @dataclass
@@ -150,12 +151,13 @@ class Service:
         Called after the service (re)starts: services that keep state in memory lose it then."""
         return None
 
-    def seed(self, ns: "Namespace", fixtures) -> None:
-        """Apply what load_fixtures returned, all-or-nothing (undo on failure)."""
+    def seed(self, ns: "Namespace", fixtures) -> "Undo":
+        """Apply what load_fixtures returned. If that fails, undo this call's part and raise; else return
+        an Undo, which `seeding.apply` commits once every service has applied its part, or rolls back."""
         raise NotImplementedError
 
     def create_seeded(self, ns: "Namespace", fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""
         env = self.create_namespace(ns)
-        self.seed(ns, fixtures)
+        self.seed(ns, fixtures).commit()  # a failed create drops the whole namespace: nothing to roll back
         return env

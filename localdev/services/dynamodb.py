@@ -16,12 +16,6 @@ configured host, 127.0.0.1 by default.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
@@ -31,6 +25,7 @@ from localdev.provision import dynamodb as provisioning
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services._aws_clients import WarmClients
 from localdev.services.base import Check, Option, Service
+from localdev.undo import Undo, undoing
 
 IMAGE = f"amazon/dynamodb-local:{provisioning.VERSION}"
 CONTAINER_PORT = 8000
@@ -41,21 +36,8 @@ DROPPED_SUFFIX = ".dropped"
 WARM_CLIENTS = 256  # a long-lived agent sees many namespaces: keep the recent ones' clients only
 
 
-TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-PYTHON_TYPES = {"S": (str,), "N": (int, Decimal), "B": (str,)}  # B: base64 text in a plain-JSON fixture
-
-
 class DynamoDBError(LocalDevError):
     pass
-
-
-@dataclass
-class TableFixture:
-    """One seeds/dynamodb/<table>.json, validated: CreateTable parameters and items in plain JSON."""
-
-    path: Path
-    table: dict
-    items: list[dict]
 
 
 class DynamoDB(Service):
@@ -224,61 +206,24 @@ class DynamoDB(Service):
 
     # -- seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [...]} ----
     @classmethod
-    def load_fixtures(cls, folder: Path) -> list[TableFixture]:
-        fixtures = []
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith("."):
-                continue
-            if path.suffix != ".json" or not path.is_file():
-                raise BadInput(f"{path}: dynamodb seeds are <table>.json files")
-            fixtures.append(_load_table_fixture(path))
-        return fixtures
+    def load_fixtures(cls, folder: Path) -> list:
+        """Every file streamed once, every item checked; only table definitions and counts are kept."""
+        from localdev.services._dynamodb_seeds import load
 
-    def seed(self, ns, fixtures: list[TableFixture]) -> None:
-        """Create the tables and write the items; on failure, delete the tables this call created."""
-        from boto3.dynamodb.types import TypeSerializer
-        from botocore.exceptions import ClientError
+        return load(folder)
 
-        client = self.client(ns)
-        serializer = TypeSerializer()
-        created: list[str] = []
-        where = fixtures[0].path.parent if fixtures else "seeds/dynamodb"
-        try:
-            existing = set(p for page in client.get_paginator("list_tables").paginate() for p in page["TableNames"])
-            for fx in fixtures:
-                where, name = fx.path, fx.table["TableName"]
-                if name not in existing:
-                    client.create_table(**fx.table)
-                    created.append(name)
-                for start in range(0, len(fx.items), 25):  # BatchWriteItem takes at most 25
-                    requests = {name: [{"PutRequest": {"Item": {k: serializer.serialize(v) for k, v in item.items()}}}
-                                       for item in fx.items[start:start + 25]]}
-                    for _ in range(10):
-                        requests = client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
-                        if not requests:
-                            break
-                    else:
-                        raise DynamoDBError(f"{fx.path}: DynamoDB Local left items unprocessed after 10 tries")
-        except Exception as exc:
-            for name in created:
-                try:
-                    client.delete_table(TableName=name)
-                except ClientError:
-                    pass
-            if isinstance(exc, ClientError):
-                raise BadInput(f"{where}: {exc.response['Error'].get('Message') or exc}") from None
-            raise
+    def seed(self, ns, fixtures: list) -> Undo:
+        """Create the tables and stream the items in; on failure undo this call's writes."""
+        from localdev.services._dynamodb_seeds import apply
+
+        with undoing() as undo:
+            apply(self.client(ns), ns.name, fixtures, undo)
+        return undo
 
     def _delete_tables(self, client) -> None:
-        from botocore.exceptions import ClientError
-
         for page in client.get_paginator("list_tables").paginate():
             for table in page.get("TableNames", []):
-                try:
-                    client.delete_table(TableName=table)
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                        raise
+                delete_table(client, table)
 
     # -- database files (native runtime: data_dir is the -dbPath) ---------------------------
     def _db_files(self, key: str) -> list[Path]:
@@ -302,85 +247,15 @@ class DynamoDB(Service):
             marker.unlink(missing_ok=True)
 
 
-def _load_table_fixture(path: Path) -> TableFixture:
-    def bad(problem: str, line: int | None = None) -> BadInput:
-        return BadInput(f"{path}:{line}: {problem}" if line else f"{path}: {problem}")
+def delete_table(client, table: str) -> None:
+    """Delete a table; one already gone is no error."""
+    from botocore.exceptions import ClientError
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise bad(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = json.loads(text, parse_float=Decimal)
-    except json.JSONDecodeError as exc:
-        raise bad(f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
-    if not isinstance(data, dict) or "table" not in data:
-        raise bad('expected an object {"table": <CreateTable parameters>, "items": [...]}')
-    unknown = set(data) - {"table", "items"}
-    if unknown:
-        raise bad(f"unknown key {sorted(unknown)[0]!r}; allowed: table, items")
-    table, items = data["table"], data.get("items", [])
-    if not isinstance(table, dict):
-        raise bad('"table" must be an object of CreateTable parameters')
-    if not isinstance(items, list):
-        raise bad('"items" must be a list of objects')
-    table = dict(table)
-    name = table.setdefault("TableName", path.stem)
-    if name != path.stem:
-        raise bad(f"TableName {name!r} differs from the file name; name the file {name}.json")
-    if not isinstance(name, str) or not TABLE_NAME_RE.fullmatch(name):
-        raise bad(f"invalid table name {name!r}: 3-255 characters, letters, digits, '_', '-', '.'")
-    types = {}
-    for d in table.get("AttributeDefinitions") or []:
-        if not isinstance(d, dict) or d.get("AttributeType") not in PYTHON_TYPES or not d.get("AttributeName"):
-            raise bad(f"AttributeDefinitions: {d!r} needs AttributeName and AttributeType S, N or B")
-        types[d["AttributeName"]] = d["AttributeType"]
-
-    def key_schema(schema, where: str) -> list[str]:
-        if not isinstance(schema, list) or not 1 <= len(schema) <= 2 or not all(isinstance(k, dict) for k in schema):
-            raise bad(f"{where}: KeySchema must list one HASH key and optionally one RANGE key")
-        kinds = [k.get("KeyType") for k in schema]
-        if kinds not in (["HASH"], ["HASH", "RANGE"]):
-            raise bad(f"{where}: KeySchema key types must be HASH, then optionally RANGE (got {kinds})")
-        for k in schema:
-            if k.get("AttributeName") not in types:
-                raise bad(f"{where}: key attribute {k.get('AttributeName')!r} is missing from AttributeDefinitions")
-        return [k["AttributeName"] for k in schema]
-
-    keys = key_schema(table.get("KeySchema"), "table")
-    index_keys = set()
-    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        for index in table.get(kind) or []:
-            if not isinstance(index, dict) or not index.get("IndexName"):
-                raise bad(f"{kind}: every index needs an IndexName")
-            index_keys.update(key_schema(index.get("KeySchema"), f"{kind} {index['IndexName']}"))
-    unused = set(types) - set(keys) - index_keys
-    if unused:
-        raise bad(f"AttributeDefinitions: {sorted(unused)[0]!r} is not a key of the table or of an index "
-                  "(DynamoDB refuses that)")
-    if "ProvisionedThroughput" not in table:
-        table.setdefault("BillingMode", "PAY_PER_REQUEST")
-
-    checked = []
-    for number, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            raise bad(f"item {number}: expected an object")
-        item = dict(item)
-        for attr, kind in types.items():
-            if attr not in item:
-                if attr in keys:
-                    raise bad(f"item {number}: key attribute {attr!r} is missing")
-                continue  # an index key may be absent (the item is then not in that index)
-            value = item[attr]
-            if isinstance(value, bool) or not isinstance(value, PYTHON_TYPES[kind]):
-                raise bad(f"item {number}: attribute {attr!r} must be of type {kind}, got {value!r}")
-            if kind == "B":
-                try:
-                    item[attr] = base64.b64decode(value, validate=True)
-                except (binascii.Error, ValueError):
-                    raise bad(f"item {number}: attribute {attr!r} (type B) must be base64 text") from None
-        checked.append(item)
-    return TableFixture(path=path, table=table, items=checked)
+        client.delete_table(TableName=table)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
 
 
 SERVICE = DynamoDB

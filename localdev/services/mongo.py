@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -26,6 +25,7 @@ from urllib.parse import quote
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, Service
+from localdev.undo import Undo, undoing
 
 FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
 MONGO_IMAGE = "mongo:7.0.16"
@@ -361,56 +361,24 @@ class Mongo(Service):
 
     # -- seeds -----------------------------------------------------------------------
     @classmethod
-    def load_fixtures(cls, folder: Path) -> dict[str, dict]:
-        """seeds/mongo/<collection>.json: a list of documents (Extended JSON); <collection>.indexes.json:
-        a list of {"key": {...}, ...options}. Returns {collection: {"documents": [...], "indexes": [...]}}."""
-        from bson import json_util
+    def load_fixtures(cls, folder: Path) -> dict:
+        """seeds/mongo/<collection>.json: documents (Extended JSON), each file streamed and every document
+        checked; <collection>.indexes.json: a list of {"key": {...}, ...options}."""
+        from localdev.services._mongo_seeds import load
 
-        out: dict[str, dict] = {}
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith("."):
-                continue
-            if path.suffix != ".json" or not path.is_file():
-                raise BadInput(f"{path}: mongo seeds are <collection>.json or <collection>.indexes.json files")
-            try:
-                data = json_util.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}:{exc.lineno}: {exc.msg}") from None
-            except (UnicodeDecodeError, ValueError, TypeError) as exc:
-                raise BadInput(f"{path}: {exc}") from None
-            indexes = path.name.endswith(".indexes.json")
-            collection = path.name[: -len(".indexes.json")] if indexes else path.stem
-            if not collection or collection.startswith(("system.", "_ferretdb_")) or "$" in collection:
-                raise BadInput(f"{path}: {collection!r} is not a usable collection name")
-            if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-                raise BadInput(f"{path}:1: expected a JSON array of objects")
-            if indexes and not all(isinstance(d.get("key"), dict) and d["key"] for d in data):
-                raise BadInput(f"{path}:1: every index needs a non-empty \"key\" object, e.g. {{\"key\": {{\"email\": 1}}}}")
-            entry = out.setdefault(collection, {"documents": [], "indexes": []})
-            entry["indexes" if indexes else "documents"] = data
-        return out
+        return load(folder)
 
-    def seed(self, ns, fixtures: dict[str, dict]) -> None:
-        """As the namespace's own credentials; on failure the collections this seed created are dropped."""
+    def seed(self, ns, fixtures: dict) -> Undo:
+        """As the namespace's own credentials; on failure this call's collections, indexes and documents go."""
         import pymongo
-        from pymongo.errors import PyMongoError
 
-        with pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"], serverSelectionTimeoutMS=5000) as client:
-            db = client.get_default_database()
-            existing = set(db.list_collection_names())
-            try:
-                for name, entry in fixtures.items():
-                    if entry["indexes"]:
-                        db[name].create_indexes([pymongo.IndexModel(list(ix["key"].items()),
-                                                                    **{k: v for k, v in ix.items() if k != "key"})
-                                                 for ix in entry["indexes"]])
-                    if entry["documents"]:
-                        db[name].insert_many([dict(d) for d in entry["documents"]], ordered=True)
-            except PyMongoError as exc:
-                for name in fixtures:
-                    if name not in existing:
-                        db.drop_collection(name)
-                raise BadInput(f"seeding mongo collection {name!r} failed: {exc}") from None
+        from localdev.services._mongo_seeds import apply
+
+        client = pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"], serverSelectionTimeoutMS=5000)
+        with undoing(commit=client.close) as undo:
+            undo.add(client.close)  # the last step of a rollback: the others need the client
+            apply(client.get_default_database(), ns.name, fixtures, undo)
+        return undo
 
 
 SERVICE = Mongo

@@ -29,6 +29,7 @@ from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, Service
 from localdev.state import write_private
+from localdev.undo import Undo
 
 IMAGE = "postgres:15.10-bookworm"
 ADMIN = "postgres"
@@ -362,13 +363,18 @@ class Postgres(Service):
             done += path.stat().st_size
         report(namespace, "postgres: seeded", 1.0)
 
-    def seed(self, ns, seeds: "SqlSeeds") -> None:
-        """Replay: all files in one transaction, as the namespace's own role (so it owns what they create)."""
+    def seed(self, ns, seeds: "SqlSeeds") -> Undo:
+        """Replay: all files in one transaction, as the namespace's own role (so it owns what they create).
+        The transaction stays open until the Undo is committed, so another service's failure rolls it back."""
         import psycopg
 
-        with psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10) as conn:
-            with conn.transaction():
-                self._apply_sql(conn, seeds, ns.name)
+        conn = psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10)
+        try:
+            self._apply_sql(conn, seeds, ns.name)
+        except BaseException:
+            conn.close()  # never committed: nothing of it stays
+            raise
+        return Undo(commit=lambda: _commit(conn, seeds)).add(conn.close)
 
     def create_seeded(self, ns, seeds: "SqlSeeds") -> dict[str, str]:
         """The fast path: clone a template database seeded once per fixtures content, then hand it to the role."""
@@ -445,6 +451,21 @@ class SqlSeeds:
     @property
     def owner(self) -> str:
         return f"localdev_seed_{self.content_hash}"
+
+
+def _commit(conn, seeds: SqlSeeds) -> None:
+    """Commit a seed's transaction; deferred constraints are checked only now."""
+    import psycopg
+
+    from localdev.errors import BadInput
+
+    try:
+        conn.commit()
+    except psycopg.Error as exc:
+        where = seeds.files[-1].parent if seeds.files else "seeds/postgres"
+        raise BadInput(f"{where}: at commit: {exc.diag.message_primary or exc}") from None
+    finally:
+        conn.close()
 
 
 def _hashing(lines, digest):
