@@ -59,10 +59,13 @@ def _progress_bar(quiet: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task("working", total=1.0)
+        tasks: dict[str, object] = {}  # services seed in parallel: one bar each ("postgres: ...", "dynamodb ...")
 
         def update(message: str, fraction: float | None) -> None:
-            bar.update(task, description=message, completed=fraction if fraction is not None else 0)
+            service = message.split(maxsplit=1)[0].rstrip(":") if message.strip() else ""
+            if service not in tasks:
+                tasks[service] = bar.add_task(message, total=1.0)
+            bar.update(tasks[service], description=message, completed=fraction if fraction is not None else 0)
 
         yield update
 
