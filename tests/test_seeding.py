@@ -153,3 +153,49 @@ def test_cli_on_a_terminal_shows_progress_and_succeeds(shared_cluster, tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert "namespace tty-made ready" in proc.stdout
     shared_cluster.cli("ns", "delete", "tty-made", check=True)
+
+
+def _spares(admin_url: str) -> list[tuple[str, bool, str]]:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        return conn.execute("select datname, datallowconn, coalesce(datacl::text, '') from pg_database "
+                            "where datname like 'localdev\\_spare\\_%' order by oid").fetchall()
+
+
+def test_spare_databases_are_closed_to_tenants_and_claimed_whole(shared_cluster):
+    """Creates rename a spare clone made ahead; until then nobody but the admin can enter one."""
+    import time
+
+    from localdev.services._pg_spares import KEEP, key_of
+
+    h = shared_cluster
+    mine = f"localdev_spare_{key_of(load_fixtures(REPO_SEEDS, ['postgres']).per_service['postgres'].template)}_"
+    admin = h.cluster.services["postgres"].admin_url()
+    h.cli("ns", "create", "spare-a", "--seeds", str(REPO_SEEDS), check=True)
+    h.cli("ns", "create", "spare-blank", "--no-seed", check=True)
+    deadline = time.time() + 60
+    while True:  # the agent refills in the background
+        spares = _spares(admin)
+        seeded = [s for s in spares if s[0].startswith(mine)]
+        if len(seeded) >= KEEP and len([s for s in spares if s[0].startswith("localdev_spare_blank_")]) >= KEEP:
+            break
+        assert time.time() < deadline, spares
+        time.sleep(0.2)
+    assert all(not allow and "{=" not in acl and ",=" not in acl for _, allow, acl in spares), spares
+
+    a = h.ns_env("spare-a")
+    for name, _, _ in spares:  # a tenant cannot enter a spare, which would then become another's database
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(host=a["PGHOST"], port=a["PGPORT"], user=a["PGUSER"], password=a["PGPASSWORD"],
+                            dbname=name, connect_timeout=5).close()
+
+    h.cli("ns", "create", "spare-b", "--seeds", str(REPO_SEEDS), check=True)
+    assert seeded[0][0] not in [s[0] for s in _spares(admin)]  # the oldest seeded spare became spare-b
+    b = h.ns_env("spare-b")
+    da, db = dump(a["DATABASE_URL"]), dump(b["DATABASE_URL"])
+    assert da["tables"] == db["tables"] and set(db["owners"].values()) == {"ns_spare_b"}
+    with psycopg.connect(admin, autocommit=True) as conn:
+        owner, acl = conn.execute("select pg_get_userbyid(datdba), datacl::text from pg_database "
+                                  "where datname = 'ns_spare_b'").fetchone()
+    assert owner == "ns_spare_b" and "{=" not in acl and ",=" not in acl
+    for n in ("spare-a", "spare-blank", "spare-b"):
+        h.cli("ns", "delete", n, check=True)

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.services._pg_spares import Spares
 from localdev.services.base import Check, Option, Service
 from localdev.state import write_private
 from localdev.undo import Undo
@@ -103,6 +104,7 @@ class Postgres(Service):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._pool = None
+        self.spares = Spares(self)
 
     # -- files ----------------------------------------------------------
     @property
@@ -292,10 +294,14 @@ class Postgres(Service):
             conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
                          .format(role, sql.Literal(ns.pg_password)))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
-                query = sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role)
-                if template:
-                    query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
-                conn.execute(query)
+                if self.spares.claim(conn, template, ns.db_name):
+                    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
+                else:
+                    query = sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role)
+                    if template:
+                        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+                    conn.execute(query)
+                self.spares.refill(template)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
         return self.namespace_env(ns)
 
@@ -399,6 +405,10 @@ class Postgres(Service):
         from localdev.errors import BadInput
 
         name, owner = seeds.template, seeds.owner
+        with self.pool().connection() as conn:  # built already (the usual case): no lock, no new connection
+            row = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if row and row[0]:
+            return name
         with self.connect() as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
             try:
@@ -435,6 +445,7 @@ class Postgres(Service):
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'localdev_tpl_%%' AND datname <> %s "
                             "ORDER BY oid DESC OFFSET %s", (keep, newest - 1)).fetchall()
         for (name,) in rows:
+            Spares.drop(conn, name)
             conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name)))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -1,0 +1,92 @@
+"""Spare databases: a few clones of each template made ahead of need, so `ns create` renames one (a catalog
+update) instead of copying ~8 MB on the request's path. CREATE DATABASE measured 0.03 s on this machine
+with an idle disk and 0.3-0.4 s once the disk was busy (other services seeding, a throttled virtual disk).
+
+A spare is `localdev_spare_<key>_<random>`, key being the template's hash or `blank` for template1. Until it
+is claimed nobody may connect to it (ALLOW_CONNECTIONS false, CONNECT revoked from PUBLIC), so a claimed
+spare is exactly a fresh clone. Spares are an optimisation: any failure here falls back to CREATE DATABASE.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+
+PREFIX = "localdev_spare_"
+KEEP = 2  # per template: enough for creates that come back to back while the refill runs
+
+log = logging.getLogger(__name__)
+
+
+def key_of(template: str | None) -> str:
+    return template.removeprefix("localdev_tpl_")[:16] if template else "blank"
+
+
+def _pattern(key: str) -> str:
+    return (PREFIX + key + "_").replace("_", "\\_") + "%"
+
+
+class Spares:
+    def __init__(self, pg):
+        self.pg = pg
+        self._filling: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, conn, template: str | None, db_name: str) -> bool:
+        """Rename a spare of `template` to `db_name` (on an autocommit admin connection); False if none is left."""
+        import psycopg
+        from psycopg import sql
+
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY oid",
+                            (_pattern(key_of(template)),)).fetchall()
+        for (spare,) in rows:
+            try:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(spare),
+                                                                            sql.Identifier(db_name)))
+            except (psycopg.errors.InvalidCatalogName, psycopg.errors.ObjectInUse):
+                continue  # claimed by a concurrent create, or someone is connected to it: try the next
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(db_name)))
+            return True
+        return False
+
+    def refill(self, template: str | None) -> None:
+        """Make spares of `template` up to KEEP, in the background (one filler per template and process)."""
+        key = key_of(template)
+        with self._lock:
+            if key in self._filling:
+                return
+            self._filling.add(key)
+        threading.Thread(target=self._fill, args=(template, key), name=f"pg-spares-{key}", daemon=True).start()
+
+    def _fill(self, template: str | None, key: str) -> None:
+        from psycopg import sql
+
+        try:
+            with self.pg.connect() as conn:
+                # Another process (the agent beside an in-process API) may be filling: one is enough.
+                if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (PREFIX + key,)).fetchone()[0]:
+                    return
+                while conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
+                                   (_pattern(key),)).fetchone()[0] < KEEP:
+                    name = sql.Identifier(f"{PREFIX}{key}_{secrets.token_hex(4)}")
+                    query = sql.SQL("CREATE DATABASE {}").format(name)
+                    if template:
+                        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+                    conn.execute(query)
+                    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
+                    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+        except Exception as exc:  # the template was dropped meanwhile, the server stopped, ...: no spare then
+            log.info("no spare databases for %s: %s", key, exc)
+        finally:
+            with self._lock:
+                self._filling.discard(key)
+
+    @staticmethod
+    def drop(conn, template: str | None) -> None:
+        """Drop the spares of a template that is going away."""
+        from psycopg import sql
+
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                    (_pattern(key_of(template)),)).fetchall():
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
