@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +30,7 @@ def bars(ax, title: str, rows: dict, unit: str = "s") -> None:
     x = range(len(labels))
     ax.bar([i - 0.2 for i in x], p50, width=0.4, label="p50")
     ax.bar([i + 0.2 for i in x], p95, width=0.4, label="p95")
-    ax.set_xticks(list(x), [label.replace(" (", "\n(") for label in labels], fontsize=8)
+    ax.set_xticks(list(x), [textwrap.fill(label, 14) for label in labels], fontsize=7)
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
