@@ -29,7 +29,7 @@ class Sidecar(Service):
 def with_sidecar(monkeypatch):
     classes = {"postgres": Postgres, "sidecar": Sidecar}
     monkeypatch.setattr(compose, "service_classes", lambda: classes)
-    monkeypatch.setattr("localdev.config.service_classes", lambda: classes)
+    monkeypatch.setattr("localdev.services.service_classes", lambda: classes)  # config imports it per call
 
 
 def test_depends_on_waits_for_health_and_secrets_are_variables(with_sidecar, tmp_path, monkeypatch):
