@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class ClusterHandle:
         if check and proc.returncode != 0:
             raise AssertionError(f"localdev {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc
+
+    def wait_stopped(self, service: str, timeout: float) -> None:
+        """Until the runtime sees `service` gone (a killed process or container), at most `timeout` seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.cluster.runtime.state(service).running:
+            time.sleep(0.05)
 
     def ns_env(self, name: str) -> dict:
         return json.loads(self.cli("ns", "env", name, "--format", "json", check=True).stdout)

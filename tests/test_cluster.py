@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import psycopg
 import pytest
@@ -51,9 +50,7 @@ def test_killed_server_is_reported_and_repaired_by_up(make_cluster):
     h = make_cluster(agent=False)
     pid = h.cluster.runtime.state("postgres").pid
     os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 10
-    while time.time() < deadline and h.cluster.runtime.state("postgres").running:
-        time.sleep(0.05)
+    h.wait_stopped("postgres", 10)
     status = json.loads(h.cli("status", "--json").stdout)
     assert status["services"]["postgres"]["state"] == "dead"
     assert f"pid {pid}" in status["services"]["postgres"]["detail"]

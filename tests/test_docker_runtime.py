@@ -145,9 +145,7 @@ def test_killed_container_is_reported_and_recreated_by_up(docker_cluster, engine
         conn.execute("INSERT INTO survivor VALUES (7)")
     [before] = ours(engine, h, "containers")
     before.kill()  # SIGKILL through the engine, as an OOM kill or a crash would end it
-    deadline = time.time() + 20
-    while time.time() < deadline and h.cluster.runtime.state("postgres").running:
-        time.sleep(0.1)
+    h.wait_stopped("postgres", 20)
     status = json.loads(h.cli("status", "--json").stdout)
     assert status["services"]["postgres"]["state"] == "dead"
     assert f"container {before.id[:12]} exited" in status["services"]["postgres"]["detail"]

@@ -27,6 +27,24 @@ def _pattern(key: str) -> str:
     return (PREFIX + key + "_").replace("_", "\\_") + "%"
 
 
+def _names(conn, key: str) -> list[str]:
+    """The spares of `key`, oldest first."""
+    return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY oid",
+                                       (_pattern(key),)).fetchall()]
+
+
+def clone_sql(name: str, template: str | None, owner: str | None = None):
+    """CREATE DATABASE for a namespace or a spare: a copy of `template` (template1 if None)."""
+    from psycopg import sql
+
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if owner:
+        query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    if template:  # WAL_LOG: no checkpoint per clone (FILE_COPY forces two)
+        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+    return query
+
+
 class Spares:
     def __init__(self, pg):
         self.pg = pg
@@ -38,9 +56,7 @@ class Spares:
         import psycopg
         from psycopg import sql
 
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY oid",
-                            (_pattern(key_of(template)),)).fetchall()
-        for (spare,) in rows:
+        for spare in _names(conn, key_of(template)):
             try:
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(spare),
                                                                             sql.Identifier(db_name)))
@@ -67,13 +83,10 @@ class Spares:
                 # Another process (the agent beside an in-process API) may be filling: one is enough.
                 if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (PREFIX + key,)).fetchone()[0]:
                     return
-                while conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s",
-                                   (_pattern(key),)).fetchone()[0] < KEEP:
-                    name = sql.Identifier(f"{PREFIX}{key}_{secrets.token_hex(4)}")
-                    query = sql.SQL("CREATE DATABASE {}").format(name)
-                    if template:
-                        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
-                    conn.execute(query)
+                while len(_names(conn, key)) < KEEP:
+                    spare = f"{PREFIX}{key}_{secrets.token_hex(4)}"
+                    conn.execute(clone_sql(spare, template))
+                    name = sql.Identifier(spare)
                     conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
                     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
         except Exception as exc:  # the template was dropped meanwhile, the server stopped, ...: no spare then
@@ -87,6 +100,5 @@ class Spares:
         """Drop the spares of a template that is going away."""
         from psycopg import sql
 
-        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                    (_pattern(key_of(template)),)).fetchall():
+        for name in _names(conn, key_of(template)):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services._pg_spares import Spares
+from localdev.services._pg_spares import Spares, clone_sql
 from localdev.services.base import Check, Option, Service
 from localdev.state import write_private
 from localdev.undo import Undo
@@ -297,10 +297,7 @@ class Postgres(Service):
                 if self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
                 else:
-                    query = sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role)
-                    if template:
-                        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
-                    conn.execute(query)
+                    conn.execute(clone_sql(ns.db_name, template, owner=ns.db_name))
                 self.spares.refill(template)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
         return self.namespace_env(ns)
