@@ -34,12 +34,12 @@ def run(flavor: str, n: int) -> dict:
         pid = cluster.runtime.state("aws").pid
         out["rss_ready_mb"] = rss_mb(pid)
         creates, checks, drops = [], [], []
-        namespaces = [Namespace(f"bench-{i}") for i in range(n)]
+        namespaces = [Namespace.new(f"bench-{i}", "us-east-1", aws.secrets) for i in range(n)]
         for ns in namespaces:
             t = time.perf_counter()
             aws.create_namespace(ns)
             creates.append(time.perf_counter() - t)
-            bucket = f"{ns.name}-{ns.aws_access_key_id}"
+            bucket = f"{ns.name}-{ns.secret('aws', 'access_key_id')}"
             aws.ns_client(ns, "s3").create_bucket(Bucket=bucket)
             aws.ns_client(ns, "s3").put_object(Bucket=bucket, Key="k", Body=b"x" * 1024)
             aws.ns_client(ns, "sqs").create_queue(QueueName="jobs")

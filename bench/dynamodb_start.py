@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-from localdev.provision import dynamodb as provision  # noqa: E402
+from localdev.services.dynamodb import install as provision  # noqa: E402
 
 VARIANTS = {
     # name: Install.argv switches. "default" is DynamoDB Local's own defaults; "localdev" what we run.

@@ -67,7 +67,7 @@ def main() -> None:
             reports = []
             t0 = time.perf_counter()
             agent.create(f"big-{service}", seed=True, seeds_dir=path.parent.parent,
-                         on_progress=lambda m, f: reports.append(f))
+                         on_progress=lambda s, m, f: reports.append(f))
             seconds = time.perf_counter() - t0
             rows[service] = {"items": args.items, "seconds": seconds, "per_second": args.items / seconds,
                              "file_mb": path.stat().st_size / 2**20, "agent_peak_growth_mb": peak_rss_mb(agent_pid) - before,

@@ -39,7 +39,7 @@ def main(n: int) -> dict:
         out["ferretdb_restart_to_ready_s"] = time.perf_counter() - t0
         pid = runtime.state("mongo").pid
         out["rss_idle_mb"] = rss_mb(pid)
-        spaces = [Namespace(f"bench-{i}") for i in range(n)]
+        spaces = [Namespace.new(f"bench-{i}", "us-east-1", pg.secrets + mongo.secrets) for i in range(n)]
         for ns in spaces:
             pg.create_namespace(ns)
         created = []

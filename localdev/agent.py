@@ -25,20 +25,17 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from localdev.cluster import Cluster
-from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
+from localdev.errors import LocalDevError, kind_of
 from localdev.progress import listening
 
 log = logging.getLogger("localdev.agent")
-KINDS = ((BadInput, 400, "bad_input"), (NotFound, 404, "not_found"), (Conflict, 409, "conflict"))
 
 
 def _error(exc: Exception) -> JSONResponse:
-    for cls, status, kind in KINDS:
-        if isinstance(exc, cls):
-            return JSONResponse({"error": str(exc), "kind": kind}, status_code=status)
     if not isinstance(exc, LocalDevError):
         log.exception("unexpected error")
-    return JSONResponse({"error": str(exc) or exc.__class__.__name__, "kind": "failed"}, status_code=500)
+    status, kind = kind_of(exc)
+    return JSONResponse({"error": str(exc) or exc.__class__.__name__, "kind": kind}, status_code=status)
 
 
 def build_app(cluster: Cluster) -> Starlette:
@@ -97,7 +94,8 @@ def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResp
     def work() -> None:
         t0 = time.monotonic()
         try:
-            with listening(namespace, lambda msg, frac: events.put({"progress": msg, "fraction": frac})):
+            with listening(namespace, lambda service, msg, frac: events.put(
+                    {"progress": msg, "service": service, "fraction": frac})):
                 events.put({"result": fn(request, body)})
             status = 200
         except Exception as exc:  # sent to the client as an error line

@@ -11,9 +11,7 @@ import socket
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from localdev.errors import AgentUnavailable, BadInput, Conflict, LocalDevError, NotFound
-
-ERRORS = {"bad_input": BadInput, "not_found": NotFound, "conflict": Conflict, "failed": LocalDevError}
+from localdev.errors import AgentUnavailable, LocalDevError, from_kind
 
 
 class _Response:
@@ -88,21 +86,20 @@ class AgentClient:
             resp = _Response(sock)
             data = json.loads(resp.body() or b"null")
         if resp.status >= 400:
-            kind = (data or {}).get("kind", "failed")
-            raise ERRORS.get(kind, LocalDevError)((data or {}).get("error", f"agent answered {resp.status}"))
+            raise from_kind((data or {}).get("kind"), (data or {}).get("error", f"agent answered {resp.status}"))
         return data
 
     def stream(self, method: str, path: str, body: dict, on_progress) -> dict:
-        """A long operation: `on_progress(message, fraction)` for each progress line, then the result."""
+        """A long operation: `on_progress(service, message, fraction)` for each progress line, then the result."""
         with self._send(method, path, body, "application/x-ndjson", self.timeout) as sock:
             for raw in _Response(sock).lines():
                 item = json.loads(raw)
                 if "progress" in item:
-                    on_progress(item["progress"], item.get("fraction"))
+                    on_progress(item.get("service", ""), item["progress"], item.get("fraction"))
                 elif "result" in item:
                     return item["result"]
                 else:
-                    raise ERRORS.get(item.get("kind"), LocalDevError)(item.get("error", "the agent failed"))
+                    raise from_kind(item.get("kind"), item.get("error", "the agent failed"))
         raise LocalDevError("the agent closed the connection before answering: see `localdev logs agent`")
 
     def ping(self) -> bool:

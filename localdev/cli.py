@@ -59,10 +59,9 @@ def _progress_bar(quiet: bool):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
-        tasks: dict[str, object] = {}  # services seed in parallel: one bar each ("postgres: ...", "dynamodb ...")
+        tasks: dict[str, object] = {}  # services seed in parallel: one bar each
 
-        def update(message: str, fraction: float | None) -> None:
-            service = message.split(maxsplit=1)[0].rstrip(":") if message.strip() else ""
+        def update(service: str, message: str, fraction: float | None) -> None:
             if service not in tasks:
                 tasks[service] = bar.add_task(message, total=1.0)
             bar.update(tasks[service], description=message, completed=fraction if fraction is not None else 0)

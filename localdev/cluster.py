@@ -20,9 +20,10 @@ from typing import Callable
 from localdev import config as config_mod
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ProcessSpec
-from localdev.services import service_classes, waves, with_dependencies
+from localdev.services import in_waves, service_classes, with_dependencies
 from localdev.services.base import Service, ServiceContext
 from localdev.state import StateDir
+from localdev.waiting import TimedOut, poll_until
 
 AGENT = "agent"
 
@@ -98,8 +99,7 @@ class Cluster:
         raise BadInput(f"unknown runtime {name!r}; use auto, native or docker")
 
     def spec(self, name: str):
-        svc = self.services[name]
-        return svc.native_spec() if self.runtime.name == "native" else svc.container_spec()
+        return self.runtime.spec_for(self.services[name])
 
     # -- up / down ----------------------------------------------------------
     def up(self, services: list[str] | None = None, runtime: str | None = None,
@@ -133,9 +133,8 @@ class Cluster:
             self._check_ports(names)
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home)})
-            started: list[str] = []
-            for wave in waves(names):
-                started += self._start_wave(wave, progress)
+            results = in_waves(names, lambda n: self._start(n, progress))
+            started = [n for n in names if results[n]]
             if agent:
                 self.start_agent(progress)
             self.verify_namespaces(started, progress)
@@ -152,9 +151,7 @@ class Cluster:
 
     def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
         """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""
-        from localdev.services.base import Service
-
-        checked = [n for n in started if type(self.services[n]).check_namespace is not Service.check_namespace]
+        checked = [n for n in started if self.services[n].loses_state_on_restart]
         if not checked or not self.runtime.state("postgres").running:
             return {}
         lost = self.namespaces.verify(checked)
@@ -167,26 +164,20 @@ class Cluster:
         runtime = self._make_runtime(recorded["runtime"])
         return any(runtime.state(n).running for n in [*recorded["services"], AGENT])
 
-    def _start_wave(self, wave: list[str], progress) -> list[str]:
-        """Start what is not running in `wave` (in parallel); returns the names it started."""
-        def start(name: str) -> bool:
-            svc = self.services[name]
-            with self.state.lock(f"service-{name}"):
-                if self.runtime.state(name).running and svc.ready():
-                    progress(f"{name}: already running")
-                    return False
-                if self.runtime.name == "native":
-                    progress(f"{name}: preparing")
-                    svc.provision()
-                progress(f"{name}: starting")
-                t0 = time.monotonic()
-                self.start_service(name)
-                progress(f"{name}: ready in {time.monotonic() - t0:.1f}s")
-                return True
-
-        with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
-            futures = {n: pool.submit(start, n) for n in wave}
-        return [n for n, f in futures.items() if f.result()]
+    def _start(self, name: str, progress) -> bool:
+        """Start `name` unless it runs and answers; True if it was started."""
+        svc = self.services[name]
+        with self.state.lock(f"service-{name}"):
+            if self.runtime.state(name).running and svc.ready():
+                progress(f"{name}: already running")
+                return False
+            progress(f"{name}: preparing")
+            self.runtime.prepare(svc)
+            progress(f"{name}: starting")
+            t0 = time.monotonic()
+            self.start_service(name)
+            progress(f"{name}: ready in {time.monotonic() - t0:.1f}s")
+            return True
 
     def start_service(self, name: str) -> None:
         """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock."""
@@ -210,25 +201,25 @@ class Cluster:
         from localdev.agent_client import AgentClient
 
         client = AgentClient(self.state.home)
-        if self.runtime.state(AGENT).running if self.runtime.name == "native" else self._native().state(AGENT).running:
-            if client.ping():
-                return
+        native = self._native()  # the agent is a process of ours on every runtime
+        if native.state(AGENT).running and client.ping():
+            return
         progress("agent: starting")
-        native = self._native()
         native.start(AGENT, self.agent_spec())
-        deadline = time.monotonic() + 30
-        while not client.ping():
-            if not native.state(AGENT).running:
-                raise LocalDevError("the cluster agent exited during start-up: see `localdev logs agent`")
-            if time.monotonic() > deadline:
-                raise LocalDevError("the cluster agent did not answer within 30s: see `localdev logs agent`")
-            time.sleep(0.05)
+        try:
+            poll_until(client.ping, 30, "the cluster agent", interval=0.05,
+                       fail=lambda: None if native.state(AGENT).running else
+                       "the cluster agent exited during start-up: see `localdev logs agent`")
+        except TimedOut:
+            raise LocalDevError("the cluster agent did not answer within 30s: see `localdev logs agent`") from None
         progress("agent: ready")
 
     def _native(self):
         from localdev.runtimes.native import NativeRuntime
 
-        return self.runtime if self.runtime.name == "native" else NativeRuntime(self.state, self.config.host)
+        if isinstance(self.runtime, NativeRuntime):
+            return self.runtime
+        return NativeRuntime(self.state, self.config.host)
 
     def stop_spec(self, name: str):
         """The spec only tells how to stop (signal, timeout): stopping must work even if e.g. Java is gone."""
@@ -249,14 +240,13 @@ class Cluster:
                 # Tell the agent's supervisor first, so it does not restart what we stop.
                 recorded["desired"] = "down"
                 self.state.write_cluster(recorded)
-                names = recorded["services"]
-                for wave in reversed(waves(names)):
-                    def stop(name):
-                        with self.state.lock(f"service-{name}"):
-                            progress(f"{name}: stopping")
-                            self.runtime.stop(name, self.stop_spec(name))
-                    with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                        list(pool.map(stop, wave))
+                def stop(name: str) -> None:
+                    with self.state.lock(f"service-{name}"):
+                        progress(f"{name}: stopping")
+                        self.runtime.stop(name, self.stop_spec(name))
+
+                # Dependants first; every service is stopped even if one fails, then the failures are raised.
+                in_waves(recorded["services"], stop, dependants_first=True, keep_going=True)
                 progress("agent: stopping")
                 self._native().stop(AGENT, self.agent_spec())
             for svc in (self._services or {}).values():
@@ -265,8 +255,7 @@ class Cluster:
                 for name in service_classes():
                     progress(f"{name}: removing data")
                     self.services[name].purge()
-                if hasattr(self.runtime, "purge"):
-                    self.runtime.purge(recorded["services"] if recorded else [])
+                self.runtime.purge(recorded["services"] if recorded else [])
                 self.state.cluster_file.unlink(missing_ok=True)
                 (self.state.home / "secrets.json").unlink(missing_ok=True)
 

@@ -23,3 +23,26 @@ class Conflict(LocalDevError):
 
 class AgentUnavailable(LocalDevError):
     exit_code = 1
+
+
+# How the agent sends an error and the client raises it again: (class, HTTP status, kind), most specific first.
+KINDS: tuple[tuple[type[LocalDevError], int, str], ...] = (
+    (BadInput, 400, "bad_input"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (LocalDevError, 500, "failed"),
+)
+
+
+def kind_of(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and kind the agent answers `exc` with (anything unexpected is a 500 "failed")."""
+    for cls, status, kind in KINDS:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "failed"
+
+
+def from_kind(kind: str | None, message: str) -> LocalDevError:
+    """The exception a client raises for an error the agent sent."""
+    cls = next((c for c, _, k in KINDS if k == kind), LocalDevError)
+    return cls(message)

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from localdev.errors import BadInput
+from localdev.errors import BadInput, LocalDevError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,62}$")
@@ -111,23 +111,30 @@ def validate_access_key(key: str) -> str:
 
 @dataclass(frozen=True)
 class Namespace:
-    """A namespace and the credentials it owns (random, kept in the registry)."""
+    """A namespace and the secrets it owns, per service group (random, kept in the registry)."""
 
     name: str
-    pg_password: str = field(default_factory=lambda: new_secret(24), repr=False)
-    aws_access_key_id: str = field(default_factory=new_account_id)
-    aws_secret_access_key: str = field(default_factory=lambda: new_secret(30), repr=False)
     region: str = "us-east-1"
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def new(cls, name: str, region: str, declared) -> "Namespace":
+        """A namespace with a fresh value for every declared secret (`Secret`s of its services; a group that
+        two services share is made once)."""
+        secrets: dict[str, dict[str, str]] = {}
+        for secret in declared:
+            secrets.setdefault(secret.group, {}).setdefault(secret.key, secret.make())
+        return cls(name=name, region=region, secrets=secrets)
+
+    def secret(self, group: str, key: str) -> str:
+        try:
+            return self.secrets[group][key]
+        except KeyError:
+            raise LocalDevError(f"namespace {self.name!r} has no secret {group}.{key}: it was created before "
+                                f"the service that needs it; delete and create it again") from None
 
     @property
     def db_name(self) -> str:
         """PostgreSQL role and database, MongoDB database: ns_<name> with '-' as '_' (injective: names have no '_')."""
         return "ns_" + self.name.replace("-", "_")
 
-    def to_secrets(self) -> dict:
-        return {"pg_password": self.pg_password, "aws_access_key_id": self.aws_access_key_id,
-                "aws_secret_access_key": self.aws_secret_access_key, "region": self.region}
-
-    @classmethod
-    def from_secrets(cls, name: str, data: dict) -> "Namespace":
-        return cls(name=name, **data)

@@ -18,14 +18,11 @@ from datetime import datetime, timedelta, timezone
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_name
-from localdev.services import waves
+from localdev.services import in_waves
+from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
 
 REGISTRY_DB = "localdev"
-LOCK_CLASS = 0x10CA1DE  # first key of our advisory locks; the second is hashtext(name)
 LOCK_WAIT = "120s"
-ENV_KEYS = ("LOCALDEV_NAMESPACE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION",
-            "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "DATABASE_URL", "PGHOST", "PGPORT", "PGUSER",
-            "PGPASSWORD", "PGDATABASE", "MONGODB_URI")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -41,6 +38,15 @@ CREATE TABLE IF NOT EXISTS namespaces (
 CREATE INDEX IF NOT EXISTS namespaces_expires_at ON namespaces (expires_at);
 -- service -> what it lost (e.g. an in-memory emulator restarted); cleared by `localdev seed`
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS problems jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS region text NOT NULL DEFAULT 'us-east-1';
+-- Secrets are {group: {key: value}}, as services declare them. Rows from before held fixed fields
+-- (pg_password, which the Mongo service used too, the AWS key pair and the region): move them over.
+UPDATE namespaces SET region = COALESCE(secrets->>'region', region), secrets = jsonb_build_object(
+        'postgres', jsonb_build_object('password', secrets->'pg_password'),
+        'mongo', jsonb_build_object('password', secrets->'pg_password'),
+        'aws', jsonb_build_object('access_key_id', secrets->'aws_access_key_id',
+                                  'secret_access_key', secrets->'aws_secret_access_key'))
+    WHERE secrets ? 'pg_password';
 """
 
 
@@ -66,16 +72,12 @@ class Namespaces:
 
     def _ensure_registry(self) -> None:
         """Create the registry database and table once; concurrent first users (xdist workers) wait in line."""
-        with self.postgres.connect() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s, 0)", (LOCK_CLASS,))
-            try:
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
-                    conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
-                conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
-                with self.postgres.connect(REGISTRY_DB) as registry:
-                    registry.execute(SCHEMA)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s, 0)", (LOCK_CLASS,))
+        with self.postgres.connect() as conn, advisory_lock(conn, "registry"):
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (REGISTRY_DB,)).fetchone():
+                conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
+            conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
+            with self.postgres.connect(REGISTRY_DB) as registry:
+                registry.execute(SCHEMA)  # one simple query: one transaction, so the migration is whole or not at all
 
     def close(self) -> None:
         with self._pool_lock:
@@ -86,20 +88,12 @@ class Namespaces:
     @contextmanager
     def _locked(self, name: str):
         """An advisory lock on `name` for the whole operation, on one pooled connection."""
-        import psycopg
-
         with self.pool().connection() as conn:
-            conn.execute(f"SET statement_timeout = '{LOCK_WAIT}'")
             try:
-                conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, name))
-            except psycopg.errors.QueryCanceled:
+                with advisory_lock(conn, name, space=NAMESPACES, timeout=LOCK_WAIT):
+                    yield conn
+            except LockTimeout:  # only the lock's own wait raises it
                 raise Conflict(f"namespace {name!r} is busy: another command has held it for {LOCK_WAIT}") from None
-            finally:
-                conn.execute("SET statement_timeout = 0")
-            try:
-                yield conn
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, name))
 
     def _row(self, conn, name: str) -> dict | None:
         from psycopg.rows import dict_row
@@ -107,38 +101,18 @@ class Namespaces:
         cur = conn.cursor(row_factory=dict_row)
         return cur.execute("SELECT * FROM namespaces WHERE name = %s", (name,)).fetchone()
 
-    def _services(self, names: list[str]):
-        return [self.cluster.services[n] for n in names]
+    def _namespace(self, row: dict) -> Namespace:
+        return Namespace(name=row["name"], region=row["region"], secrets=row["secrets"])
 
     # -- per-service work, in dependency waves, each wave in parallel --------------
-    def _for_services(self, names: list[str], fn, reverse: bool = False) -> list:
-        results, errors = [], []
-        order = waves(names)
-        for wave in (reversed(order) if reverse else order):
-            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                futures = {n: pool.submit(fn, self.cluster.services[n]) for n in wave}
-            for n, future in futures.items():
-                try:
-                    results.append(future.result())
-                except Exception as exc:  # collect every service's failure, report them together
-                    errors.append((n, exc))
-            if errors:
-                break
-        if errors:
-            raise _combined(errors)
-        return results
+    def _for_services(self, names: list[str], fn) -> None:
+        """`fn(service)` for each; the first wave with a failure ends it (later services need earlier ones)."""
+        in_waves(names, lambda n: fn(self.cluster.services[n]), combine=_combined)
 
     def _drop_everywhere(self, ns: Namespace, services: list[str]) -> None:
-        def drop(svc):
-            svc.drop_namespace(ns)
-
-        errors = []
-        for wave in reversed(waves(services)):  # dependants first (mongo's schema before postgres's role)
-            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                futures = {n: pool.submit(drop, self.cluster.services[n]) for n in wave}
-            errors += [(n, f.exception()) for n, f in futures.items() if f.exception()]
-        if errors:
-            raise _combined(errors, "dropping")
+        """Dependants first (mongo's schema before postgres's role); every service is tried, whatever failed."""
+        in_waves(services, lambda n: self.cluster.services[n].drop_namespace(ns), dependants_first=True,
+                 keep_going=True, combine=lambda errors: _combined(errors, "dropping"))
 
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
@@ -160,14 +134,15 @@ class Namespaces:
                 raise Conflict(f"namespace {name!r} already exists: use another name, `localdev ns delete {name}` "
                                "first, or --exist-ok to reuse it")
             if row:  # an interrupted create or delete: finish rolling it back
-                self._drop_everywhere(Namespace.from_secrets(name, row["secrets"]), row["services"])
+                self._drop_everywhere(self._namespace(row), row["services"])
                 conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
-            ns = Namespace(name=name, region=self.cluster.config.namespaces.get("region", "us-east-1"))
+            ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
+                               [secret for n in services for secret in self.cluster.services[n].secrets])
             expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
-                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets) "
-                "VALUES (%s, 'creating', %s, %s, %s, %s)",
-                (name, expires, json.dumps(labels), services, json.dumps(ns.to_secrets())))
+                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region) "
+                "VALUES (%s, 'creating', %s, %s, %s, %s, %s)",
+                (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region))
             try:
                 seed_hash = fixtures.content_hash if fixtures else None
                 parts = fixtures.per_service if fixtures else {}
@@ -201,7 +176,7 @@ class Namespaces:
                 raise BadInput(f"namespace {name!r} has no service {unknown[0]!r}; it has: {', '.join(row['services'])}")
             targets = [s for s in row["services"] if not services or s in services]
             fixtures = load_fixtures(seeds_dir, targets)
-            ns = Namespace.from_secrets(name, row["secrets"])
+            ns = self._namespace(row)
             self._for_services(targets, lambda svc: svc.create_namespace(ns))
             seed_hash = self._seed(ns, targets, fixtures)
             conn.execute("UPDATE namespaces SET seed_hash = %s, problems = problems - %s::text[] WHERE name = %s",
@@ -216,8 +191,8 @@ class Namespaces:
 
         with self.pool().connection() as conn:
             rows = conn.cursor(row_factory=dict_row).execute(
-                "SELECT name, services, secrets FROM namespaces WHERE state = 'ready'").fetchall()
-        checks = [(r["name"], svc, Namespace.from_secrets(r["name"], r["secrets"]))
+                "SELECT name, services, secrets, region FROM namespaces WHERE state = 'ready'").fetchall()
+        checks = [(r["name"], svc, self._namespace(r))
                   for r in rows for svc in services if svc in r["services"]]
         if not checks:
             return {}
@@ -271,15 +246,22 @@ class Namespaces:
         validate_name(name)
         with self.pool().connection() as conn:
             row = self._ready_row(conn, name)
-        return self._env(Namespace.from_secrets(name, row["secrets"]), row["services"])
+        return self._env(self._namespace(row), row["services"])
 
     def _env(self, ns: Namespace, services: list[str]) -> dict[str, str]:
+        """The union of what each service contributes; a key a service did not declare is its bug, said loudly."""
         env = {"LOCALDEV_NAMESPACE": ns.name}
         for name in services:
-            env.update(self.cluster.services[name].namespace_env(ns))
-        env.update({"AWS_ACCESS_KEY_ID": ns.aws_access_key_id, "AWS_SECRET_ACCESS_KEY": ns.aws_secret_access_key,
-                    "AWS_REGION": ns.region, "AWS_DEFAULT_REGION": ns.region})
-        return {k: env[k] for k in ENV_KEYS if k in env}
+            svc = self.cluster.services[name]
+            contributed = svc.namespace_env(ns)
+            undeclared = sorted(set(contributed) - set(svc.env_keys))
+            if undeclared:
+                raise LocalDevError(f"the {name} service returned env keys it does not declare in env_keys: "
+                                    f"{', '.join(undeclared)}")
+            for key, value in contributed.items():
+                if env.setdefault(key, value) != value:
+                    raise LocalDevError(f"services disagree on {key} for namespace {ns.name!r} ({name} differs)")
+        return env
 
     def list(self) -> list[dict]:
         from psycopg.rows import dict_row
@@ -290,7 +272,7 @@ class Namespaces:
                 "SELECT n.*, (n.state <> 'ready' AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
                 " AND l.classid::bigint = %s AND l.objid::bigint = (hashtext(n.name)::bigint & 4294967295)"
                 " AND l.objsubid = 2)) AS interrupted FROM namespaces n ORDER BY n.created_at, n.name",
-                (LOCK_CLASS,)).fetchall()
+                (NAMESPACES,)).fetchall()
         return [self._info(r) for r in rows]
 
     def delete(self, name: str, missing_ok: bool = False) -> bool:
@@ -302,7 +284,7 @@ class Namespaces:
                     return False
                 raise NotFound(f"no namespace named {name!r} (use --missing-ok to ignore that)")
             conn.execute("UPDATE namespaces SET state = 'deleting' WHERE name = %s", (name,))
-            self._drop_everywhere(Namespace.from_secrets(name, row["secrets"]), row["services"])
+            self._drop_everywhere(self._namespace(row), row["services"])
             conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
             return True
 
@@ -341,5 +323,5 @@ def _combined(errors: list[tuple[str, BaseException]], doing: str = "creating") 
             return exc
     text = "; ".join(f"{n}: {exc}" for n, exc in errors)
     err = LocalDevError(f"{doing} the namespace failed in {text}")
-    err.__cause__ = errors[0][1]
+    err.__cause__ = errors[0][1]  # the agent's log shows the first failure's traceback
     return err

@@ -3,6 +3,9 @@
     def test_order_flow(localdev_env, pg, dynamodb, s3, sqs, mongo):
         ...   # real clients, pointed at this session's own namespace
 
+The client fixtures come from the services: each declares its own (`Service.pytest_clients`), and one the
+cluster does not run skips the test that asks for it.
+
 - `localdev_namespace` (session): creates ``pytest-<run id>-<worker>``, seeded, deleted at the end
   (kept with --localdev-keep; --localdev-namespace NAME reuses an existing one). It carries a short TTL
   (--localdev-ttl, default 1h), so a killed run leaves nothing that `localdev ns gc` does not remove.
@@ -140,53 +143,37 @@ def localdev_env(localdev_cluster, localdev_namespace) -> dict:
             os.environ[key] = value
 
 
-def _need(env: dict, key: str, service: str) -> str:
-    if key not in env:
-        pytest.skip(f"the localdev cluster does not run {service} (no {key} in the namespace's env)")
-    return env[key]
-
-
-@pytest.fixture
-def pg(localdev_env):
-    """A psycopg connection to the namespace's database (as its own role), closed after the test."""
-    import psycopg
-
-    conn = psycopg.connect(_need(localdev_env, "DATABASE_URL", "postgres"))
-    yield conn
-    conn.close()
-
-
-def _boto3_client(env: dict, service: str, endpoint_key: str, service_name: str):
-    import boto3
-
-    return boto3.session.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_REGION"]).client(service, endpoint_url=_need(env, endpoint_key, service_name))
-
-
 @pytest.fixture(scope="session")
-def dynamodb(localdev_env):
-    """A boto3 DynamoDB client in the namespace (DynamoDB Local, the namespace's own key)."""
-    return _boto3_client(localdev_env, "dynamodb", "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb")
+def localdev_services(localdev_cluster, localdev_namespace) -> list[str]:
+    """The services the session's namespace has."""
+    from localdev.agent_client import AgentClient
+
+    return AgentClient(localdev_cluster.state.home).get(localdev_namespace)["services"]
 
 
-@pytest.fixture(scope="session")
-def s3(localdev_env):
-    """A boto3 S3 client in the namespace's account on the AWS emulator."""
-    return _boto3_client(localdev_env, "s3", "AWS_ENDPOINT_URL", "aws")
+def _client_fixture(service: type, client):
+    """A fixture from a service's PytestClient: skips when the session's namespace has no such service."""
+
+    def fixture(localdev_services, localdev_env):
+        if service.name not in localdev_services:
+            pytest.skip(f"the localdev cluster does not run {service.name}, which the {client.name!r} fixture needs")
+        yield from client.make(localdev_env)
+
+    fixture.__name__ = client.name
+    fixture.__doc__ = client.doc
+    return pytest.fixture(scope=client.scope, name=client.name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def sqs(localdev_env):
-    """A boto3 SQS client in the namespace's account on the AWS emulator."""
-    return _boto3_client(localdev_env, "sqs", "AWS_ENDPOINT_URL", "aws")
+def _declare_client_fixtures(namespace: dict) -> None:
+    """One fixture per client every registered service declares (`pg`, `dynamodb`, `s3`, `sqs`, `mongo`, ...)."""
+    from localdev.services import service_classes
+
+    for cls in service_classes().values():
+        for client in cls.pytest_clients():
+            if client.name in namespace:
+                raise LocalDevError(f"the {cls.name} service declares a pytest fixture {client.name!r} that "
+                                    "another service or the plugin already has")
+            namespace[client.name] = _client_fixture(cls, client)
 
 
-@pytest.fixture(scope="session")
-def mongo(localdev_env):
-    """The namespace's pymongo database."""
-    import pymongo
-
-    client = pymongo.MongoClient(_need(localdev_env, "MONGODB_URI", "mongo"))
-    yield client.get_default_database()
-    client.close()
+_declare_client_fixtures(globals())

@@ -17,14 +17,6 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-need=()
-ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v pg_ctl >/dev/null || need+=(postgresql)
-command -v psql >/dev/null || need+=(postgresql-client)
-command -v javac >/dev/null || need+=(default-jdk-headless)  # javac: DynamoDB Local's loopback launcher
-command -v npm >/dev/null || need+=(npm)
-command -v ss >/dev/null || need+=(iproute2)
-[ ${#need[@]} -eq 0 ] || { say "installing ${need[*]}"; apt_install "${need[@]}"; }
-
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $($PY --version)"
@@ -32,11 +24,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e "$extras"
+
+# Each service declares the Debian packages its native runtime needs; ss is for the tests' port checks.
+packages=$(.venv/bin/python -m localdev.provision --debian-packages)
+read -r -d '' -a need <<< "$packages" || true
+command -v ss >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] || { say "installing ${need[*]}"; apt_install "${need[@]}"; }
 say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
 clients=""
 if [ "$extras" = ".[test]" ]; then
   say "fetching the clients the tests drive (mongosh), meanwhile"
-  .venv/bin/python -c "from localdev.provision.ferretdb import mongosh_binary; mongosh_binary()" &
+  .venv/bin/python -c "from localdev.services.mongo.install import mongosh_binary; mongosh_binary()" &
   clients=$!
 fi
 .venv/bin/python -m localdev.provision

@@ -122,7 +122,31 @@ def shared_cluster(tmp_path_factory):
     handle.cluster.down(purge=True)
 
 
-ALL_SERVICES = ["postgres", "dynamodb", "aws", "mongo"]
+def all_services() -> list[str]:
+    from localdev.services import service_classes
+
+    return list(service_classes())
+
+
+ALL_SERVICES = all_services()
+
+
+@pytest.fixture
+def installed_service(tmp_path, monkeypatch):
+    """Install a service the way a third-party package does: a distribution on sys.path whose metadata
+    registers `name = "module:Class"` under the localdev.services entry points."""
+    from localdev.services import GROUP, service_classes
+
+    def install(name: str, target: str) -> None:
+        dist = tmp_path / "site" / f"localdev_test_{name}-0.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: localdev-test-{name}\nVersion: 0\n")
+        (dist / "entry_points.txt").write_text(f"[{GROUP}]\n{name} = {target}\n")
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
+        service_classes.cache_clear()
+
+    yield install
+    service_classes.cache_clear()  # so the next lookup, once monkeypatch restores sys.path, no longer finds it
 
 
 @pytest.fixture(scope="session")

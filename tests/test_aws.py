@@ -56,8 +56,8 @@ def aws_cli(env: dict, *args: str, check: bool = True, input: str | None = None)
 
 
 def as_ns(name: str, env: dict) -> Namespace:
-    return Namespace(name=name, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region=env["AWS_REGION"])
+    return Namespace(name=name, region=env["AWS_REGION"], secrets={"aws": {
+        "access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}})
 
 
 def new_ns(h, name: str, *extra: str) -> dict:

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from localdev.errors import BadInput
-from localdev.provision import localstack as prov
-from localdev.services._aws_seeds import load
+from localdev.services.aws import install as prov
+from localdev.services.aws.seeds import load
 from localdev.services.aws import LOCALSTACK_IMAGE, MINISTACK_IMAGE, Aws
 from localdev.services.base import ServiceContext
 from localdev.state import StateDir

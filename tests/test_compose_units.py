@@ -9,7 +9,6 @@ from localdev.config import validate
 from localdev.runtimes.base import ContainerSpec
 from localdev.runtimes.docker import _split_image, cluster_id, spec_digest
 from localdev.services.base import Service
-from localdev.services.postgres import Postgres
 
 
 class Sidecar(Service):
@@ -26,10 +25,8 @@ class Sidecar(Service):
 
 
 @pytest.fixture
-def with_sidecar(monkeypatch):
-    classes = {"postgres": Postgres, "sidecar": Sidecar}
-    monkeypatch.setattr(compose, "service_classes", lambda: classes)
-    monkeypatch.setattr("localdev.services.service_classes", lambda: classes)  # config imports it per call
+def with_sidecar(installed_service):
+    installed_service("sidecar", f"{__name__}:Sidecar")
 
 
 def test_depends_on_waits_for_health_and_secrets_are_variables(with_sidecar, tmp_path, monkeypatch):

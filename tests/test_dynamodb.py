@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 
 from localdev.errors import BadInput
 from localdev.names import Namespace
-from localdev.provision import ProvisionError
-from localdev.provision import dynamodb as provisioning
+from localdev.services.install import ProvisionError
+from localdev.services.dynamodb import install as provisioning
 
 SERVICES = ("postgres", "dynamodb")  # postgres holds the namespace registry
 
@@ -137,8 +137,8 @@ def test_delete_removes_tables_file_after_restart_and_data_survives_down_up(make
     assert h.cluster.namespaces.delete(gone) is True
     assert ddb(env_gone).list_tables()["TableNames"] == []
     assert ddb(env_gone, AWS_REGION="eu-west-1").list_tables()["TableNames"] == []
-    svc.drop_namespace(Namespace.from_secrets(gone, {"pg_password": "x", "aws_access_key_id": env_gone["AWS_ACCESS_KEY_ID"],
-                                                     "aws_secret_access_key": "x", "region": "us-east-1"}))  # idempotent
+    svc.drop_namespace(Namespace(gone, secrets={"aws": {"access_key_id": env_gone["AWS_ACCESS_KEY_ID"],
+                                                        "secret_access_key": "x"}}))  # idempotent
     # The files stay while the server runs (removing them would break a running DynamoDB Local) ...
     assert all(p.exists() for p in gone_files)
     assert ddb(env_keep).get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"]
@@ -194,7 +194,7 @@ def test_bad_key_is_rejected_before_any_request(make_cluster):
     files_before = sorted(p.name for p in svc.data_dir.iterdir())
     # 243 characters hung DynamoDB Local for every client; '/' and '=' truncate a key (two keys, one file).
     for bad in ("1" * 243, "123456789012/", "12345678901=", "", "abc"):
-        ns = Namespace("victim", aws_access_key_id=bad)
+        ns = Namespace("victim", secrets={"aws": {"access_key_id": bad, "secret_access_key": "x"}})
         for call in (svc.create_namespace, svc.drop_namespace, svc.namespace_env):
             with pytest.raises(BadInput, match="access key"):
                 call(ns)
@@ -215,7 +215,7 @@ def test_doctor_reports_java_and_jar(make_cluster):
 def test_launcher_is_built_once_by_concurrent_callers(tmp_path):
     jar = provisioning.provision().jar  # the shared cache has it by now
     env = {**os.environ, "LOCALDEV_CACHE": str(tmp_path / "cache"), "LOCALDEV_DYNAMODB_JAR": str(jar)}
-    code = ("import json, os; from localdev.provision import dynamodb as d; i = d.provision(); "
+    code = ("import json, os; from localdev.services.install import dynamodb as d; i = d.provision(); "
             "print(json.dumps([str(i.launcher), str(i.cds_archive), os.stat(i.launcher).st_ino, "
             "os.stat(i.cds_archive).st_ino]))")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).parent.parent,
@@ -372,7 +372,7 @@ def test_a_seed_failing_midway_leaves_no_table(make_cluster, tmp_path):
            "items": [{"id": "ok"}, {"id": "too-big", "blob": "x" * 500_000}]}  # > 400 KB: refused by the server
     seeds = write_seeds(tmp_path / "seeds", {"a_small": ORDERS, "b_big": big})
     fixtures = svc.load_fixtures(seeds / "dynamodb")  # valid as far as a file can tell
-    ns = Namespace("half")
+    ns = Namespace.new("half", "us-east-1", svc.secrets)
     svc.create_namespace(ns)
     with pytest.raises(BadInput, match="b_big.json"):
         svc.seed(ns, fixtures)

@@ -14,7 +14,7 @@ COUNT = 50_000
 def seed_through_agent(h, name: str, root) -> tuple[list, float]:
     seen = []
     started = time.monotonic()
-    info = AgentClient(h.home).create(name, seed=True, seeds_dir=root, on_progress=lambda m, f: seen.append((m, f)))
+    info = AgentClient(h.home).create(name, seed=True, seeds_dir=root, on_progress=lambda s, m, f: seen.append((m, f)))
     assert info["state"] == "ready" and info["seed_hash"]
     return seen, time.monotonic() - started
 

@@ -17,7 +17,7 @@ from pymongo.errors import OperationFailure
 
 from conftest import start_cluster
 from localdev.names import Namespace
-from localdev.provision.ferretdb import mongosh_binary
+from localdev.services.mongo.install import mongosh_binary
 from localdev.services.mongo import META_DB, MongoError
 
 

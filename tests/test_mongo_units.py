@@ -6,8 +6,8 @@ import subprocess
 import pytest
 
 from localdev.errors import BadInput
-from localdev.provision import ProvisionError
-from localdev.provision import ferretdb as prov
+from localdev.services.install import ProvisionError
+from localdev.services.mongo import install as prov
 from localdev.services.base import ServiceContext
 from localdev.services.mongo import ANON_ROLE, FERRETDB_IMAGE, MONGO_IMAGE, Mongo
 from localdev.state import StateDir
@@ -116,7 +116,7 @@ def test_container_spec_pins_ferretdb_v1(tmp_path):
 def test_uris_per_flavor(tmp_path):
     from localdev.names import Namespace
 
-    ns = Namespace("pr-7", pg_password="s3cret")
+    ns = Namespace("pr-7", secrets={"postgres": {"password": "s3cret"}, "mongo": {"password": "s3cret"}})
     assert service(tmp_path).namespace_env(ns)["MONGODB_URI"] == \
         "mongodb://ns_pr_7:s3cret@127.0.0.1:27999/ns_pr_7?authMechanism=PLAIN"
     assert service(tmp_path, backend="sqlite").namespace_env(ns)["MONGODB_URI"] == "mongodb://127.0.0.1:27999/ns_pr_7"

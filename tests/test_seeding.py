@@ -8,7 +8,7 @@ import pytest
 
 from localdev.errors import BadInput
 from localdev.seeding import load_fixtures
-from localdev.sqlscript import statements
+from localdev.services.postgres.sqlscript import statements
 
 REPO_SEEDS = Path(__file__).parent.parent / "seeds"
 
@@ -132,14 +132,14 @@ def test_progress_streams_from_the_agent(shared_cluster, tmp_path):
         fh.writelines(f"insert into p values ({i});\n" for i in range(3000))
     seen = []
     client = AgentClient(shared_cluster.home)
-    info = client.create("progress", seed=True, seeds_dir=root, on_progress=lambda m, f: seen.append((m, f)))
+    info = client.create("progress", seed=True, seeds_dir=root, on_progress=lambda s, m, f: seen.append((m, f)))
     assert info["state"] == "ready" and info["seed_hash"]
     fractions = [f for _, f in seen]
     assert len(seen) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
     assert all(m.startswith("postgres: ") for m, _ in seen)
     (root / "postgres" / "002.sql").write_text("insert into nowhere values (1);\n")
     with pytest.raises(BadInput, match="002.sql:1"):
-        client.seed("progress", root, on_progress=lambda m, f: None)
+        client.seed("progress", root, on_progress=lambda s, m, f: None)
     shared_cluster.cli("ns", "delete", "progress", check=True)
 
 
@@ -165,7 +165,7 @@ def test_spare_databases_are_closed_to_tenants_and_claimed_whole(shared_cluster)
     """Creates rename a spare clone made ahead; until then nobody but the admin can enter one."""
     import time
 
-    from localdev.services._pg_spares import KEEP, key_of
+    from localdev.services.postgres.spares import KEEP, key_of
 
     h = shared_cluster
     mine = f"localdev_spare_{key_of(load_fixtures(REPO_SEEDS, ['postgres']).per_service['postgres'].template)}_"

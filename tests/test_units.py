@@ -51,11 +51,15 @@ def test_slug_and_ci_names():
 
 
 def test_namespace_credentials_are_random_and_well_formed():
-    a, b = Namespace("x"), Namespace("x")
-    assert a.aws_access_key_id != b.aws_access_key_id and a.pg_password != b.pg_password
-    assert validate_access_key(a.aws_access_key_id) and len(a.aws_access_key_id) == 12
+    from localdev.services import service_classes
+
+    declared = [secret for cls in service_classes().values() for secret in cls.secrets]
+    a, b = Namespace.new("x", "us-east-1", declared), Namespace.new("x", "us-east-1", declared)
+    key = a.secret("aws", "access_key_id")
+    assert key != b.secret("aws", "access_key_id") and a.secret("postgres", "password") != b.secret("postgres", "password")
+    assert validate_access_key(key) and len(key) == 12
     assert a.db_name == "ns_x" and Namespace("pr-1").db_name == "ns_pr_1"
-    assert "pg_password" not in repr(a)
+    assert a.secret("postgres", "password") not in repr(a) and key not in repr(a)
     for bad in ["x" * 243, "12345678901/", "abc", ""]:
         with pytest.raises(BadInput):
             validate_access_key(bad)

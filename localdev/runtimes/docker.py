@@ -59,6 +59,12 @@ class DockerRuntime:
         self._client = None
         self._lock = threading.Lock()  # services of one wave start in parallel threads
 
+    def spec_for(self, service) -> ContainerSpec:
+        return service.container_spec()
+
+    def prepare(self, service) -> None:
+        """Nothing ahead of a start: the image is pulled (or found) by start() itself."""
+
     # -- the engine ---------------------------------------------------------
     @property
     def client(self):

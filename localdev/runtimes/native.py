@@ -19,6 +19,7 @@ from localdev.errors import LocalDevError
 from localdev.ports import port_in_use, port_taken
 from localdev.runtimes.base import ProcessSpec, ProcessState
 from localdev.state import StateDir
+from localdev.waiting import TimedOut, poll_until
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -40,6 +41,16 @@ class NativeRuntime:
 
     def _pid_file(self, name: str) -> Path:
         return self.dirs.run(name) / "pid"
+
+    def spec_for(self, service) -> ProcessSpec:
+        return service.native_spec()
+
+    def prepare(self, service) -> None:
+        """Binaries into the cache, then the service's data initialised (initdb, directories)."""
+        service.provision()
+
+    def purge(self, service_names: list[str] | None = None) -> None:
+        """Nothing of the runtime's own outlives `down`: pid files go at stop, data is the services' to remove."""
 
     def start(self, name: str, spec: ProcessSpec) -> int:
         current = self.state(name)
@@ -117,12 +128,10 @@ class NativeRuntime:
         self._pid_file(name).unlink(missing_ok=True)
 
     def _wait_gone(self, name: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.state(name).running:
-                return True
-            time.sleep(0.05)
-        return not self.state(name).running
+        try:
+            return poll_until(lambda: not self.state(name).running, timeout, f"{name} to exit", interval=0.05)
+        except TimedOut:
+            return False
 
     def kill(self, name: str) -> None:
         """Kill without grace (tests and fault injection)."""
@@ -179,13 +188,17 @@ os._exit(0)
 def _wait_reaped(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
     """Until a dead server's pid is gone: while it is a zombie (init reaps orphans about once a second),
     PostgreSQL's lock file check still sees its old postmaster "running" and refuses to start."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def gone() -> bool:
         stat = _proc_stat(pid)
         if stat is None or (start_time is not None and stat[1] != start_time):
-            return
+            return True
         _reap(pid)
-        time.sleep(0.05)
+        return False
+
+    try:
+        poll_until(gone, timeout, f"pid {pid} to be reaped", interval=0.05, max_interval=0.05)
+    except TimedOut:
+        pass  # the start that follows reports what is still in the way
 
 
 def _reap(pid: int) -> None:

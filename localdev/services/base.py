@@ -1,16 +1,22 @@
-"""The shape every service has. Adding a service means adding one module under services/ with a
-`SERVICE` class deriving from `Service`; the cluster, the runtimes and the CLI find it by that."""
+"""The shape every service has.
+
+Adding a service means adding one package (ours live in localdev/services/<name>/) with a `Service`
+subclass, registered under the ``localdev.services`` entry-point group. Everything about it is declared
+here, by the service: its options, the env keys it puts into `ns env`, the secrets each namespace gets,
+whether a restart loses state, its doctor checks, its pytest client fixtures and the system packages
+its native runtime needs. The cluster, the runtimes, the registry, the CLI and the pytest plugin read
+those declarations and know no particular service."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
     from localdev.names import Namespace
@@ -42,12 +48,44 @@ class NotReady(LocalDevError):
     pass
 
 
+@dataclass(frozen=True)
+class Secret:
+    """A secret every namespace gets, made at create and kept in the registry: `ns.secret(group, key)`.
+
+    `group` is the service's name, unless services share credentials (DynamoDB Local and the AWS emulator
+    both declare the "aws" group, so one key pair serves both endpoints)."""
+
+    group: str
+    key: str
+    make: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class PytestClient:
+    """A client fixture the pytest plugin makes for users: `make(env)` yields the client, then cleans up.
+
+    `env` is the namespace's `ns env`; the fixture skips when the cluster does not run the service."""
+
+    name: str
+    make: Callable[[dict], Iterator[Any]]
+    scope: str = "session"
+    doc: str = ""
+
+
 class Service:
     name: ClassVar[str]
     default_port: ClassVar[int]
     options: ClassVar[dict[str, Option]] = {}  # beyond `enabled` and `port`, which every service has
     depends_on: ClassVar[tuple[str, ...]] = ()
     ready_timeout: ClassVar[float] = 60.0
+    # Every key namespace_env may return: `ns env` is their union; a key not declared here is an error.
+    env_keys: ClassVar[tuple[str, ...]] = ()
+    secrets: ClassVar[tuple[Secret, ...]] = ()
+    # True: its namespaces' state lives in memory, so after every (re)start each one is asked with
+    # check_namespace() what it lost, and the registry records it for `status` and `ns list`.
+    loses_state_on_restart: ClassVar[bool] = False
+    # Debian packages the native runtime needs (bootstrap installs the missing ones when it can).
+    debian_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -100,18 +138,18 @@ class Service:
         """One-time work after every start (bootstrap metadata, warm caches)."""
 
     def wait_ready(self, timeout: float | None = None, alive=lambda: True) -> None:
-        deadline = time.monotonic() + (timeout or self.ready_timeout)
-        delay = 0.02
-        while True:
-            if self.ready():
-                return
-            if not alive():
-                raise NotReady(f"{self.name} exited during start-up: see `localdev logs {self.name}`")
-            if time.monotonic() > deadline:
-                raise NotReady(f"{self.name} did not become ready on {self.host}:{self.port} within "
-                               f"{timeout or self.ready_timeout:.0f}s: see `localdev logs {self.name}`")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+        from localdev.waiting import TimedOut
+
+        timeout = timeout or self.ready_timeout
+        try:
+            poll_until(self.ready, timeout, f"{self.name}",
+                       fail=lambda: None if alive() else f"{self.name} exited during start-up: "
+                                                         f"see `localdev logs {self.name}`")
+        except TimedOut:
+            raise NotReady(f"{self.name} did not become ready on {self.host}:{self.port} within "
+                           f"{timeout:.0f}s: see `localdev logs {self.name}`") from None
+        except LocalDevError as exc:
+            raise NotReady(str(exc)) from None
 
     def purge(self) -> None:
         """Remove this service's data (the cluster is stopped)."""
@@ -124,6 +162,15 @@ class Service:
 
     def close(self) -> None:
         """Close warm clients."""
+
+    def missing_debian_packages(self) -> list[str]:
+        """Which of `debian_packages` this machine lacks (bootstrap asks, as root, before installing)."""
+        return []
+
+    @classmethod
+    def pytest_clients(cls) -> list[PytestClient]:
+        """The client fixtures the pytest plugin offers for this service (none by default)."""
+        return []
 
     # -- namespaces -----------------------------------------------------
     def create_namespace(self, ns: "Namespace") -> dict[str, str]:
@@ -148,7 +195,7 @@ class Service:
     def check_namespace(self, ns: "Namespace") -> str | None:
         """None if the namespace's state here is intact; else a sentence saying what was lost and what to do.
 
-        Called after the service (re)starts: services that keep state in memory lose it then."""
+        Called after every (re)start of a service that declares `loses_state_on_restart`."""
         return None
 
     def seed(self, ns: "Namespace", fixtures) -> "Undo":

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from localdev.errors import BadInput
-from localdev.provision import ProvisionError, build_lock, cache_dir, progress, run, which
+from localdev.services.install import ProvisionError, build_lock, cache_dir, progress, run, which
 
 LOCALSTACK_VERSION = "2026.3.0"  # the last open-source (Apache-2.0) release of localstack-core
 # Without these pins the runtime fails at start (measured: see ../shared/notes/ci-machine.md).

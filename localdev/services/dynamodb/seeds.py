@@ -212,7 +212,7 @@ def _write_items(client, namespace: str, fx: TableFixture, key_names: list[str],
     from boto3.dynamodb.types import TypeSerializer
 
     serialize = TypeSerializer().serialize
-    progress = Counter(namespace, f"dynamodb {fx.name}", fx.count)
+    progress = Counter(namespace, "dynamodb", fx.name, fx.count)
 
     def write(batch: list[dict]) -> None:
         if undo is not None:

@@ -15,7 +15,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from localdev.provision import ProvisionError, build_lock, cache_dir, download, progress, run, which
+from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
 
 VERSION = "v1.24.2"
 MODULE = "github.com/FerretDB/FerretDB"

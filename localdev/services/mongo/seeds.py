@@ -101,7 +101,7 @@ def apply(db, namespace: str, fixtures: dict[str, CollectionFixture], undo: Undo
                 for index in made if before is not None else ():
                     if index not in before:
                         undo.add(collection.drop_index, index)
-            progress = Counter(namespace, f"mongo {name}", fx.count, "documents")
+            progress = Counter(namespace, "mongo", name, fx.count, "documents")
             for batch in _batches(fx.read()):
                 ids = [document.setdefault("_id", ObjectId()) for document in batch]
                 try:

@@ -15,7 +15,8 @@ Example::
     from localdev.cluster import Cluster
     cluster = Cluster()
     cluster.up(services=["postgres", "aws"])
-    env = cluster.namespaces.create("demo")["env"]
+    cluster.namespaces.create("demo")
+    env = cluster.namespaces.env("demo")
     # boto3.client("sqs") with env's AWS_* variables creates queues in the account env["AWS_ACCESS_KEY_ID"]
 """
 
@@ -25,12 +26,14 @@ import json
 import os
 import shutil
 import signal
+from functools import partial
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services._aws_clients import WarmClients
-from localdev.services.base import Check, Option, Service
+from localdev.services import aws_clients
+from localdev.services.aws_clients import WarmClients, access_key_id, error_code
+from localdev.services.base import Check, Option, PytestClient, Service
 from localdev.undo import Undo, undoing
 
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; later ones need an auth token
@@ -50,6 +53,9 @@ def _lost_message(ns_name: str) -> str:
 class Aws(Service):
     name = "aws"
     default_port = 4566
+    env_keys = ("AWS_ENDPOINT_URL", *aws_clients.CREDENTIAL_KEYS)
+    secrets = aws_clients.SECRETS
+    loses_state_on_restart = True  # see the module's docstring: neither flavor keeps state here
     options = {
         "flavor": Option("localstack", str, ("localstack", "ministack"), help="which emulator"),
         "python": Option("", str, help="a Python >= 3.13 for LocalStack (default: PATH, then pyenv)"),
@@ -74,7 +80,7 @@ class Aws(Service):
     def _venv_python(self) -> Path:
         """The emulator venv's interpreter, installing it on first use (resolved once per process)."""
         if self._python is None:
-            from localdev.provision import localstack as prov
+            from localdev.services.aws import install as prov
 
             if self.flavor == "localstack":
                 self._python = prov.localstack_python(self.option("python") or None)
@@ -87,7 +93,7 @@ class Aws(Service):
         # interpreter went missing. A start always runs provision() first, which raises the actionable error.
         if self._python is not None:
             return str(self._python)
-        from localdev.provision import localstack as prov
+        from localdev.services.aws import install as prov
 
         try:
             find = prov.localstack_venv if self.flavor == "localstack" else prov.ministack_venv
@@ -103,7 +109,7 @@ class Aws(Service):
         for sub in ("tmp", "s3", "state", "cache", "config", "fs"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         if self.flavor == "localstack":
-            from localdev.provision.localstack import service_catalog
+            from localdev.services.aws.install import service_catalog
 
             catalog = service_catalog(self._venv_python())
             static = self.data_dir / "fs" / "usr" / "lib" / "localstack"
@@ -120,7 +126,7 @@ class Aws(Service):
             "AWS_ENDPOINT_URL": self.endpoint,
         }
         if self.flavor == "localstack":
-            launcher = Path(__file__).resolve().parent.parent / "provision" / "localstack_launcher.py"
+            launcher = Path(__file__).resolve().parent / "localstack_launcher.py"
             # -I: the user's PYTHONPATH (or a project's own `localstack` module) must not leak into the venv.
             argv = [self._spec_python(), "-I", str(launcher)]
             env = {
@@ -206,14 +212,20 @@ class Aws(Service):
                                                s3={"addressing_style": "path"}))
 
     def ns_client(self, ns, service: str):
-        return self.client(service, ns.aws_access_key_id, ns.aws_secret_access_key, ns.region)
+        return self.client(service, access_key_id(ns), ns.secret("aws", "secret_access_key"), ns.region)
 
     def close(self) -> None:
         self._clients.close()
 
+    @classmethod
+    def pytest_clients(cls) -> list[PytestClient]:
+        return [PytestClient(api, partial(_emulator_client, api),
+                             doc=f"A boto3 {api.upper()} client in the namespace's account on the AWS emulator.")
+                for api in ("s3", "sqs")]
+
     def doctor(self) -> list[Check]:
-        from localdev.provision import ProvisionError
-        from localdev.provision import localstack as prov
+        from localdev.services.install import ProvisionError
+        from localdev.services.aws import install as prov
 
         if self.ctx.runtime != "native":
             return [Check("aws image", True, self.image())]
@@ -237,9 +249,7 @@ class Aws(Service):
 
     # -- namespaces ------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ns.aws_access_key_id,
-                "AWS_SECRET_ACCESS_KEY": ns.aws_secret_access_key, "AWS_REGION": ns.region,
-                "AWS_DEFAULT_REGION": ns.region}
+        return {"AWS_ENDPOINT_URL": self.endpoint, **aws_clients.credentials_env(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         """Idempotent: an account needs no creating, only its marker (also how a lost one is restored)."""
@@ -248,7 +258,7 @@ class Aws(Service):
         try:
             self.ns_client(ns, "events").create_event_bus(Name=MARKER)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceAlreadyExistsException":
+            if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
         return self.namespace_env(ns)
 
@@ -259,7 +269,7 @@ class Aws(Service):
         try:
             self.ns_client(ns, "events").describe_event_bus(Name=MARKER)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return _lost_message(ns.name)
             return f"aws: could not check namespace {ns.name}: {exc}"
         except BotoCoreError as exc:
@@ -309,28 +319,30 @@ class Aws(Service):
         try:
             events.delete_event_bus(Name=MARKER)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
         left = {kind: names for kind, names in self.resources(ns).items() if names}
         if left:
             raise LocalDevError(f"aws: dropping namespace {ns.name!r} left {left} in account "
-                                f"{ns.aws_access_key_id}: run `localdev ns delete {ns.name}` again")
+                                f"{access_key_id(ns)}: run `localdev ns delete {ns.name}` again")
 
     # -- seeds -------------------------------------------------------------------------
     @classmethod
     def load_fixtures(cls, folder: Path) -> dict:
         """seeds/aws/s3/<bucket>/<key path> (each file an object) and seeds/aws/sqs.json."""
-        from localdev.services._aws_seeds import load
+        from localdev.services.aws.seeds import load
 
         return load(folder)
 
     def seed(self, ns, fixtures: dict) -> Undo:
         """Create buckets `<namespace>-<folder>`, their objects and the queues; on failure undo this call's part."""
-        from localdev.services._aws_seeds import apply
+        from localdev.services.aws.seeds import apply
 
         with undoing() as undo:
             apply(self, ns, fixtures, undo)
         return undo
 
 
-SERVICE = Aws
+
+def _emulator_client(api: str, env: dict):
+    yield aws_clients.boto3_client(env, api, "AWS_ENDPOINT_URL")

@@ -13,6 +13,8 @@ import logging
 import secrets
 import threading
 
+from localdev.services.postgres.locks import advisory_lock
+
 PREFIX = "localdev_spare_"
 KEEP = 2  # per template: enough for creates that come back to back while the refill runs
 
@@ -79,9 +81,9 @@ class Spares:
         from psycopg import sql
 
         try:
-            with self.pg.connect() as conn:
-                # Another process (the agent beside an in-process API) may be filling: one is enough.
-                if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (PREFIX + key,)).fetchone()[0]:
+            # Another process (the agent beside an in-process API) may be filling: one is enough.
+            with self.pg.connect() as conn, advisory_lock(conn, PREFIX + key, try_only=True) as held:
+                if not held:
                     return
                 while len(_names(conn, key)) < KEEP:
                     spare = f"{PREFIX}{key}_{secrets.token_hex(4)}"

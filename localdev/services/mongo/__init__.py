@@ -11,7 +11,8 @@ Example::
     from localdev.cluster import Cluster
     cluster = Cluster()
     cluster.up(services=["mongo"])
-    env = cluster.namespaces.create("demo")["env"]
+    cluster.namespaces.create("demo")
+    env = cluster.namespaces.env("demo")
     # pymongo.MongoClient(env["MONGODB_URI"]).get_default_database() is database ns_demo
 """
 
@@ -23,8 +24,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from localdev.errors import BadInput, LocalDevError
+from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import Check, Option, Service
+from localdev.services.base import Check, Option, PytestClient, Secret, Service
+from localdev.services.mongo import install
+from localdev.services.postgres.locks import advisory_lock
 from localdev.undo import Undo, undoing
 
 FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
@@ -46,6 +50,10 @@ class Mongo(Service):
     default_port = 27017
     depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
     ready_timeout = 90.0  # a mongo container's first start initialises its data
+    env_keys = ("MONGODB_URI",)
+    # The mongodb flavor's SCRAM user. FerretDB passes PLAIN credentials through to PostgreSQL, so there the
+    # namespace logs in with its PostgreSQL role's password instead.
+    secrets = (Secret("mongo", "password", lambda: new_secret(24)),)
     options = {
         "flavor": Option("ferretdb", str, ("ferretdb", "mongodb"),
                          help="ferretdb (native or container) or mongodb (containers only)"),
@@ -86,10 +94,8 @@ class Mongo(Service):
 
     # -- running -----------------------------------------------------------------
     def install(self) -> None:
-        from localdev.provision.ferretdb import ferretdb_binary
-
         if self.flavor == "ferretdb":
-            ferretdb_binary(self.option("bin") or None)
+            install.ferretdb_binary(self.option("bin") or None)
 
     def provision(self) -> None:
         self.install()
@@ -105,9 +111,7 @@ class Mongo(Service):
         return f"postgres://{ANON_ROLE}@{host}:{port}/{META_DB}?{params}"
 
     def native_spec(self) -> ProcessSpec:
-        from localdev.provision.ferretdb import ferretdb_binary
-
-        argv = [str(ferretdb_binary(self.option("bin") or None)),
+        argv = [str(install.ferretdb_binary(self.option("bin") or None)),
                 f"--listen-addr={self.ctx.host}:{self.port}",
                 # the debug server (metrics, pprof) defaults to 8088: ask the OS for a free port, on loopback
                 "--debug-addr=127.0.0.1:0",
@@ -176,6 +180,10 @@ class Mongo(Service):
                                                  check=ConnectionPool.check_connection)
             return self._meta_pool
 
+    @classmethod
+    def pytest_clients(cls) -> list[PytestClient]:
+        return [PytestClient("mongo", _mongo_database, doc="The namespace's pymongo database.")]
+
     def close(self) -> None:
         with self._lock:
             if self._admin is not None:
@@ -190,27 +198,23 @@ class Mongo(Service):
         """PostgreSQL side of FerretDB, idempotent: the `ferretdb` database and localdev's two roles."""
         from psycopg import errors, sql
 
-        with self.pg.connect() as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext('localdev-ferretdb-meta'))")
-            try:
-                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ANON_ROLE,)).fetchone():
-                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ANON_ROLE)))
-                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ADMIN_ROLE,)).fetchone()
-                conn.execute(sql.SQL(("ALTER" if exists else "CREATE") + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
-                                     "NOCREATEROLE PASSWORD {}").format(
-                    sql.Identifier(ADMIN_ROLE), sql.Literal(self._secret("ferretdb_admin_password"))))
-                # FerretDB's first request after a start loads every namespace's metadata: it must see them all
-                conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(ADMIN_ROLE)))
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (META_DB,)).fetchone():
-                    try:  # FerretDB needs UTF8 and the C collation
-                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' "
-                                             "LC_COLLATE 'C' LC_CTYPE 'C'").format(
-                            sql.Identifier(META_DB), sql.Identifier(ADMIN_ROLE)))
-                    except errors.DuplicateDatabase:
-                        pass
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(META_DB)))
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext('localdev-ferretdb-meta'))")
+        with self.pg.connect() as conn, advisory_lock(conn, "ferretdb-meta"):
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ANON_ROLE,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ANON_ROLE)))
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ADMIN_ROLE,)).fetchone()
+            conn.execute(sql.SQL(("ALTER" if exists else "CREATE") + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB "
+                                 "NOCREATEROLE PASSWORD {}").format(
+                sql.Identifier(ADMIN_ROLE), sql.Literal(self._secret("ferretdb_admin_password"))))
+            # FerretDB's first request after a start loads every namespace's metadata: it must see them all
+            conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(ADMIN_ROLE)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (META_DB,)).fetchone():
+                try:  # FerretDB needs UTF8 and the C collation
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' "
+                                         "LC_COLLATE 'C' LC_CTYPE 'C'").format(
+                        sql.Identifier(META_DB), sql.Identifier(ADMIN_ROLE)))
+                except errors.DuplicateDatabase:
+                    pass
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(META_DB)))
         with self.pg.connect(META_DB) as conn:
             conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
 
@@ -252,28 +256,32 @@ class Mongo(Service):
         return {r[0] for r in rows}
 
     def doctor(self) -> list[Check]:
-        from localdev.provision import cache_dir, which
-        from localdev.provision.ferretdb import VERSION
+        from localdev.services.install import cache_dir, which
+
+
 
         if self.flavor == "mongodb":
             ok = self.ctx.runtime != "native"
             return [Check("mongo flavor", ok, "mongodb (containers)",
                           "" if ok else 'flavor = "mongodb" needs runtime = "docker"')]
         explicit = self.option("bin") or os.environ.get("LOCALDEV_FERRETDB_BIN")
-        cached = cache_dir("ferretdb", VERSION) / "ferretdb"
+        cached = cache_dir("ferretdb", install.VERSION) / "ferretdb"
         if explicit:
             ok = Path(explicit).is_file() and os.access(explicit, os.X_OK)
             return [Check("ferretdb binary", ok, explicit, "" if ok else "point `bin` at an executable FerretDB v1")]
         if cached.is_file():
-            return [Check("ferretdb binary", True, f"FerretDB {VERSION} in {cached}")]
+            return [Check("ferretdb binary", True, f"FerretDB {install.VERSION} in {cached}")]
         go = which("go")
         return [Check("ferretdb binary", True, f"not yet obtained: `localdev up` downloads it, or builds it with "
                                                f"{go or 'Go (not found: needed without internet)'}")]
 
     # -- namespaces ------------------------------------------------------------------
+    def password(self, ns) -> str:
+        return ns.secret("postgres", "password") if self.on_postgres else ns.secret("mongo", "password")
+
     def namespace_env(self, ns) -> dict[str, str]:
         db, where = ns.db_name, f"{self.host}:{self.port}"
-        user, password = quote(ns.db_name, safe=""), quote(ns.pg_password, safe="")
+        user, password = quote(ns.db_name, safe=""), quote(self.password(ns), safe="")
         if self.on_postgres:
             # FerretDB v1 speaks only PLAIN (passed through to PostgreSQL as the namespace's role)
             uri = f"mongodb://{user}:{password}@{where}/{db}?authMechanism=PLAIN"
@@ -316,11 +324,11 @@ class Mongo(Service):
         db = self.admin()[ns.db_name]
         roles = [{"role": "readWrite", "db": ns.db_name}]
         try:
-            db.command("createUser", ns.db_name, pwd=ns.pg_password, roles=roles)
+            db.command("createUser", ns.db_name, pwd=self.password(ns), roles=roles)
         except OperationFailure as exc:
             if exc.code != 51003:  # already exists: a create being redone
                 raise
-            db.command("updateUser", ns.db_name, pwd=ns.pg_password, roles=roles)
+            db.command("updateUser", ns.db_name, pwd=self.password(ns), roles=roles)
 
     def drop_namespace(self, ns) -> None:
         from pymongo.errors import ConnectionFailure, OperationFailure
@@ -356,15 +364,15 @@ class Mongo(Service):
         """GRANT/REVOKE on the one shared `ferretdb` database, one at a time: each rewrites the same pg_database
         row, and concurrent ones fail with "tuple concurrently updated" (32 parallel creates hit it)."""
         with self.pg.pool().connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('localdev-ferretdb-acl'))")
-            conn.execute(statement)
+            with advisory_lock(conn, "ferretdb-acl", transaction=True):
+                conn.execute(statement)
 
     # -- seeds -----------------------------------------------------------------------
     @classmethod
     def load_fixtures(cls, folder: Path) -> dict:
         """seeds/mongo/<collection>.json: documents (Extended JSON), each file streamed and every document
         checked; <collection>.indexes.json: a list of {"key": {...}, ...options}."""
-        from localdev.services._mongo_seeds import load
+        from localdev.services.mongo.seeds import load
 
         return load(folder)
 
@@ -372,7 +380,7 @@ class Mongo(Service):
         """As the namespace's own credentials; on failure this call's collections, indexes and documents go."""
         import pymongo
 
-        from localdev.services._mongo_seeds import apply
+        from localdev.services.mongo.seeds import apply
 
         client = pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"], serverSelectionTimeoutMS=5000)
         with undoing(commit=client.close) as undo:
@@ -381,4 +389,10 @@ class Mongo(Service):
         return undo
 
 
-SERVICE = Mongo
+
+def _mongo_database(env: dict):
+    import pymongo
+
+    client = pymongo.MongoClient(env["MONGODB_URI"])
+    yield client.get_default_database()
+    client.close()

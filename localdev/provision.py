@@ -1,4 +1,8 @@
-"""`python -m localdev.provision [SERVICE...]`: fetch or build every service's binaries into the cache."""
+"""`python -m localdev.provision [SERVICE...]`: fetch or build every service's binaries into the cache.
+
+`python -m localdev.provision --debian-packages` prints, one per line, the Debian packages the registered
+services' native runtimes need and this machine lacks (scripts/bootstrap.sh installs them as root).
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,17 @@ from localdev.errors import LocalDevError
 
 def main(argv: list[str]) -> int:
     cfg = config.load()
-    names = argv or cfg.enabled_services()
+    debian = "--debian-packages" in argv
+    names = [a for a in argv if a != "--debian-packages"]
     with tempfile.TemporaryDirectory() as home:
         cluster = Cluster(home=home, config=cfg)
         cluster._runtime = cluster._make_runtime("native")
+        if debian:
+            wanted = names or list(cluster.services)
+            missing = {pkg for name in wanted for pkg in cluster.services[name].missing_debian_packages()}
+            print("\n".join(sorted(missing)))
+            return 0
+        names = names or cfg.enabled_services()
 
         def install(name: str) -> bool:
             t0 = time.monotonic()

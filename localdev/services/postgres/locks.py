@@ -1,0 +1,47 @@
+"""PostgreSQL advisory locks: one context manager for every lock localdev takes in the shared server.
+
+A lock dies with its connection, so a crashed holder never leaves one behind. Keys are (space, hashtext(name)):
+namespace names have a space of their own, so no internal lock can be mistaken for a namespace's (the
+registry's `interrupted` check looks for namespace locks by that space).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from localdev.errors import LocalDevError
+
+NAMESPACES = 0x10CA1DE  # one per namespace name, held for a whole create/delete/seed
+INTERNAL = 0x10CA1DF  # localdev's own: the registry's creation, seed templates, spares, FerretDB's ACLs
+
+
+class LockTimeout(LocalDevError):
+    pass
+
+
+@contextmanager
+def advisory_lock(conn, name: str, *, space: int = INTERNAL, timeout: str | None = None,
+                  transaction: bool = False, try_only: bool = False) -> Iterator[bool]:
+    """Hold the lock on `name` for the block; yields whether it is held (False only with `try_only`).
+
+    transaction: a transaction-scoped lock (released at the end of the caller's open transaction).
+    timeout: a PostgreSQL interval ('120s'); waiting longer raises LockTimeout."""
+    fn = ("pg_try_advisory" if try_only else "pg_advisory") + ("_xact_lock" if transaction else "_lock")
+    if timeout:
+        conn.execute(f"SET statement_timeout = '{timeout}'")
+    try:
+        import psycopg
+
+        try:
+            held = conn.execute(f"SELECT {fn}(%s, hashtext(%s))", (space, name)).fetchone()[0] is not False
+        except psycopg.errors.QueryCanceled:
+            raise LockTimeout(f"waited {timeout} for the lock on {name!r}") from None
+    finally:
+        if timeout:
+            conn.execute("SET statement_timeout = 0")
+    try:
+        yield held
+    finally:
+        if held and not transaction:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (space, name))
