@@ -1,7 +1,11 @@
 """The CLI's side of the agent: HTTP/1.1 over the agent's Unix socket, with nothing but the standard library.
 
-Kept free of psycopg, boto3 and pymongo, and of http.client too (it pulls in the email package, ~20 ms of every
-`localdev ns ...` process): the agent is ours and answers with Content-Length or chunked NDJSON, nothing else.
+Kept free of psycopg, boto3 and pymongo, and of http.client too (it pulls in the email package): every
+`localdev ns ...` is a new process that pays its imports, and the agent is ours and answers with Content-Length
+or chunked NDJSON, nothing else. bench/agent_client_imports.py measures the choice; its figures are in
+bench/results/agent_client_imports.json. In a `localdev ns` process, which has already imported the CLI,
+http.client costs about 3.5 times this module's import and makes the process's start-up (interpreter and
+imports) almost half as long again; httpx costs about 20 times as much and more than triples that start-up.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ config's env overrides (``LOCALDEV_POSTGRES_PORT``, ``LOCALDEV_POSTGRES_IMAGE``)
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
+
+import yaml
 
 from localdev import config as config_mod
 from localdev.services import service_classes
@@ -85,7 +86,7 @@ def render(cfg: config_mod.Config | None = None) -> str:
             entry["volumes"] = [f"{vol}:{path}" for vol, path in sorted(spec.volumes.items())]
             volumes.update(spec.volumes)
         if spec.healthcheck:
-            entry["healthcheck"] = {"test": _healthcheck_test(spec.healthcheck), "interval": "2s",
+            entry["healthcheck"] = {"test": _Flow(_healthcheck_test(spec.healthcheck)), "interval": "2s",
                                     "timeout": "5s", "retries": 60, "start_period": "5s"}
         deps = [d for d in classes[name].depends_on if d in enabled]
         if deps:
@@ -97,8 +98,8 @@ def render(cfg: config_mod.Config | None = None) -> str:
     text = HEADER.format(host=cfg.host)
     for key in sorted(state.secrets):
         text += f"# {secret_var(key)} (default {DEV_SECRET})\n"
-    text += "\n" + _yaml(doc)
-    return _TOKEN_RE.sub(lambda m: f"${{{secret_var(m.group(1))}:-{DEV_SECRET}}}", text)
+    return text + "\n" + yaml.dump(_with_secret_vars(doc), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                                   default_flow_style=False, width=1 << 30)
 
 
 def write_compose(path: Path | str, cfg: config_mod.Config | None = None) -> Path:
@@ -121,29 +122,40 @@ def _escape(value) -> str:
     return str(value).replace("$", "$$")
 
 
-def _scalar(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    # A JSON string is a valid YAML double-quoted scalar; quoting everything avoids YAML's implicit types.
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def _yaml(node, indent: int = 0) -> str:
-    """Block-style YAML for the dicts, lists and scalars above, in a fixed order (the file is compared)."""
-    pad = "  " * indent
-    out = []
+def _with_secret_vars(node):
+    """The placeholders replaced by their compose variables, before YAML quoting sees the strings."""
     if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, dict) and value:
-                out.append(f"{pad}{key}:\n{_yaml(value, indent + 1)}")
-            elif isinstance(value, dict):
-                out.append(f"{pad}{key}: {{}}\n")
-            elif isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value) and key == "test":
-                out.append(f"{pad}{key}: [{', '.join(_scalar(v) for v in value)}]\n")
-            elif isinstance(value, list):
-                out.append(f"{pad}{key}:\n" + "".join(f"{pad}  - {_scalar(v)}\n" for v in value))
-            else:
-                out.append(f"{pad}{key}: {_scalar(value)}\n")
-    return "".join(out)
+        return {key: _with_secret_vars(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return type(node)(_with_secret_vars(v) for v in node)
+    if isinstance(node, str):
+        return _TOKEN_RE.sub(lambda m: f"${{{secret_var(m.group(1))}:-{DEV_SECRET}}}", node)
+    return node
+
+
+class _Flow(list):
+    """A list written on one line, as compose files usually write a healthcheck's test."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style with indented lists; quotes what a YAML 1.2 reader would not take as a string."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)  # `- item` under its key, not level with it
+
+    def choose_scalar_style(self):
+        style = super().choose_scalar_style()
+        # Single quotes double an inner ' and fold line breaks; "..." with escapes reads plainer then.
+        if style == "'" and ("'" in self.event.value or "\n" in self.event.value):
+            return '"'
+        return style
+
+
+_Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=True))
+# PyYAML quotes by YAML 1.1's types; compose reads YAML 1.2, where `1e3` is a float and `0o17` an int
+# though 1.1 has them as strings. Resolving them here makes the dumper quote them.
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+                              list("-+.0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?0o[0-7]+$"), list("-+0"))
