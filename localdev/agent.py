@@ -19,8 +19,8 @@ import threading
 import time
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
@@ -101,7 +101,7 @@ def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResp
         except Exception as exc:  # sent to the client as an error line
             response = _error(exc)
             status = response.status_code
-            events.put(json.loads(response.body))
+            events.put(json.loads(bytes(response.body)))
         log.info("%s %s (streamed) -> %s in %.0f ms", request.method, request.url.path, status,
                  (time.monotonic() - t0) * 1e3)
         events.put(None)
@@ -161,7 +161,8 @@ class Supervisor(threading.Thread):
                     log.warning("%s restarted", name)
                     lost = sorted(self.cluster.verify_namespaces([name]))
                     if lost:
-                        self.cluster.record_event(name, "state lost", f"in {len(lost)} namespace(s): {', '.join(lost)}; "
+                        self.cluster.record_event(name, "state lost",
+                                                  f"in {len(lost)} namespace(s): {', '.join(lost)}; "
                                                   f"`localdev seed NAME --service {name}` restores each")
                 except Exception as exc:
                     self.cluster.record_event(name, "restart failed", str(exc))

@@ -10,6 +10,7 @@ imports) almost half as long again; httpx costs about 20 times as much and more 
 
 from __future__ import annotations
 
+import builtins
 import json
 import socket
 from pathlib import Path
@@ -124,7 +125,7 @@ class AgentClient:
                                                     "exist_ok": exist_ok, "seed": seed,
                                                     "seeds_dir": str(seeds_dir) if seeds_dir else None}, on_progress)
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         return self.request("GET", "/namespaces")
 
     def get(self, name) -> dict:
@@ -137,7 +138,7 @@ class AgentClient:
         return self.request("DELETE", f"/namespaces/{quote(name, safe='')}",
                             query={"missing_ok": "1" if missing_ok else "0"})["deleted"]
 
-    def gc(self, dry_run=False) -> list[str]:
+    def gc(self, dry_run=False) -> builtins.list[str]:
         return self.request("POST", "/gc", query={"dry_run": "1" if dry_run else "0"})["names"]
 
     def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:

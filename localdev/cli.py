@@ -56,10 +56,10 @@ def _progress_bar(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
-        tasks: dict[str, object] = {}  # services seed in parallel: one bar each
+        tasks: dict[str, TaskID] = {}  # services seed in parallel: one bar each
 
         def update(service: str, message: str, fraction: float | None) -> None:
             if service not in tasks:

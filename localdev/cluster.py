@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from localdev import config as config_mod
 from localdev.errors import BadInput, LocalDevError
@@ -24,6 +25,10 @@ from localdev.services import in_waves, service_classes, with_dependencies
 from localdev.services.base import Service, ServiceContext
 from localdev.state import StateDir
 from localdev.waiting import TimedOut, poll_until
+
+if TYPE_CHECKING:
+    from localdev.namespaces import Namespaces
+    from localdev.runtimes.base import Runtime
 
 AGENT = "agent"
 
@@ -37,8 +42,8 @@ class Cluster:
         self.state = StateDir(Path(home) if home else None)
         self._config = config
         self._services: dict[str, Service] | None = None
-        self._runtime = None
-        self._namespaces = None
+        self._runtime: Runtime | None = None
+        self._namespaces: Namespaces | None = None
 
     # -- configuration ----------------------------------------------------
     @property
@@ -73,7 +78,7 @@ class Cluster:
         return self._services
 
     @property
-    def runtime(self):
+    def runtime(self) -> Runtime:
         if self._runtime is None:
             recorded = self.recorded
             name = recorded["runtime"] if recorded else self._choose_runtime(self.config.runtime)
@@ -108,12 +113,12 @@ class Cluster:
         with self.state.lock():
             recorded = self.recorded
             given = self._config is not None  # (checking what runs loads the recorded config)
-            running = bool(recorded) and recorded.get("desired") == "up" and self._any_running(recorded)
+            running = recorded is not None and recorded.get("desired") == "up" and self._any_running(recorded)
             if not given and not running:
                 # A stopped cluster takes the project's current config; a running one keeps what it runs with.
                 self._config = config_mod.load()
             wanted_runtime = self._choose_runtime(runtime or self.config.runtime)
-            if running and recorded["runtime"] != wanted_runtime:
+            if running and recorded is not None and recorded["runtime"] != wanted_runtime:
                 raise BadInput(f"the cluster in {self.state.home} runs on the {recorded['runtime']} runtime; "
                                f"`localdev down` first to switch to {wanted_runtime}")
             self._runtime = self._make_runtime(wanted_runtime)
@@ -155,7 +160,7 @@ class Cluster:
         if not checked or not self.runtime.state("postgres").running:
             return {}
         lost = self.namespaces.verify(checked)
-        for name, problems in lost.items():
+        for problems in lost.values():
             for problem in problems.values():
                 progress(problem)
         return lost
@@ -324,7 +329,7 @@ class Cluster:
 
     # -- namespaces -----------------------------------------------------------------
     @property
-    def namespaces(self):
+    def namespaces(self) -> Namespaces:
         if self._namespaces is None:
             from localdev.namespaces import Namespaces
 

@@ -20,7 +20,7 @@ import yaml
 
 from localdev import config as config_mod
 from localdev.services import service_classes
-from localdev.services.base import ServiceContext
+from localdev.services.base import Service, ServiceContext
 from localdev.state import StateDir
 
 HEADER = """\
@@ -55,7 +55,7 @@ def render(cfg: config_mod.Config | None = None) -> str:
     state = _ComposeState()
     classes = service_classes()
     services: dict = {}
-    built = {}
+    built: dict[str, Service] = {}
     for name, cls in classes.items():
         ctx = ServiceContext(state=state, host=cfg.host, runtime="docker", options=cfg.services[name], services=built)
         built[name] = cls(ctx)
@@ -74,7 +74,8 @@ def render(cfg: config_mod.Config | None = None) -> str:
         if spec.user:
             entry["user"] = spec.user
         if spec.env:
-            # The service's own published endpoint (e.g. LocalStack's host name for queue URLs) follows the port variable.
+            # The service's own published endpoint (e.g. LocalStack's host name for queue URLs) follows the port
+            # variable.
             endpoint = f"{svc.host}:{svc.port}"
             entry["environment"] = {k: _escape(v).replace(endpoint, f"{svc.host}:{port_var}")
                                     for k, v in sorted(spec.env.items())}
@@ -145,8 +146,9 @@ class _Dumper(yaml.SafeDumper):
 
     def choose_scalar_style(self):
         style = super().choose_scalar_style()
+        value = getattr(self.event, "value", "")  # a scalar event, when a scalar style is chosen
         # Single quotes double an inner ' and fold line breaks; "..." with escapes reads plainer then.
-        if style == "'" and ("'" in self.event.value or "\n" in self.event.value):
+        if style == "'" and ("'" in value or "\n" in value):
             return '"'
         return style
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ class Config:
                 "services": self.services, "namespaces": self.namespaces, "agent": self.agent}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Config":
+    def from_json(cls, data: dict) -> Config:
         return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],
                    host=data["host"], services=data["services"], namespaces=data["namespaces"], agent=data["agent"])
 
@@ -100,7 +101,7 @@ def _read(path: Path) -> dict:
     return data
 
 
-def load(start: Path | None = None, environ: dict | None = None) -> Config:
+def load(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     path, raw = find_config_file(start)
     where = str(path) if path else "defaults"
@@ -146,7 +147,7 @@ def _check(where: str, key: str, value, opt: Option):
     return value
 
 
-def validate(raw: dict, where: str, path: Path | None, env: dict) -> Config:
+def validate(raw: dict, where: str, path: Path | None, env: Mapping[str, str]) -> Config:
     if not isinstance(raw, dict):
         raise _fail(where, "(top level)", "expected a table")
     unknown = set(raw) - TOP_KEYS

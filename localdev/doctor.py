@@ -19,7 +19,8 @@ def run_checks() -> list[Check]:
     checks.append(Check("config", True, str(cfg.path) if cfg.path else "no localdev.toml: defaults"))
     home = default_home()
     writable = os.access(home if home.exists() else home.parent, os.W_OK)
-    checks.append(Check("LOCALDEV_HOME", writable, str(home), "" if writable else "set LOCALDEV_HOME to a writable directory"))
+    checks.append(Check("LOCALDEV_HOME", writable, str(home),
+                        "" if writable else "set LOCALDEV_HOME to a writable directory"))
     docker = docker_available()
     checks.append(Check("docker engine", True, "reachable" if docker else "none (the native runtime is used)"))
     cluster = Cluster(home=home, config=cfg)

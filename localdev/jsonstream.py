@@ -24,8 +24,8 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from localdev.errors import BadInput
 
@@ -61,7 +61,7 @@ class JsonStream:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "JsonStream":
+    def __enter__(self) -> JsonStream:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -105,7 +105,7 @@ class JsonStream:
     def peek(self) -> str:
         """The next character that is not white space, not consumed; '' at the end of the file."""
         while True:
-            self._pos = _WHITESPACE.match(self._buf, self._pos).end()
+            self._pos = _WHITESPACE.match(self._buf, self._pos).end()  # type: ignore[union-attr]  # \s* matches
             if self._pos < len(self._buf):
                 return self._buf[self._pos]
             if not self._fill():

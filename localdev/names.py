@@ -33,7 +33,8 @@ def parse_ttl(text: str | None) -> int | None:
         return None
     match = TTL_RE.fullmatch(value)
     if not match or int(match.group(1)) == 0:
-        raise BadInput(f"invalid TTL {text!r}: use a positive number with a unit s, m, h or d (e.g. 30m, 2h, 7d), or 'none'")
+        raise BadInput(f"invalid TTL {text!r}: use a positive number with a unit s, m, h or d (e.g. 30m, 2h, 7d), "
+                       "or 'none'")
     seconds = int(match.group(1)) * TTL_UNITS[match.group(2)]
     if seconds > MAX_TTL:
         raise BadInput(f"invalid TTL {text!r}: at most 365d")
@@ -49,7 +50,8 @@ def parse_labels(items: list[str] | dict | None) -> dict[str, str]:
     for item in items:
         key, sep, value = str(item).partition("=")
         if not sep or not LABEL_KEY_RE.fullmatch(key):
-            raise BadInput(f"invalid label {item!r}: use key=value, the key lowercase letters, digits, '.', '_', '-', '/'")
+            raise BadInput(f"invalid label {item!r}: use key=value, the key lowercase letters, digits, "
+                           "'.', '_', '-', '/'")
         if len(value) > 256 or any(ord(c) < 32 for c in value):
             raise BadInput(f"invalid label {item!r}: the value must be at most 256 printable characters")
         labels[key] = value
@@ -79,7 +81,8 @@ def name_from_ci(environ: dict | None = None) -> str:
     name = slug(branch)
     if not name:
         raise BadInput("--from-ci found no pull request number or branch name in the environment "
-                       "(looked at GITHUB_REF, GITHUB_HEAD_REF, GITHUB_REF_NAME, CI_MERGE_REQUEST_IID, CI_COMMIT_REF_NAME)")
+                       "(looked at GITHUB_REF, GITHUB_HEAD_REF, GITHUB_REF_NAME, CI_MERGE_REQUEST_IID, "
+                       "CI_COMMIT_REF_NAME)")
     return validate_name(name)
 
 
@@ -118,7 +121,7 @@ class Namespace:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def new(cls, name: str, region: str, declared) -> "Namespace":
+    def new(cls, name: str, region: str, declared) -> Namespace:
         """A namespace with a fresh value for every declared secret (`Secret`s of its services; a group that
         two services share is made once)."""
         secrets: dict[str, dict[str, str]] = {}

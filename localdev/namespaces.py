@@ -9,12 +9,13 @@ name (create, delete, gc) rolls back.
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_name
@@ -105,11 +106,11 @@ class Namespaces:
         return Namespace(name=row["name"], region=row["region"], secrets=row["secrets"])
 
     # -- per-service work, in dependency waves, each wave in parallel --------------
-    def _for_services(self, names: list[str], fn) -> None:
+    def _for_services(self, names: builtins.list[str], fn) -> None:
         """`fn(service)` for each; the first wave with a failure ends it (later services need earlier ones)."""
         in_waves(names, lambda n: fn(self.cluster.services[n]), combine=_combined)
 
-    def _drop_everywhere(self, ns: Namespace, services: list[str]) -> None:
+    def _drop_everywhere(self, ns: Namespace, services: builtins.list[str]) -> None:
         """Dependants first (mongo's schema before postgres's role); every service is tried, whatever failed."""
         in_waves(services, lambda n: self.cluster.services[n].drop_namespace(ns), dependants_first=True,
                  keep_going=True, combine=lambda errors: _combined(errors, "dropping"))
@@ -138,7 +139,7 @@ class Namespaces:
                 conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
             ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
                                [secret for n in services for secret in self.cluster.services[n].secrets])
-            expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
+            expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
                 "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region) "
                 "VALUES (%s, 'creating', %s, %s, %s, %s, %s)",
@@ -156,14 +157,14 @@ class Namespaces:
                     pass  # left in state 'creating': the next command on this name rolls it back
                 raise
             conn.execute("UPDATE namespaces SET state = 'ready', seed_hash = %s WHERE name = %s", (seed_hash, name))
-            return self._info(self._row(conn, name))
+            return self._info(self._ready_row(conn, name))
 
-    def _seed(self, ns: Namespace, services: list[str], fixtures) -> str:
+    def _seed(self, ns: Namespace, services: builtins.list[str], fixtures) -> str:
         from localdev.seeding import apply
 
         return apply(self.cluster, ns, services, fixtures)
 
-    def seed(self, name: str, seeds_dir, services: list[str] | None = None) -> dict:
+    def seed(self, name: str, seeds_dir, services: builtins.list[str] | None = None) -> dict:
         """Apply the seeds again (to `services`, default all); first re-create whatever those services lost
         (idempotent creates), which also clears their recorded problems."""
         from localdev.seeding import load_fixtures
@@ -173,7 +174,8 @@ class Namespaces:
             row = self._ready_row(conn, name)
             unknown = [s for s in services or [] if s not in row["services"]]
             if unknown:
-                raise BadInput(f"namespace {name!r} has no service {unknown[0]!r}; it has: {', '.join(row['services'])}")
+                raise BadInput(f"namespace {name!r} has no service {unknown[0]!r}; "
+                               f"it has: {', '.join(row['services'])}")
             targets = [s for s in row["services"] if not services or s in services]
             fixtures = load_fixtures(seeds_dir, targets)
             ns = self._namespace(row)
@@ -181,9 +183,9 @@ class Namespaces:
             seed_hash = self._seed(ns, targets, fixtures)
             conn.execute("UPDATE namespaces SET seed_hash = %s, problems = problems - %s::text[] WHERE name = %s",
                          (seed_hash, targets, name))
-            return self._info(self._row(conn, name))
+            return self._info(self._ready_row(conn, name))
 
-    def verify(self, services: list[str]) -> dict[str, dict]:
+    def verify(self, services: builtins.list[str]) -> dict[str, dict]:
         """Ask each of `services` whether every ready namespace's state survived; record what was lost.
 
         Returns {namespace: {service: problem}} for the namespaces with problems."""
@@ -199,14 +201,14 @@ class Namespaces:
         with ThreadPoolExecutor(max_workers=min(8, len(checks))) as pool:
             found = list(pool.map(lambda c: self.cluster.services[c[1]].check_namespace(c[2]), checks))
         with self.pool().connection() as conn:
-            for (name, svc, _), problem in zip(checks, found):
+            for (name, svc, _), problem in zip(checks, found, strict=True):
                 if problem:
                     conn.execute("UPDATE namespaces SET problems = problems || jsonb_build_object(%s::text, %s::text) "
                                  "WHERE name = %s", (svc, problem, name))
                 else:
                     conn.execute("UPDATE namespaces SET problems = problems - %s::text WHERE name = %s", (svc, name))
         out: dict[str, dict] = {}
-        for (name, svc, _), problem in zip(checks, found):
+        for (name, svc, _), problem in zip(checks, found, strict=True):
             if problem:
                 out.setdefault(name, {})[svc] = problem
         return out
@@ -248,7 +250,7 @@ class Namespaces:
             row = self._ready_row(conn, name)
         return self._env(self._namespace(row), row["services"])
 
-    def _env(self, ns: Namespace, services: list[str]) -> dict[str, str]:
+    def _env(self, ns: Namespace, services: builtins.list[str]) -> dict[str, str]:
         """The union of what each service contributes; a key a service did not declare is its bug, said loudly."""
         env = {"LOCALDEV_NAMESPACE": ns.name}
         for name in services:
@@ -263,7 +265,7 @@ class Namespaces:
                     raise LocalDevError(f"services disagree on {key} for namespace {ns.name!r} ({name} differs)")
         return env
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         from psycopg.rows import dict_row
 
         with self.pool().connection() as conn:
@@ -288,12 +290,12 @@ class Namespaces:
             conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
             return True
 
-    def expired(self) -> list[str]:
+    def expired(self) -> builtins.list[str]:
         """Expired namespaces, and interrupted creates/deletes (nobody holds their lock)."""
         return [n["name"] for n in self.list()
                 if n["state"] == "interrupted" or (n["expires_at"] and n["expires_at"] <= time.time())]
 
-    def gc(self, dry_run: bool = False) -> list[str]:
+    def gc(self, dry_run: bool = False) -> builtins.list[str]:
         names = self.expired()
         if dry_run:
             return names

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 _lock = threading.Lock()
 Listener = Callable[[str, str, "float | None"], None]  # (service, message, fraction)

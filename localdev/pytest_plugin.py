@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from localdev.errors import LocalDevError
+from localdev.services.base import PytestClient, Service
 
 
 def pytest_addoption(parser):
@@ -101,7 +103,7 @@ def localdev_cluster(request):
 
 
 @pytest.fixture(scope="session")
-def localdev_namespace(request, localdev_cluster) -> str:
+def localdev_namespace(request, localdev_cluster) -> Iterator[str]:
     """This session's (this worker's) namespace name."""
     from localdev.agent_client import AgentClient
 
@@ -128,7 +130,7 @@ def localdev_namespace(request, localdev_cluster) -> str:
 
 
 @pytest.fixture(scope="session")
-def localdev_env(localdev_cluster, localdev_namespace) -> dict:
+def localdev_env(localdev_cluster, localdev_namespace) -> Iterator[dict]:
     """The namespace's `ns env` keys; also set in os.environ for the session, restored afterwards."""
     from localdev.agent_client import AgentClient
 
@@ -151,7 +153,7 @@ def localdev_services(localdev_cluster, localdev_namespace) -> list[str]:
     return AgentClient(localdev_cluster.state.home).get(localdev_namespace)["services"]
 
 
-def _client_fixture(service: type, client):
+def _client_fixture(service: type[Service], client: PytestClient):
     """A fixture from a service's PytestClient: skips when the session's namespace has no such service."""
 
     def fixture(localdev_services, localdev_env):

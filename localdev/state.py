@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 
-
 def default_home() -> Path:
     env = os.environ.get("LOCALDEV_HOME")
     if not env:
@@ -33,7 +32,7 @@ class StateDir:
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else default_home()
 
-    def ensure(self) -> "StateDir":
+    def ensure(self) -> StateDir:
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o700)  # holds secrets and sockets
         for sub in ("data", "logs", "run", "cache"):

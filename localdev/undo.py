@@ -12,8 +12,9 @@ from __future__ import annotations
 import pickle
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import IO
 
 from localdev.errors import LocalDevError
 
@@ -22,11 +23,11 @@ class Undo:
     def __init__(self, commit: Callable[[], None] | None = None):
         self._commit = commit
         self._steps: list[tuple[Callable, int]] = []  # (function, offset of its pickled arguments)
-        self._spool = None
+        self._spool: IO[bytes] | None = None
         self._done = False
         self._lock = threading.Lock()  # a seed may write from several threads
 
-    def add(self, fn: Callable, *args, **kwargs) -> "Undo":
+    def add(self, fn: Callable, *args, **kwargs) -> Undo:
         """Record `fn(*args, **kwargs)` as a step of the rollback (arguments must pickle)."""
         with self._lock:
             if self._spool is None:
@@ -51,6 +52,7 @@ class Undo:
         first = None
         try:
             for fn, offset in reversed(self._steps):
+                assert self._spool is not None  # every step's arguments were written to it
                 self._spool.seek(offset)
                 args, kwargs = pickle.load(self._spool)
                 try:

@@ -22,8 +22,8 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessState

@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from localdev.errors import LocalDevError
 from localdev.ports import port_in_use, port_taken
@@ -52,7 +52,7 @@ class NativeRuntime:
     def purge(self, service_names: list[str] | None = None) -> None:
         """Nothing of the runtime's own outlives `down`: pid files go at stop, data is the services' to remove."""
 
-    def start(self, name: str, spec: ProcessSpec) -> int:
+    def start(self, name: str, spec: ProcessSpec) -> int | None:
         current = self.state(name)
         if current.running:
             return current.pid
@@ -113,7 +113,7 @@ class NativeRuntime:
 
     def stop(self, name: str, spec: ProcessSpec | None = None) -> None:
         st = self.state(name)
-        if st.running:
+        if st.running and st.pid:
             sig = spec.stop_signal if spec else signal.SIGTERM
             timeout = spec.stop_timeout if spec else 15.0
             try:
@@ -136,7 +136,7 @@ class NativeRuntime:
     def kill(self, name: str) -> None:
         """Kill without grace (tests and fault injection)."""
         st = self.state(name)
-        if st.running:
+        if st.running and st.pid:
             os.kill(st.pid, signal.SIGKILL)
 
     def log_path(self, name: str) -> Path:
@@ -146,7 +146,7 @@ class NativeRuntime:
         path = self.log_path(name)
         if not path.exists():
             return
-        with open(path, "r", errors="replace") as fh:
+        with open(path, errors="replace") as fh:
             lines = fh.readlines()
             yield from (lines[-tail:] if tail else lines)
             while follow:

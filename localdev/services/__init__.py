@@ -8,11 +8,18 @@ their options (config validation, the CLI) stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from localdev.errors import LocalDevError
+
+if TYPE_CHECKING:
+    from localdev.services.base import Service
+
+if TYPE_CHECKING:
+    from localdev.services.base import Service
 
 GROUP = "localdev.services"
 # The order `up` and `status` show them in; other services follow, by name.
@@ -22,13 +29,13 @@ T = TypeVar("T")
 
 
 @cache
-def service_classes() -> dict[str, type]:
+def service_classes() -> dict[str, type[Service]]:
     """name -> Service class, from every installed distribution's ``localdev.services`` entry points."""
     from importlib.metadata import entry_points
 
-    from localdev.services.base import Service
+    from localdev.services.base import Service  # noqa: F811 (here too: the base imports this package's siblings)
 
-    found: dict[str, type] = {}
+    found: dict[str, type[Service]] = {}
     for ep in entry_points(group=GROUP):
         try:
             cls = ep.load()
@@ -47,7 +54,7 @@ def service_classes() -> dict[str, type]:
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
-def waves(names: list[str], classes: dict[str, type] | None = None) -> list[list[str]]:
+def waves(names: list[str], classes: dict[str, type[Service]] | None = None) -> list[list[str]]:
     """Group services so each group depends only on earlier groups (start/create in order, each group in parallel)."""
     classes = classes or service_classes()
     remaining, done, result = list(names), set(), []
@@ -102,7 +109,7 @@ class ServiceErrors(LocalDevError):
         self.__cause__ = errors[0][1]
 
 
-def with_dependencies(names: list[str], classes: dict[str, type] | None = None) -> list[str]:
+def with_dependencies(names: list[str], classes: dict[str, type[Service]] | None = None) -> list[str]:
     classes = classes or service_classes()
     out: list[str] = []
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from localdev.names import new_account_id, new_secret
 from localdev.services.base import Secret
@@ -60,7 +61,7 @@ def session():
 class WarmClients:
     def __init__(self, max_size: int):
         self.max_size = max_size
-        self._clients: OrderedDict[tuple, object] = OrderedDict()
+        self._clients: OrderedDict[tuple, Any] = OrderedDict()  # botocore clients
         self._lock = threading.Lock()
 
     def get(self, api: str, *, endpoint: str, key: str, secret: str, region: str, config, tag: str = ""):

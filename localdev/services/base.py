@@ -9,9 +9,10 @@ those declarations and know no particular service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
@@ -36,7 +37,7 @@ class Check:
 
 @dataclass
 class ServiceContext:
-    state: "StateDir"
+    state: StateDir
     host: str  # bind host; 127.0.0.1 unless the config says otherwise
     runtime: str  # "native" | "docker"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
@@ -68,7 +69,7 @@ class PytestClient:
 
     name: str
     make: Callable[[dict], Iterator[Any]]
-    scope: str = "session"
+    scope: Literal["session", "package", "module", "class", "function"] = "session"
     doc: str = ""
 
 
@@ -173,15 +174,15 @@ class Service:
         return []
 
     # -- namespaces -----------------------------------------------------
-    def create_namespace(self, ns: "Namespace") -> dict[str, str]:
+    def create_namespace(self, ns: Namespace) -> dict[str, str]:
         """Create what the namespace owns here; return the env vars this service contributes."""
         raise NotImplementedError
 
-    def drop_namespace(self, ns: "Namespace") -> None:
+    def drop_namespace(self, ns: Namespace) -> None:
         """Remove everything the namespace owns here; idempotent."""
         raise NotImplementedError
 
-    def namespace_env(self, ns: "Namespace") -> dict[str, str]:
+    def namespace_env(self, ns: Namespace) -> dict[str, str]:
         """The env vars for an existing namespace (same as create_namespace returns)."""
         raise NotImplementedError
 
@@ -192,18 +193,18 @@ class Service:
 
         raise BadInput(f"{folder}: {cls.name} does not take fixtures")
 
-    def check_namespace(self, ns: "Namespace") -> str | None:
+    def check_namespace(self, ns: Namespace) -> str | None:
         """None if the namespace's state here is intact; else a sentence saying what was lost and what to do.
 
         Called after every (re)start of a service that declares `loses_state_on_restart`."""
         return None
 
-    def seed(self, ns: "Namespace", fixtures) -> "Undo":
+    def seed(self, ns: Namespace, fixtures) -> Undo:
         """Apply what load_fixtures returned. If that fails, undo this call's part and raise; else return
         an Undo, which `seeding.apply` commits once every service has applied its part, or rolls back."""
         raise NotImplementedError
 
-    def create_seeded(self, ns: "Namespace", fixtures) -> dict[str, str]:
+    def create_seeded(self, ns: Namespace, fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""
         env = self.create_namespace(ns)
         self.seed(ns, fixtures).commit()  # a failed create drops the whole namespace: nothing to roll back

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from localdev.errors import LocalDevError
 
 

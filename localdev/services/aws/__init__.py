@@ -224,8 +224,8 @@ class Aws(Service):
                 for api in ("s3", "sqs")]
 
     def doctor(self) -> list[Check]:
-        from localdev.services.install import ProvisionError
         from localdev.services.aws import install as prov
+        from localdev.services.install import ProvisionError
 
         if self.ctx.runtime != "native":
             return [Check("aws image", True, self.image())]
@@ -233,7 +233,7 @@ class Aws(Service):
         try:
             if self.flavor == "localstack":
                 venv, python = prov.localstack_venv(self.option("python") or None)
-                major, minor = prov.python_version(python)
+                major, minor = prov.python_version(python) or prov.LOCALSTACK_MIN_PYTHON
                 checks.append(Check("aws python", True, f"Python {major}.{minor} at {python}"))
                 what, cost = f"LocalStack {prov.LOCALSTACK_VERSION}", "~2.5 min, 500 MB"
             else:

@@ -133,7 +133,7 @@ def ensure_venv(venv: Path, python: str, requirements: list[str], what: str) -> 
 def localstack_venv(configured: str | None = None) -> tuple[Path, str]:
     """(venv dir, base interpreter) for LocalStack, one venv per interpreter minor version; nothing built."""
     python = find_python(configured, LOCALSTACK_MIN_PYTHON)
-    major, minor = python_version(python)
+    major, minor = python_version(python) or LOCALSTACK_MIN_PYTHON  # find_python returns one that runs
     return cache_dir("localstack") / f"{LOCALSTACK_VERSION}-py{major}.{minor}", python
 
 

@@ -2,11 +2,12 @@
 
 Run by the LocalStack venv's interpreter (it imports nothing from localdev):
     <venv>/bin/python localstack_launcher.py
-with LOCALDEV_S3_TMP_DIR (and LOCALDEV_BIND_HOST) set. LocalStack keeps S3 object bodies in `DEFAULT_S3_TMP_DIR`, a module
-constant of `localstack.services.s3.provider` (default /tmp/localstack-s3-storage, no env var, TMPDIR
-does not move it): two clusters on one machine would share it. The constant is read when the S3
-provider is created, so setting it right after the module is imported is enough. Importing that
-module eagerly costs seconds, so an import hook sets it when LocalStack loads S3 by itself.
+with LOCALDEV_S3_TMP_DIR (and LOCALDEV_BIND_HOST) set. LocalStack keeps S3 object bodies in
+`DEFAULT_S3_TMP_DIR`, a module constant of `localstack.services.s3.provider` (default
+/tmp/localstack-s3-storage, no env var, TMPDIR does not move it): two clusters on one machine would
+share it. The constant is read when the S3 provider is created, so setting it right after the module is
+imported is enough. Importing that module eagerly costs seconds, so an import hook sets it when LocalStack
+loads S3 by itself.
 """
 
 import importlib.abc

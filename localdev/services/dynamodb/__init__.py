@@ -79,11 +79,12 @@ class DynamoDB(Service):
 
     def install(self) -> None:
         """The jar, the loopback launcher and its class archive, into the user's cache."""
-        self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
+        self._install = None
+        self._installed()
 
     def _installed(self) -> provisioning.Install:
         if self._install is None:  # cheap once the cache holds everything
-            self.install()
+            self._install = provisioning.provision(self.option("jar") or None, cds=bool(self.option("cds")))
         return self._install
 
     def provision(self) -> None:

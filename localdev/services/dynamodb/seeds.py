@@ -12,12 +12,13 @@ import binascii
 import json
 import re
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 from localdev.errors import BadInput
 from localdev.jsonstream import JsonStream
@@ -156,7 +157,7 @@ def _checked_items(fx: TableFixture) -> Iterator[dict]:
         stream.end()
 
 
-def _items_here(stream: JsonStream, fx: TableFixture | None, line: int) -> Iterator[dict]:
+def _items_here(stream: JsonStream, fx: TableFixture | None, line: int) -> Iterator[Any]:
     """The "items" array that comes next in `stream`, each item checked against `fx` (if known yet)."""
     if stream.peek() != "[":
         raise stream.error('"items" must be a list of objects', line)
@@ -178,7 +179,7 @@ def _checked_item(fx: TableFixture, item, where: str) -> dict:
             raise BadInput(f"{where}: attribute {attr!r} must be of type {kind}, got {value!r}")
         if kind == "B":
             try:
-                item[attr] = base64.b64decode(value, validate=True)
+                item[attr] = base64.b64decode(str(value), validate=True)  # a str: checked just above
             except (binascii.Error, ValueError):
                 raise BadInput(f"{where}: attribute {attr!r} (type B) must be base64 text") from None
     return item

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from localdev.errors import BadInput, LocalDevError
@@ -59,7 +60,8 @@ class Mongo(Service):
                          help="ferretdb (native or container) or mongodb (containers only)"),
         "backend": Option("postgresql", str, ("postgresql", "sqlite"),
                           help="FerretDB's storage: the cluster's PostgreSQL (enforced isolation) or SQLite (none)"),
-        "bin": Option("", str, help="path of a FerretDB v1 binary (else LOCALDEV_FERRETDB_BIN, the cache, a download or a build)"),
+        "bin": Option("", str, help="path of a FerretDB v1 binary "
+                                    "(else LOCALDEV_FERRETDB_BIN, the cache, a download or a build)"),
         "image": Option("", str, help="container image (default: pinned FerretDB v1 or MongoDB per flavor)"),
         "pool_max_conns": Option(4, int, help="PostgreSQL connections FerretDB may hold per namespace"),
     }
@@ -136,7 +138,8 @@ class Mongo(Service):
                "FERRETDB_TELEMETRY": "disable", "FERRETDB_STATE_DIR": "/state"}
         if self.on_postgres:
             # containers reach each other by service name on the cluster's network
-            env.update({"FERRETDB_HANDLER": "postgresql", "FERRETDB_POSTGRESQL_URL": self._postgres_url("postgres", 5432)})
+            env.update({"FERRETDB_HANDLER": "postgresql",
+                        "FERRETDB_POSTGRESQL_URL": self._postgres_url("postgres", 5432)})
         else:
             env.update({"FERRETDB_HANDLER": "sqlite", "FERRETDB_SQLITE_URL": "file:/state/"})  # must exist: the volume
         # The image has no shell or client: readiness is checked from the host (a real ping).
@@ -148,7 +151,7 @@ class Mongo(Service):
                 source: str | None = None, timeout_ms: int = 3000):
         import pymongo
 
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if username:
             kwargs = {"username": username, "password": password, "authMechanism": mechanism}
             if source:
@@ -163,7 +166,8 @@ class Mongo(Service):
                 if self.on_postgres:
                     self._admin = self._client(ADMIN_ROLE, self._secret("ferretdb_admin_password"), "PLAIN")
                 elif self.flavor == "mongodb":
-                    self._admin = self._client(MONGO_ROOT, self._secret("mongo_root_password"), "SCRAM-SHA-256", "admin")
+                    self._admin = self._client(MONGO_ROOT, self._secret("mongo_root_password"), "SCRAM-SHA-256",
+                                               "admin")
                 else:
                     self._admin = self._client()
             return self._admin
@@ -382,7 +386,8 @@ class Mongo(Service):
 
         from localdev.services.mongo.seeds import apply
 
-        client = pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"], serverSelectionTimeoutMS=5000)
+        client: pymongo.MongoClient = pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"],
+                                                          serverSelectionTimeoutMS=5000)
         with undoing(commit=client.close) as undo:
             undo.add(client.close)  # the last step of a rollback: the others need the client
             apply(client.get_default_database(), ns.name, fixtures, undo)
@@ -393,6 +398,6 @@ class Mongo(Service):
 def _mongo_database(env: dict):
     import pymongo
 
-    client = pymongo.MongoClient(env["MONGODB_URI"])
+    client: pymongo.MongoClient = pymongo.MongoClient(env["MONGODB_URI"])
     yield client.get_default_database()
     client.close()

@@ -8,10 +8,10 @@ Document files are streamed twice and never held whole: `load` checks every docu
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 from localdev.errors import BadInput
 from localdev.jsonstream import iter_array
@@ -99,7 +99,7 @@ def apply(db, namespace: str, fixtures: dict[str, CollectionFixture], undo: Undo
                                                                      **{k: v for k, v in ix.items() if k != "key"})
                                                   for ix in fx.indexes])
                 for index in made if before is not None else ():
-                    if index not in before:
+                    if before is not None and index not in before:
                         undo.add(collection.drop_index, index)
             progress = Counter(namespace, "mongo", name, fx.count, "documents")
             for batch in _batches(fx.read()):

@@ -136,7 +136,7 @@ class Postgres(Service):
         write_private(pwfile, self.admin_password + "\n")
         self._chown(pwfile)
         try:
-            kwargs = {}
+            kwargs: dict = {}
             if self.run_as:
                 pw = pwd.getpwnam(self.run_as)
                 kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
@@ -351,7 +351,8 @@ class Postgres(Service):
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name), sql.Identifier(owner)))
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name),
+                                                                             sql.Identifier(owner)))
             try:
                 with psycopg.connect(self.admin_url(name), connect_timeout=10) as tpl:
                     with tpl.transaction():

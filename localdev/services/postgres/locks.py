@@ -7,8 +7,8 @@ registry's `interrupted` check looks for namespace locks by that space).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from localdev.errors import LocalDevError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,10 @@ def apply_sql(conn, seeds: SqlSeeds, namespace: str) -> None:
     total = sum(p.stat().st_size for p in seeds.files) or 1
     done = 0
     for path in seeds.files:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8") as fh:
             for n, st in enumerate(statements(fh, str(path))):
-                if n % 200 == 0:
-                    report(namespace, "postgres", f"postgres: {path.name}", min(1.0, (done + fh.buffer.tell()) / total))
+                if n % 200 == 0:  # bytes read so far (a text file's own tell() is opaque mid-read)
+                    report(namespace, "postgres", f"postgres: {path.name}", min(1.0, (done + raw.tell()) / total))
                 try:
                     if st.copy_rows is not None:
                         with conn.cursor().copy(st.sql) as copy:

@@ -8,8 +8,9 @@ Streaming keeps a 100k-row seed file out of memory; line numbers make errors `fi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any
 
 from localdev.errors import BadInput
 
@@ -21,7 +22,7 @@ DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 class Statement:
     sql: str
     line: int  # 1-based line where it starts
-    copy_rows: Iterator[str] | None = None  # for COPY FROM stdin: the data lines (consume before the next one)
+    copy_rows: _CopyRows | None = None  # for COPY FROM stdin: the data lines (consume before the next one)
 
 
 def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statement]:
@@ -29,7 +30,7 @@ def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statemen
     buf: list[str] = []
     start = None
     lineno = 0
-    state = None  # None | "'" | '"' | "e'" | ("$", tag) | ("/*", depth)
+    state: Any = None  # None | "'" | '"' | "e'" | ("$", tag) | ("/*", depth)
     for raw in it:
         lineno += 1
         i, n = 0, len(raw)
@@ -48,7 +49,8 @@ def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statemen
                     state, i = ("/*", 1), i + 2
                     buf.append("/*")
                     continue
-                if ch in ("e", "E") and i + 1 < n and raw[i + 1] == "'" and (i == 0 or not (raw[i - 1].isalnum() or raw[i - 1] == "_")):
+                word_before = i > 0 and (raw[i - 1].isalnum() or raw[i - 1] == "_")
+                if ch in ("e", "E") and i + 1 < n and raw[i + 1] == "'" and not word_before:
                     state = "e'"
                     buf.append(raw[i:i + 2])
                     i += 2
@@ -57,7 +59,7 @@ def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statemen
                     state = ch
                 elif ch == "$":
                     m = DOLLAR_TAG.match(raw, i)
-                    if m and not (i > 0 and (raw[i - 1].isalnum() or raw[i - 1] == "_")):
+                    if m and not word_before:
                         state = ("$", m.group(0))
                         buf.append(m.group(0))
                         i = m.end()
@@ -72,7 +74,7 @@ def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statemen
                         if COPY_STDIN.match(sql):
                             rows = _copy_rows(it, source, lineno)
                             yield Statement(sql, first or lineno, rows)
-                            lineno = rows.last_line  # type: ignore[attr-defined]
+                            lineno = rows.last_line
                             break
                         yield Statement(sql, first or lineno)
                     continue
