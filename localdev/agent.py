@@ -208,8 +208,8 @@ def bind_socket(path) -> socket.socket:
 
 
 def warm_up(cluster: Cluster) -> None:
-    """Pay the first request's costs (the runtime's client, the registry pool, each readiness check: ~0.7 s
-    measured on the container runtime) before answering anyone: inside `up`, not in the command after it."""
+    """Pay the first request's costs (the runtime's client, the registry pool, each readiness check) before
+    answering anyone: inside `up`, not in the command after it."""
     try:
         cluster.status()
         cluster.namespaces.list()

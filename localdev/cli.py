@@ -1,8 +1,9 @@
 """The `localdev` command: parse, call the API (up/down/status/doctor) or the agent (ns, seed), render.
 
-argparse, not typer: every `localdev ns ...` is a new process, and typer + click cost 70-80 ms of imports
-and dispatch per call, a third of a per-PR namespace's budget. Namespace commands talk to the agent over its
-socket and import no service client library; rich is imported only to draw a table or a progress bar.
+argparse, not typer: every `localdev ns ...` is a new process, and typer + click's imports and dispatch
+would be a large share of a per-PR namespace's budget (bench/results/design-measurements.md). Namespace
+commands talk to the agent over its socket and import no service client library; rich is imported only
+to draw a table or a progress bar.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def ns_create(args) -> None:
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
                                seeds_dir=seeds_dir, on_progress=on_progress)
-    if args.print_env:  # one process instead of `ns create` then `ns env`: ~0.08 s less per environment
+    if args.print_env:  # one process instead of `ns create` then `ns env`
         sys.stdout.write(format_env(_agent().env(name), args.print_env))
     elif args.json:
         _out(info)

@@ -109,8 +109,8 @@ def load(start: Path | None = None, environ: Mapping[str, str] | None = None) ->
 
 
 def load_namespace_settings(start: Path | None = None) -> Config:
-    """Only [namespaces], what `ns create` and `seed` need: no service module is imported (a CLI process
-    would pay ~50 ms for them); `up` validates the whole file."""
+    """Only [namespaces], what `ns create` and `seed` need: no service package is imported (a CLI process
+    would pay for them on every call); `up` validates the whole file."""
     path, raw = find_config_file(start)
     where = str(path) if path else "defaults"
     if not isinstance(raw, dict):

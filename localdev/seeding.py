@@ -28,7 +28,6 @@ class Fixtures:
     root: Path
     content_hash: str
     per_service: dict[str, object] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)  # fixture folders of services the cluster does not run
 
 
 def _hash_tree(root: Path) -> str:
@@ -61,10 +60,8 @@ def load_fixtures(root, services: list[str] | None = None) -> Fixtures:
         folder = root / name
         if not folder.is_dir():
             continue
-        if services is None or name in services:
+        if services is None or name in services:  # a service the cluster does not run has nothing to seed
             fixtures.per_service[name] = cls.load_fixtures(folder)
-        else:
-            fixtures.skipped.append(name)  # the cluster does not run it: nothing to seed there
     return fixtures
 
 

@@ -41,7 +41,6 @@ class ServiceContext:
     host: str  # bind host; 127.0.0.1 unless the config says otherwise
     runtime: str  # "native" | "docker"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
-    cluster_id: str = ""
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
 
 
@@ -85,8 +84,6 @@ class Service:
     # True: its namespaces' state lives in memory, so after every (re)start each one is asked with
     # check_namespace() what it lost, and the registry records it for `status` and `ns list`.
     loses_state_on_restart: ClassVar[bool] = False
-    # Debian packages the native runtime needs (bootstrap installs the missing ones when it can).
-    debian_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -104,10 +101,6 @@ class Service:
     @property
     def data_dir(self) -> Path:
         return self.ctx.state.data(self.name)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.ctx.state.run(self.name)
 
     def option(self, key: str):
         return self.ctx.options[key]
@@ -165,7 +158,7 @@ class Service:
         """Close warm clients."""
 
     def missing_debian_packages(self) -> list[str]:
-        """Which of `debian_packages` this machine lacks (bootstrap asks, as root, before installing)."""
+        """The Debian packages its native runtime needs and this machine lacks (bootstrap installs them as root)."""
         return []
 
     @classmethod

@@ -40,8 +40,8 @@ LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; 
 MINISTACK_IMAGE = "ministackorg/ministack:1.5.33"
 HEALTH = {"localstack": "/_localstack/health", "ministack": "/_ministack/health"}
 # The marker is an EventBridge bus: rarely listed by apps (unlike buckets or queues), and cheap in both
-# emulators. An SSM parameter cost LocalStack 0.4 s and ~4 MB per account (its moto backends load defaults
-# per account); EventBridge and SQS are LocalStack's own providers: ~40 ms and no measurable memory.
+# emulators: EventBridge is LocalStack's own provider, while an SSM parameter (a moto backend) loads defaults
+# per account, slow and memory-hungry (bench/results/design-measurements.md).
 MARKER = "localdev-namespace"
 
 
@@ -61,7 +61,7 @@ class Aws(Service):
         "python": Option("", str, help="a Python >= 3.13 for LocalStack (default: PATH, then pyenv)"),
         "image": Option("", str, help="container image (default: the flavor's pinned image)"),
     }
-    ready_timeout = 90.0  # LocalStack's first start loads its providers: 3-10 s on 2 shared cores
+    ready_timeout = 90.0  # LocalStack's first start loads its providers, slowly on a small shared machine
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -144,8 +144,8 @@ class Aws(Service):
                 "DISABLE_EVENTS": "1",  # no analytics
                 # LocalStack reads TMPDIR (and warns it is deprecated); Python's tempfile needs it.
             }
-            # It sometimes hangs on SIGTERM (a scheduler thread); a clean stop takes 1-4 s, and nothing is
-            # lost by a SIGKILL that a clean stop would keep (it has no persistence).
+            # It sometimes hangs on SIGTERM (a scheduler thread), and nothing is lost by a SIGKILL that a clean
+            # stop would keep (it has no persistence).
             stop_timeout = 5.0
         else:
             argv = [self._spec_python(), "-I", "-m", "ministack"]

@@ -19,7 +19,7 @@ from localdev.errors import BadInput
 from localdev.services.install import ProvisionError, build_lock, cache_dir, progress, run, which
 
 LOCALSTACK_VERSION = "2026.3.0"  # the last open-source (Apache-2.0) release of localstack-core
-# Without these pins the runtime fails at start (measured: see ../shared/notes/ci-machine.md).
+# Without these pins the runtime fails at start (bench/results/design-measurements.md).
 LOCALSTACK_REQUIREMENTS = [
     f"localstack-core[runtime]=={LOCALSTACK_VERSION}",
     "cbor2<6",
@@ -148,8 +148,8 @@ def localstack_python(configured: str | None = None) -> Path:
 def service_catalog(venv_py: Path) -> Path:
     """LocalStack's index of every AWS API spec, built once per venv (as its Docker image does at build time).
 
-    Without it, each new cluster builds it at the first request: +4-6 s and +330 MB of RSS for the
-    emulator's lifetime (measured: 499 MB vs 165 MB after the first S3 call). A cluster copies it into
+    Without it, each new cluster builds it at its first request, which costs seconds and keeps hundreds of MB
+    of RSS for the emulator's lifetime (bench/results/design-measurements.md). A cluster copies it into
     its FILESYSTEM_ROOT's static-libs dir, where LocalStack looks first.
     """
     root = venv_py.parent.parent / "localdev-static"

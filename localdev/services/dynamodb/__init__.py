@@ -48,7 +48,6 @@ class DynamoDB(Service):
     default_port = 8000
     env_keys = ("AWS_ENDPOINT_URL_DYNAMODB", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
-    debian_packages = provisioning.DEBIAN_PACKAGES
     options = {
         "jar": Option("", str, help="path to DynamoDBLocal.jar (its DynamoDBLocal_lib beside it); "
                                     "default: LOCALDEV_DYNAMODB_JAR, else fetched into the cache"),

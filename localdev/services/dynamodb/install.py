@@ -248,7 +248,7 @@ def _target(jar: Path, java: Java) -> str:
 
 
 def _prune_superseded(out: Path, jar: Path, java: Java) -> None:
-    """Remove launchers built for the same jar and JVM from an older launcher source (~40 MB each).
+    """Remove launchers built for the same jar and JVM from an older launcher source (tens of MB each).
     A server still running from one keeps its open files; its next start uses the new launcher."""
     target = _target(jar, java)
     for other in out.parent.glob("launch-*"):

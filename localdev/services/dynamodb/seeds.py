@@ -31,8 +31,8 @@ PYTHON_TYPES = {"S": (str,), "N": (int, Decimal), "B": (str,)}  # B: base64 text
 SECTIONS = ("table", "items")
 SHAPE = 'expected an object {"table": <CreateTable parameters>, "items": [...]}'
 BATCH = 25  # BatchWriteItem's limit
-# DynamoDB Local writes an item at a time (about 1.5 ms each here, mostly SQLite syncing): three
-# BatchWriteItem in flight seeded 50k items 10-15% faster than one (80 s against 93 s), more did not help.
+# DynamoDB Local writes an item at a time (mostly SQLite syncing): a few BatchWriteItem in flight keep it
+# busy, more than three did not help (bench/results/design-measurements.md).
 WRITERS = 3
 DECODER = json.JSONDecoder(parse_float=Decimal)
 

@@ -1,6 +1,6 @@
 """Spare databases: a few clones of each template made ahead of need, so `ns create` renames one (a catalog
-update) instead of copying ~8 MB on the request's path. CREATE DATABASE measured 0.03 s on this machine
-with an idle disk and 0.3-0.4 s once the disk was busy (other services seeding, a throttled virtual disk).
+update) instead of copying a database on the request's path: CREATE DATABASE is quick on an idle disk and
+ten times slower on a busy one (other services seeding; bench/results/design-measurements.md).
 
 A spare is `localdev_spare_<key>_<random>`, key being the template's hash or `blank` for template1. Until it
 is claimed nobody may connect to it (ALLOW_CONNECTIONS false, CONNECT revoked from PUBLIC), so a claimed
