@@ -220,10 +220,10 @@ class Cluster:
         progress("agent: ready")
 
     def _native(self):
+        """Where the agent runs, whatever runs the services: a process of ours (the runtime keeps no state
+        beyond the pid files in LOCALDEV_HOME, so a second instance sees what the first one started)."""
         from localdev.runtimes.native import NativeRuntime
 
-        if isinstance(self.runtime, NativeRuntime):
-            return self.runtime
         return NativeRuntime(self.state, self.config.host)
 
     def stop_spec(self, name: str):
