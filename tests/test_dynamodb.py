@@ -215,7 +215,7 @@ def test_doctor_reports_java_and_jar(make_cluster):
 def test_launcher_is_built_once_by_concurrent_callers(tmp_path):
     jar = provisioning.provision().jar  # the shared cache has it by now
     env = {**os.environ, "LOCALDEV_CACHE": str(tmp_path / "cache"), "LOCALDEV_DYNAMODB_JAR": str(jar)}
-    code = ("import json, os; from localdev.services.install import dynamodb as d; i = d.provision(); "
+    code = ("import json, os; from localdev.services.dynamodb import install as d; i = d.provision(); "
             "print(json.dumps([str(i.launcher), str(i.cds_archive), os.stat(i.launcher).st_ino, "
             "os.stat(i.cds_archive).st_ino]))")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).parent.parent,
@@ -276,10 +276,10 @@ def test_manifest_lines_and_class_path_stripping():
 
 def test_container_spec_pins_the_image_and_keeps_the_flags():
     from localdev.services.base import ServiceContext
-    from localdev.services.dynamodb import SERVICE
+    from localdev.services.dynamodb import DynamoDB
     from localdev.state import StateDir
 
-    svc = SERVICE(ServiceContext(state=StateDir(Path("/tmp/unused")), host="127.0.0.1", runtime="docker",
+    svc = DynamoDB(ServiceContext(state=StateDir(Path("/tmp/unused")), host="127.0.0.1", runtime="docker",
                                  options={"port": 18000, "jar": "", "cds": True, "image": "amazon/dynamodb-local:3.3.1"}))
     spec = svc.container_spec()
     assert spec.image == "amazon/dynamodb-local:3.3.1" and spec.ports == {8000: 18000}
@@ -412,11 +412,11 @@ def test_a_seed_failing_midway_leaves_no_table(make_cluster, tmp_path):
     ('{"items": [{"id": 1}]}', "expected an object"),
 ])
 def test_bad_seed_files_are_refused_with_the_file_name(tmp_path, body, message):
-    from localdev.services.dynamodb import SERVICE
+    from localdev.services.dynamodb import DynamoDB
 
     write_seeds(tmp_path, {"tbl": body})
     with pytest.raises(BadInput, match=message) as info:
-        SERVICE.load_fixtures(tmp_path / "dynamodb")
+        DynamoDB.load_fixtures(tmp_path / "dynamodb")
     assert str(tmp_path / "dynamodb" / "tbl.json") in str(info.value)
 
 
