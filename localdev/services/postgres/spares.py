@@ -59,11 +59,16 @@ class Spares:
         from psycopg import sql
 
         for spare in _names(conn, key_of(template)):
-            try:
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(spare),
-                                                                            sql.Identifier(db_name)))
-            except (psycopg.errors.InvalidCatalogName, psycopg.errors.ObjectInUse):
-                continue  # claimed by a concurrent create, or someone is connected to it: try the next
+            # Two creates renaming one spare at once: the second fails with "tuple concurrently updated",
+            # an internal error. So one claimer per spare; the others move on to the next.
+            with advisory_lock(conn, spare, try_only=True) as mine:
+                if not mine:
+                    continue
+                try:
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(spare),
+                                                                                sql.Identifier(db_name)))
+                except (psycopg.errors.InvalidCatalogName, psycopg.errors.ObjectInUse):
+                    continue  # claimed by a create that finished meanwhile, or someone is connected to it
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(sql.Identifier(db_name)))
             return True
         return False
@@ -87,10 +92,11 @@ class Spares:
                     return
                 while len(_names(conn, key)) < KEEP:
                     spare = f"{PREFIX}{key}_{secrets.token_hex(4)}"
-                    conn.execute(clone_sql(spare, template))
-                    name = sql.Identifier(spare)
-                    conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
-                    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+                    with advisory_lock(conn, spare):  # no claim until it is ready (see claim)
+                        conn.execute(clone_sql(spare, template))
+                        name = sql.Identifier(spare)
+                        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
+                        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
         except Exception as exc:  # the template was dropped meanwhile, the server stopped, ...: no spare then
             log.info("no spare databases for %s: %s", key, exc)
         finally:
