@@ -14,9 +14,10 @@ import builtins
 import json
 import socket
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-from localdev.errors import AgentUnavailable, LocalDevError, from_kind
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError, from_kind
 
 
 class _Response:
@@ -61,35 +62,90 @@ class _Response:
 
 
 class AgentClient:
-    def __init__(self, home: Path | str, timeout: float = 600):
-        self.home = Path(home)
-        self.socket = self.home / "run" / "agent.sock"
-        self.timeout = timeout
+    """The agent's API. Local: its Unix socket under `home`. Remote (team mode): `url` (https://host:port, or
+    http:// where the server is `insecure`), a bearer `token`, and the cluster CA to verify it by (`ca`, a PEM
+    file; else the system's trust store)."""
 
-    def _send(self, method: str, path: str, body: dict | None, accept: str, timeout: float) -> socket.socket:
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                f"Content-Type: application/json\r\nAccept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
+    def __init__(self, home: Path | str | None = None, timeout: float = 600, *, url: str | None = None,
+                 token: str | None = None, ca: str | None = None):
+        self.home = Path(home) if home is not None else None
+        self.socket = self.home / "run" / "agent.sock" if self.home is not None else None
+        self.timeout = timeout
+        self.url, self.token, self.ca = url, token, ca
+        self._tls: Any = None  # an ssl.SSLContext, made at the first TLS connection
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise BadInput(f"LOCALDEV_URL {url!r}: expected https://HOST:PORT (http:// only for an insecure agent)")
+            self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            self.secure = parts.scheme == "https"
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
+
+    def _where(self) -> str:
+        return self.url if self.url else f"LOCALDEV_HOME={self.home}"
+
+    def _connect(self, timeout: float) -> socket.socket:
+        if not self.remote:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(self.socket))
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                raise AgentUnavailable(f"the cluster agent is not running ({self._where()}): "
+                                       "run `localdev up` to start the cluster and its agent") from None
+            return sock
         try:
-            sock.connect(str(self.socket))
-            sock.sendall(head.encode() + payload)
-        except (FileNotFoundError, ConnectionRefusedError):
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
+            raise AgentUnavailable(f"the cluster agent at {self.url} does not answer ({exc.strerror or exc}): check "
+                                   "the URL, the network, and that the server ran `localdev up --serve`") from None
+        if not self.secure:
+            return sock
+        import ssl  # only here: local commands do not pay for it
+
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=self.ca) if self.ca else ssl.create_default_context()
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
             sock.close()
-            raise AgentUnavailable(f"the cluster agent is not running (LOCALDEV_HOME={self.home}): "
-                                   "run `localdev up` to start the cluster and its agent") from None
+            raise BadInput(f"the agent at {self.url} did not prove who it is ({exc.verify_message}): run "
+                           "`localdev login URL --token T` to pin the cluster's CA, or set LOCALDEV_CA") from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise AgentUnavailable(f"TLS with the agent at {self.url} failed: {exc}") from None
+
+    def _send(self, method: str, path: str, body, accept: str, timeout: float,
+              content_type: str = "application/json") -> socket.socket:
+        payload = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+        host = f"{self.host}:{self.port}" if self.remote else "localhost"
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.remote and self.token else ""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}"
+                f"Content-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n")
+        sock = self._connect(timeout)
+        try:
+            sock.sendall(head.encode() + payload)
         except BaseException:
             sock.close()
             raise
         return sock
 
-    def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
+    def request(self, method: str, path: str, body=None, query: dict | None = None,
+                content_type: str = "application/json"):
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        with self._send(method, path, body, "application/json", self.timeout) as sock:
+        with self._send(method, path, body, "application/json", self.timeout, content_type) as sock:
             resp = _Response(sock)
-            data = json.loads(resp.body() or b"null")
+            raw = resp.body()
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            raise LocalDevError(f"the agent ({self._where()}) answered {resp.status} with something that is not "
+                                "JSON: is that URL a localdev agent?") from None
         if resp.status >= 400:
             raise from_kind((data or {}).get("kind"), (data or {}).get("error", f"agent answered {resp.status}"))
         return data
@@ -120,10 +176,24 @@ class AgentClient:
             return self.request("POST", path, body)
         return self.stream("POST", path, body, on_progress)
 
+    def _seeds(self, seeds_dir) -> dict:
+        """How the request names its seeds: a path for the local agent; by content for a remote one, sent
+        only if the agent does not have it yet."""
+        if not seeds_dir:
+            return {}
+        if not self.remote:
+            return {"seeds_dir": str(seeds_dir)}
+        from localdev.seedpack import pack
+
+        data, digest = pack(Path(seeds_dir))
+        if not self.request("GET", f"/seeds/{digest}")["present"]:
+            self.request("PUT", f"/seeds/{digest}", data, content_type="application/x-tar")
+        return {"seeds_hash": digest, "seeds_label": str(seeds_dir)}
+
     def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None) -> dict:
-        return self._maybe_streamed("/namespaces", {"name": name, "ttl": ttl, "labels": labels or [],
-                                                    "exist_ok": exist_ok, "seed": seed,
-                                                    "seeds_dir": str(seeds_dir) if seeds_dir else None}, on_progress)
+        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed,
+                **(self._seeds(seeds_dir) if seed else {})}
+        return self._maybe_streamed("/namespaces", body, on_progress)
 
     def list(self) -> builtins.list[dict]:
         return self.request("GET", "/namespaces")
@@ -143,7 +213,20 @@ class AgentClient:
 
     def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:
         return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed",
-                                    {"seeds_dir": str(seeds_dir), "services": services or []}, on_progress)
+                                    {**self._seeds(seeds_dir), "services": services or []}, on_progress)
 
     def status(self) -> dict:
         return self.request("GET", "/status")
+
+    def whoami(self) -> dict:
+        return self.request("GET", "/whoami")
+
+    # tokens (admin)
+    def token_create(self, name: str, role: str, ttl: str | None = None) -> dict:
+        return self.request("POST", "/tokens", {"name": name, "role": role, "ttl": ttl})
+
+    def token_list(self) -> builtins.list[dict]:
+        return self.request("GET", "/tokens")
+
+    def token_revoke(self, name: str) -> dict:
+        return self.request("DELETE", f"/tokens/{quote(name, safe='')}")

@@ -10,6 +10,7 @@ those declarations and know no particular service."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -42,10 +43,16 @@ class ServiceContext:
     runtime: str  # "native" | "docker"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
+    advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
 
 
 class NotReady(LocalDevError):
     pass
+
+
+# The host a remote client reached the agent by, for the request being answered (team mode without an
+# `advertise_host` in the config): the name env answers give the services.
+ADVERTISED_HOST: ContextVar[str | None] = ContextVar("advertised_host", default=None)
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,14 @@ class Service:
 
     @property
     def host(self) -> str:
-        """Where clients on this machine reach it."""
+        """Where clients on this machine reach it (localdev's own admin connections)."""
         return "127.0.0.1" if self.ctx.host in ("0.0.0.0", "::", "") else self.ctx.host
+
+    @property
+    def client_host(self) -> str:
+        """Where a namespace's users reach it, as `ns env` names it: the config's advertise_host, else the
+        host a remote client reached the agent by, else `host`."""
+        return self.ctx.advertise_host or ADVERTISED_HOST.get() or self.host
 
     @property
     def data_dir(self) -> Path:

@@ -258,11 +258,14 @@ class Postgres(Service):
         return ns.secret("postgres", "password")
 
     def namespace_env(self, ns) -> dict[str, str]:
+        return self._env(ns, self.client_host)
+
+    def _env(self, ns, host: str) -> dict[str, str]:
         user = db = ns.db_name
         password = self.password(ns)
         return {
-            "DATABASE_URL": f"postgresql://{user}:{quote(password, safe='')}@{self.host}:{self.port}/{db}",
-            "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user,
+            "DATABASE_URL": f"postgresql://{user}:{quote(password, safe='')}@{host}:{self.port}/{db}",
+            "PGHOST": host, "PGPORT": str(self.port), "PGUSER": user,
             "PGPASSWORD": password, "PGDATABASE": db,
         }
 
@@ -306,7 +309,7 @@ class Postgres(Service):
         The transaction stays open until the Undo is committed, so another service's failure rolls it back."""
         import psycopg
 
-        conn = psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10)
+        conn = psycopg.connect(self._env(ns, self.host)["DATABASE_URL"], connect_timeout=10)  # from this machine
         try:
             apply_sql(conn, seeds, ns.name)
         except BaseException:
