@@ -131,7 +131,8 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] = l
         Route("/namespaces/{name}", handler(lambda r, b, w: ns.get(name(r), owner=w.owner)), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b, w: {"deleted": ns.delete(
             name(r), missing_ok=flag(r, "missing_ok"), owner=w.owner)}, creators), methods=["DELETE"]),
-        Route("/namespaces/{name}/env", handler(lambda r, b, w: ns.env(name(r), owner=w.owner), creators),
+        Route("/namespaces/{name}/env", handler(lambda r, b, w: ns.env(
+            name(r), owner=w.owner, ca_file="here" if w is LOCAL else None), creators),
               methods=["GET"]),
         Route("/namespaces/{name}/seed", handler(seed, creators, lambda r, b: name(r)), methods=["POST"]),
         Route("/gc", handler(lambda r, b, w: {"names": ns.gc(dry_run=flag(r, "dry_run"))}, admins), methods=["POST"]),

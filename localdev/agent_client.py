@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from localdev.errors import AgentUnavailable, BadInput, LocalDevError, from_kind
+from localdev.tls import CA_FILE
 
 
 class _Response:
@@ -202,7 +203,14 @@ class AgentClient:
         return self.request("GET", f"/namespaces/{quote(name, safe='')}")
 
     def env(self, name) -> dict:
-        return self.request("GET", f"/namespaces/{quote(name, safe='')}/env")
+        """The namespace's settings; TLS settings name this machine's pinned copy of the cluster CA."""
+        env = self.request("GET", f"/namespaces/{quote(name, safe='')}/env")
+        if any(CA_FILE in v for v in env.values()):
+            if not self.ca:
+                raise BadInput("the cluster's services use TLS with its own CA: run `localdev login URL --token T` "
+                               "to pin it (or set LOCALDEV_CA to its certificate file)")
+            env = {k: v.replace(CA_FILE, str(Path(self.ca).resolve())) for k, v in env.items()}
+        return env
 
     def delete(self, name, missing_ok=False) -> bool:
         return self.request("DELETE", f"/namespaces/{quote(name, safe='')}",

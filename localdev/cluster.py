@@ -87,7 +87,7 @@ class Cluster:
             for name, cls in classes.items():
                 ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
                                      options=cfg.services[name], services=self._services,
-                                     advertise_host=cfg.advertise_host)
+                                     advertise_host=cfg.advertise_host, server_cert=self.server_cert)
                 self._services[name] = cls(ctx)
         return self._services
 
@@ -139,9 +139,7 @@ class Cluster:
             root = self.config.root
             cert = ServerCert(cert=root / agent["cert"], key=root / agent["key"], ca=None)
         else:
-            names = {public, "localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
-            names |= {h for h in (host, self.config.host) if h not in WILDCARDS}
-            cert = ensure_server_cert(self.state, sorted(names))
+            cert = ensure_server_cert(self.state, self._cert_names(host))
         scheme = "https" if cert else "http"
         where = f"[{public}]" if ":" in public else public
         return Listener(host=host, port=port, url=f"{scheme}://{where}:{port}", cert=cert)
@@ -182,6 +180,7 @@ class Cluster:
                 names = with_dependencies(sorted(set(names) | set(recorded["services"]), key=list(classes).index))
             for name in names:  # bad input changes nothing: refuse before starting anything
                 self.services[name].check()
+                self.services[name].check_exposure()
             self._check_ports(names)
             listener = self.listener() if agent else None  # before anything starts: a bad cert path is bad input
             if listener is not None and not self._native().state(AGENT).running:
@@ -349,6 +348,21 @@ class Cluster:
                           "detail": agent_state.detail, "socket": str(self.state.agent_socket),
                           "listener": self._listener_status()},
                 "events": self.events(limit=10), "problems": self._problems(results)}
+
+    def server_cert(self) -> ServerCert:
+        """The cluster CA's server certificate, for every name clients may use (the agent's and the services')."""
+        from localdev.config import parse_listen
+        from localdev.tls import ensure_server_cert
+
+        listen = self.config.agent["listen"]
+        return ensure_server_cert(self.state, self._cert_names(parse_listen(listen)[0] if listen else ""))
+
+    def _cert_names(self, listen_host: str) -> list[str]:
+        import socket
+
+        names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+        return sorted(names | {h for h in (self.config.advertise_host, listen_host, self.config.host)
+                               if h not in WILDCARDS})
 
     def _listener_status(self) -> dict | None:
         listener = self.listener()

@@ -28,6 +28,7 @@ class Option:
 RUNTIMES = ("auto", "native", "docker")
 COMMON_OPTIONS = {
     "enabled": Option(True, bool, help="start this service with `localdev up`"),
+    "allow_plaintext": Option(False, bool, help="let a service that cannot do TLS listen beyond loopback anyway"),
 }
 TOP_KEYS = {"runtime", "host", "advertise_host", "services", "namespaces", "agent"}
 NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1"}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_name
 from localdev.services import in_waves
+from localdev.services.base import CA_FILE
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
 from localdev.tokens import SCHEMA as TOKENS_SCHEMA
 from localdev.tokens import Tokens
@@ -259,11 +260,19 @@ class Namespaces:
             raise NotFound(f"no namespace named {name!r}: `localdev ns list` shows the namespaces")
         return self._info(row)
 
-    def env(self, name: str, owner: str | None = None) -> dict[str, str]:
+    def env(self, name: str, owner: str | None = None, ca_file: str | None = "here") -> dict[str, str]:
+        """`ca_file`: what stands for the cluster CA's certificate file in TLS settings: "here" is this
+        machine's copy; None keeps the placeholder for a remote client to fill with its pinned copy."""
         validate_name(name)
         with self.pool().connection() as conn:
             row = self._ready_row(conn, name, owner)
-        return self._env(self._namespace(row), row["services"])
+        env = self._env(self._namespace(row), row["services"])
+        if ca_file is not None:
+            from localdev.tls import tls_dir
+
+            path = str(tls_dir(self.cluster.state) / "ca.pem") if ca_file == "here" else ca_file
+            env = {k: v.replace(CA_FILE, path) for k, v in env.items()}
+        return env
 
     def _env(self, ns: Namespace, services: builtins.list[str]) -> dict[str, str]:
         """The union of what each service contributes; a key a service did not declare is its bug, said loudly."""

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
     from localdev.names import Namespace
     from localdev.state import StateDir
+    from localdev.tls import ServerCert
     from localdev.undo import Undo
 
 
@@ -44,6 +46,14 @@ class ServiceContext:
     options: dict  # this service's validated [services.<name>] table, defaults filled in
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
     advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
+    # The cluster's server certificate (made on first use), for a service that serves TLS beyond loopback.
+    server_cert: Callable[[], ServerCert] | None = None
+
+
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class NotReady(LocalDevError):
@@ -119,6 +129,25 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    @property
+    def tls(self) -> bool:
+        """Whether it serves TLS: where it listens beyond loopback and can (see serves_tls)."""
+        return not is_loopback(self.ctx.host) and self.serves_tls()
+
+    def serves_tls(self) -> bool:
+        """Whether this service, on this runtime, can serve TLS with the cluster's certificate."""
+        return False
+
+    def check_exposure(self) -> None:
+        """Beyond loopback only with TLS, or with the config's explicit `allow_plaintext = true`."""
+        if is_loopback(self.ctx.host) or self.serves_tls() or self.option("allow_plaintext"):
+            return
+        from localdev.errors import BadInput
+
+        raise BadInput(f"host = {self.ctx.host!r}: {self.name} cannot serve TLS here, so its traffic would cross the "
+                       f"network in plain text; keep host on loopback, or set [services.{self.name}] "
+                       "allow_plaintext = true to accept that")
+
     def check(self) -> None:
         """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
 
