@@ -137,10 +137,13 @@ class Postgres(Service):
         for source, name in ((cert.cert, "server.pem"), (cert.key, "server.key")):
             write_private(self.tls_dir / name, source.read_text())
             self._chown(self.tls_dir / name)
-        # The admin connects over the socket directory and loopback; everyone else only with TLS.
-        write_private(self.tls_dir / "pg_hba.conf", "local all all trust\n"
-                      "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
-                      "hostssl all all 0.0.0.0/0 scram-sha-256\nhostssl all all ::/0 scram-sha-256\n")
+        # From this machine (loopback, or its own bind address: localdev and FerretDB connect there) with or
+        # without TLS; from anywhere else only with it.
+        bind = self.ctx.host
+        here = [] if bind in ("0.0.0.0", "::") else [f"host all all {bind}/{128 if ':' in bind else 32} scram-sha-256"]
+        write_private(self.tls_dir / "pg_hba.conf", "\n".join([
+            "local all all trust", "host all all 127.0.0.1/32 scram-sha-256", "host all all ::1/128 scram-sha-256",
+            *here, "hostssl all all 0.0.0.0/0 scram-sha-256", "hostssl all all ::/0 scram-sha-256"]) + "\n")
         self._chown(self.tls_dir / "pg_hba.conf")
 
     def _initdb(self) -> None:
