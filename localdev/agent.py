@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route
 
 from localdev.cluster import Cluster
-from localdev.errors import BadInput, Forbidden, LocalDevError, NotFound, kind_of
+from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.progress import listening
 from localdev.seedpack import SeedStore
 from localdev.services.base import ADVERTISED_HOST
@@ -86,7 +86,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] = l
         if body.get("seeds_hash"):
             folder = store.path(body["seeds_hash"])
             if folder is None:
-                raise NotFound("the agent does not have these seeds: upload them first (PUT /seeds/HASH)")
+                raise SeedsMissing("the agent does not have these seeds: upload them first (PUT /seeds/HASH)")
             return folder, body.get("seeds_label") or "seeds"
         if body.get("seeds_dir"):
             if who is not LOCAL:
@@ -97,9 +97,12 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] = l
     def create(request, body, who):
         folder, label = seeds_of(body, who)
         with relabelled(folder, label):
-            return ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
+            info = ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
                              exist_ok=bool(body.get("exist_ok")), seed=bool(body.get("seed")) and folder is not None,
                              seeds_dir=folder, owner=None if who is LOCAL else who.name)
+        if body.get("env"):  # `ns create --print-env`: the settings in the same answer, one round trip
+            info["env"] = ns.env(info["name"], owner=who.owner, ca_file="here" if who is LOCAL else None)
+        return info
 
     def seed(request, body, who):
         folder, label = seeds_of(body, who)

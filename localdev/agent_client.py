@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from localdev.errors import AgentUnavailable, BadInput, LocalDevError, from_kind
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError, SeedsMissing, from_kind
 from localdev.tls import CA_FILE
 
 
@@ -177,24 +177,31 @@ class AgentClient:
             return self.request("POST", path, body)
         return self.stream("POST", path, body, on_progress)
 
-    def _seeds(self, seeds_dir) -> dict:
-        """How the request names its seeds: a path for the local agent; by content for a remote one, sent
-        only if the agent does not have it yet."""
+    def _with_seeds(self, path: str, body: dict, seeds_dir, on_progress) -> dict:
+        """A request that names seeds: by path to the local agent; by content to a remote one, which is sent
+        the files only when it answers that it does not have that set yet."""
         if not seeds_dir:
-            return {}
+            return self._maybe_streamed(path, body, on_progress)
         if not self.remote:
-            return {"seeds_dir": str(seeds_dir)}
-        from localdev.seedpack import pack
+            return self._maybe_streamed(path, {**body, "seeds_dir": str(seeds_dir)}, on_progress)
+        from localdev.seedpack import pack, tree_hash
 
-        data, digest = pack(Path(seeds_dir))
-        if not self.request("GET", f"/seeds/{digest}")["present"]:
-            self.request("PUT", f"/seeds/{digest}", data, content_type="application/x-tar")
-        return {"seeds_hash": digest, "seeds_label": str(seeds_dir)}
+        digest = tree_hash(Path(seeds_dir))
+        body = {**body, "seeds_hash": digest, "seeds_label": str(seeds_dir)}
+        try:
+            return self._maybe_streamed(path, body, on_progress)
+        except SeedsMissing:
+            self.request("PUT", f"/seeds/{digest}", pack(Path(seeds_dir)), content_type="application/x-tar")
+            return self._maybe_streamed(path, body, on_progress)
 
-    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None) -> dict:
-        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed,
-                **(self._seeds(seeds_dir) if seed else {})}
-        return self._maybe_streamed("/namespaces", body, on_progress)
+    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None,
+               with_env: bool = False) -> dict:
+        """`with_env`: the namespace's settings come back in the same answer, under "env"."""
+        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env}
+        info = self._with_seeds("/namespaces", body, seeds_dir if seed else None, on_progress)
+        if "env" in info:
+            info["env"] = self._local_paths(info["env"])
+        return info
 
     def list(self) -> builtins.list[dict]:
         return self.request("GET", "/namespaces")
@@ -204,7 +211,9 @@ class AgentClient:
 
     def env(self, name) -> dict:
         """The namespace's settings; TLS settings name this machine's pinned copy of the cluster CA."""
-        env = self.request("GET", f"/namespaces/{quote(name, safe='')}/env")
+        return self._local_paths(self.request("GET", f"/namespaces/{quote(name, safe='')}/env"))
+
+    def _local_paths(self, env: dict) -> dict:
         if any(CA_FILE in v for v in env.values()):
             if not self.ca:
                 raise BadInput("the cluster's services use TLS with its own CA: run `localdev login URL --token T` "
@@ -220,8 +229,8 @@ class AgentClient:
         return self.request("POST", "/gc", query={"dry_run": "1" if dry_run else "0"})["names"]
 
     def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:
-        return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed",
-                                    {**self._seeds(seeds_dir), "services": services or []}, on_progress)
+        return self._with_seeds(f"/namespaces/{quote(name, safe='')}/seed", {"services": services or []}, seeds_dir,
+                                on_progress)
 
     def status(self) -> dict:
         return self.request("GET", "/status")

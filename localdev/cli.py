@@ -229,9 +229,9 @@ def ns_create(args) -> None:
         seeds_dir = None  # no seeds folder in this project: nothing to apply
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
-                               seeds_dir=seeds_dir, on_progress=on_progress)
-    if args.print_env:  # one process instead of `ns create` then `ns env`
-        sys.stdout.write(format_env(_agent().env(name), args.print_env))
+                               seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env))
+    if args.print_env:  # one process and one request instead of `ns create` then `ns env`
+        sys.stdout.write(format_env(info["env"], args.print_env))
     elif args.json:
         _out(info)
     else:

@@ -25,6 +25,10 @@ class NotFound(LocalDevError):
     exit_code = 1
 
 
+class SeedsMissing(NotFound):
+    """The agent does not have the seed set a request names by hash: the client uploads it and asks again."""
+
+
 class Conflict(LocalDevError):
     exit_code = 1
 
@@ -38,6 +42,7 @@ KINDS: tuple[tuple[type[LocalDevError], int, str], ...] = (
     (Unauthorized, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (BadInput, 400, "bad_input"),
+    (SeedsMissing, 404, "seeds_missing"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (LocalDevError, 500, "failed"),

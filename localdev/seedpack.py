@@ -1,9 +1,7 @@
-"""Seeds sent by content: a client packs a seeds/ folder into a deterministic tar named by its SHA-256; the
-agent keeps the sets it was sent (a bounded number, least recently used out) and is asked by hash first,
-so an unchanged folder crosses the network once.
-
-The same files always make the same bytes (sorted names, no times, owners or modes), so the hash is the
-content's: two runners with one checkout share one upload and one PostgreSQL template.
+"""Seeds sent by content: a request names a seeds/ folder by the SHA-256 of its files; the agent keeps the
+sets it was sent (a bounded number, least recently used out) and asks for the files (a tar) only when it
+does not have that hash, so an unchanged folder crosses the network once. Two runners with one checkout
+share one upload and one PostgreSQL template.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import io
 import os
 import re
 import shutil
-import tarfile
 import time
 from pathlib import Path
 
@@ -24,32 +21,48 @@ MAX_BYTES = 1 << 30  # one seed set, packed
 KEEP = 20  # seed sets the agent keeps
 
 
-def pack(root: Path) -> tuple[bytes, str]:
-    """(tar bytes, sha256 hex) of every regular file under `root` (dot-files skipped, as the loader does)."""
+def files(root: Path) -> list[Path]:
+    """The files of a seeds folder, in a fixed order (dot-files and dot-folders skipped, as the loader does)."""
     root = Path(root)
-    if not root.is_dir():
-        raise BadInput(f"seeds directory {root} does not exist")
+    out = []
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_symlink():
+            raise BadInput(f"{path}: a symbolic link in the seeds folder; copy the file instead")
+        if path.is_file():
+            out.append(path)
+    return out
+
+
+def tree_hash(root: Path) -> str:
+    """SHA-256 of a seeds folder's content: every file's relative name and bytes, in order."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def pack(root: Path) -> bytes:
+    """A tar of the folder's files (names relative, no times, owners or modes), for upload."""
+    import tarfile  # only when an upload is needed: it costs a CLI process tens of ms
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            if path.is_symlink():
-                raise BadInput(f"{path}: a symbolic link in the seeds folder; copy the file instead")
-            info = tarfile.TarInfo(rel.as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            if path.is_dir():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif path.is_file():
-                info.size, info.mode = path.stat().st_size, 0o644
-                with open(path, "rb") as fh:
-                    tar.addfile(info, fh)
+        for path in files(root):
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info.size, info.mode = path.stat().st_size, 0o644
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
     data = buf.getvalue()
     if len(data) > MAX_BYTES:
         raise BadInput(f"{root}: the seeds are {len(data) >> 20} MiB packed; at most {MAX_BYTES >> 20} MiB can be sent")
-    return data, hashlib.sha256(data).hexdigest()
+    return data
 
 
 class SeedStore:
@@ -71,18 +84,17 @@ class SeedStore:
         return folder
 
     def put(self, digest: str, data: bytes) -> Path:
-        """Check that `data` is what `digest` names and a plain tar of files, then extract it."""
+        """Extract `data` (a plain tar of files) and keep it if its content is what `digest` names."""
         if self.path(digest) is not None:
             return self.root / digest
         if len(data) > MAX_BYTES:
             raise BadInput(f"the seeds upload is over {MAX_BYTES >> 20} MiB")
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise BadInput("the seeds upload does not match its hash: it was changed or cut off on the way")
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".{digest}.{os.getpid()}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = self.root / f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
             _extract(data, staging)
+            if tree_hash(staging) != digest:
+                raise BadInput("the seeds upload does not match its hash: it was changed or cut off on the way")
             os.replace(staging, self.root / digest)
         except OSError:
             if not (self.root / digest).is_dir():  # not a concurrent upload of the same set that won
@@ -102,6 +114,8 @@ def _extract(data: bytes, dest: Path) -> None:
     """Regular files and folders only, every name inside `dest` (no links, devices, absolute or `..` paths).
 
     tarfile's own `filter=` does this from Python 3.11.4 on; Debian's 3.11.2 lacks it."""
+    import tarfile
+
     dest.mkdir(parents=True)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -18,48 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, free_port, write_config
+
+from localdev.testing import SERVER_IP, Net
 from localdev.waiting import poll_until
 
-SERVER_IP, CLIENT_IP = "10.213.0.1", "10.213.0.2"
 BIN = Path(sys.executable).parent
 
 if os.geteuid() != 0 or not shutil.which("ip"):
     pytest.skip("network namespaces need root and iproute2 (`ip netns`)", allow_module_level=True)
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-class Net:
-    """Two network namespaces joined by a veth pair."""
-
-    def __init__(self):
-        tag = secrets.token_hex(3)
-        self.server, self.client = f"ldsrv{tag}", f"ldcli{tag}"
-        ip("netns", "add", self.server)
-        ip("netns", "add", self.client)
-        ip("link", "add", f"vs{tag}", "type", "veth", "peer", "name", f"vc{tag}")
-        ip("link", "set", f"vs{tag}", "netns", self.server)
-        ip("link", "set", f"vc{tag}", "netns", self.client)
-        for ns, dev, addr in ((self.server, f"vs{tag}", SERVER_IP), (self.client, f"vc{tag}", CLIENT_IP)):
-            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-
-    def run(self, ns: str, *cmd: str, env: dict, timeout: float = 300, cwd: Path | None = None,
-            check: bool = False) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["ip", "netns", "exec", ns, *cmd], env=env, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def close(self) -> None:
-        for ns in (self.server, self.client):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def clean_env(**extra) -> dict:
