@@ -104,6 +104,7 @@ class AgentClient:
         except OSError as exc:
             raise AgentUnavailable(f"the cluster agent at {self.url} does not answer ({exc.strerror or exc}): check "
                                    "the URL, the network, and that the server ran `localdev up --serve`") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes, no delayed-ACK stalls
         if not self.secure:
             return sock
         import ssl  # only here: local commands do not pay for it
