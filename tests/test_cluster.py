@@ -159,7 +159,7 @@ def test_doctor_reports_postgres(make_cluster):
     ('[services.postgres]\nport = 5432\n[services.dynamodb]\nport = 5432\n', "is also the port of postgres"),
     ('[services.aws]\nflavor = "moto"\n', "services.aws.flavor: 'moto' is not allowed"),
     ('[services.mongo]\nflavor = "mongodb"\n', 'flavor = "mongodb" runs only in containers'),
-    ('[services.redis]\nport = 6379\n', "services.redis: unknown service"),
+    ('[services.memcached]\nport = 11211\n', "services.memcached: unknown service"),
     ('[namespaces]\ndefault_ttl = "1y"\n', "namespaces.default_ttl"),
     ('[services.postgres]\nenabled = "perhaps"\n', "services.postgres.enabled: expected bool"),
     ('[services.postgres]\nbin_dir = "$(rm -rf ~)"\n', "bin_dir = '$(rm -rf ~)': no postgres and initdb there"),

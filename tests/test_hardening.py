@@ -121,7 +121,7 @@ def test_kill_9_of_a_service_during_create_and_seed(full_cluster, service):
     if service == "aws":  # an in-memory emulator: the loss is reported, and seed restores it
         assert names(h)[keep] == "degraded"
         h.cli("seed", keep, "--seeds", SEEDS, "--service", "aws", check=True)
-        assert h.cli("seed", keep, "--seeds", SEEDS, "--service", "redis").returncode == 2
+        assert h.cli("seed", keep, "--seeds", SEEDS, "--service", "memcached").returncode == 2
     assert names(h)[keep] == "ready"
     h.cli("ns", "delete", keep, check=True)
 

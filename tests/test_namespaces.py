@@ -103,7 +103,7 @@ def test_existing_name_is_an_error_unless_exist_ok(shared_cluster):
     ["ns", "create", "../../etc/passwd"], ["ns", "create", "ok-name", "--from-ci"], ["ns", "create", "--from-ci"],
     ["ns", "create", "a b"], ["ns", "create", "ok_name"], ["ns", "create", "ok-name\n"], ["ns", "env", "PR-1"],
     ["ns", "env", "ok-name", "--format", "shell; rm -rf ~"], ["seed", "x'; DROP DATABASE postgres; --"],
-    ["seed", "ok-name", "--seeds", "/nonexistent/dir"], ["logs", "redis"], ["up", "--runtime", "podman"],
+    ["seed", "ok-name", "--seeds", "/nonexistent/dir"], ["logs", "memcached"], ["up", "--runtime", "podman"],
     ["ns", "create"], ["ns", "frobnicate"], ["ns", "create", "ok-name", "--print-env", "yaml"],
 ])
 def test_bad_input_exits_2_and_changes_nothing(shared_cluster, args):

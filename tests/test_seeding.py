@@ -73,8 +73,8 @@ def test_non_utf8_and_unknown_folder(tmp_path):
     with pytest.raises(BadInput, match="001.sql: not UTF-8"):
         load_fixtures(root)
     (root / "postgres" / "001.sql").write_text("select 1;\n")
-    (root / "redis").mkdir()
-    with pytest.raises(BadInput, match="redis: unexpected entry"):
+    (root / "memcached").mkdir()
+    with pytest.raises(BadInput, match="memcached: unexpected entry"):
         load_fixtures(root)
 
 

@@ -69,7 +69,7 @@ def test_namespace_credentials_are_random_and_well_formed():
     ({"runtime": "podman"}, "runtime: 'podman' is not allowed; use one of: auto, native, docker"),
     ({"services": {"postgres": {"port": "abc"}}}, "services.postgres.port: expected int"),
     ({"services": {"postgres": {"port": 70000}}}, "services.postgres.port: 70000 is not a TCP port"),
-    ({"services": {"redis": {}}}, "services.redis: unknown service"),
+    ({"services": {"memcached": {}}}, "services.memcached: unknown service"),
     ({"services": {"postgres": {"prot": 1}}}, "services.postgres.prot: unknown key"),
     ({"namespaces": {"default_ttl": "forever"}}, "namespaces.default_ttl"),
     ({"colour": "blue"}, "colour: unknown key"),
