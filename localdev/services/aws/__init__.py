@@ -132,7 +132,7 @@ class Aws(Service):
             env = {
                 "GATEWAY_LISTEN": f"{self.ctx.host}:{self.port}",
                 "LOCALDEV_BIND_HOST": self.ctx.host,
-                "LOCALSTACK_HOST": f"{self.host}:{self.port}",  # with path-style queue URLs, they resolve
+                "LOCALSTACK_HOST": f"{self.ctx.advertise_host or self.host}:{self.port}",  # queue URLs resolve
                 "SQS_ENDPOINT_STRATEGY": "path",
                 "OVERRIDE_IN_DOCKER": "0",
                 "FILESYSTEM_ROOT": str(data / "fs"),
@@ -167,7 +167,8 @@ class Aws(Service):
     def container_spec(self) -> ContainerSpec:
         health = f"http://127.0.0.1:4566{HEALTH[self.flavor]}"
         if self.flavor == "localstack":
-            env = {"LOCALSTACK_HOST": f"{self.host}:{self.port}", "SQS_ENDPOINT_STRATEGY": "path",
+            env = {"LOCALSTACK_HOST": f"{self.ctx.advertise_host or self.host}:{self.port}",
+                   "SQS_ENDPOINT_STRATEGY": "path",
                    "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1"}
             if self.image() != LOCALSTACK_IMAGE and os.environ.get("LOCALSTACK_AUTH_TOKEN"):
                 # Newer images refuse to start without a token (and their terms restrict shared use).
