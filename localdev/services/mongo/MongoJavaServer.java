@@ -11,7 +11,11 @@
 //   - lets a user run commands only against its own database: another database, the cluster-wide
 //     admin commands and other users' cursors are refused (code 13); listDatabases shows only its own;
 //   - refuses multi-document transactions up front (code 20, as a standalone MongoDB does): upstream
-//     would ignore startTransaction and apply the writes at once, so an abort would not undo them.
+//     would ignore startTransaction and apply the writes at once, so an abort would not undo them;
+//   - corrects or refuses what upstream answers wrongly without an error (found by our conformance
+//     suite, tests/test_mongo_conformance.py): an insert's count when some documents failed, and
+//     $project of a dotted path (wrong through arrays), which is refused;
+//   - announces sessions and gives change-stream cursors their operationTime, which drivers need.
 // Users are made by localdev's root user with createUser/updateUser/dropUser/dropAllUsersFromDatabase,
 // each with readWrite on one database; only their SCRAM keys are kept (a users file, replaced
 // atomically), never a password. The root user's password comes from the environment.
@@ -57,6 +61,7 @@ import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.bson.BinData;
+import de.bwaldvogel.mongo.bson.BsonTimestamp;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.MongoServerError;
 import de.bwaldvogel.mongo.wire.message.MongoMessage;
@@ -424,10 +429,16 @@ public final class MongoJavaServer {
                 }
                 throw unauthorized("command " + command + " requires authentication");
             }
+            if (lc.equals("connectionstatus")) {
+                return connectionStatus(user);
+            }
             if (query.containsKey("startTransaction") || query.containsKey("autocommit")
                     || lc.equals("committransaction") || lc.equals("aborttransaction")) {
                 throw new MongoServerError(20, "IllegalOperation",
                         "Transaction numbers are only allowed on a replica set member or mongos");
+            }
+            if (lc.equals("aggregate")) {
+                refuseDottedProjections(query.get("pipeline"));
             }
             Document response;
             if (user.root) {
@@ -438,7 +449,75 @@ public final class MongoJavaServer {
             if (WRITES.contains(lc)) {
                 delegate.commit();
             }
+            if (lc.equals("insert")) {
+                fixInsertCount(query, response);
+            }
+            if (lc.equals("aggregate") && isChangeStream(query.get("pipeline"))) {
+                // drivers keep it to resume a change stream; upstream leaves it out and they give up
+                response.put("operationTime", new BsonTimestamp(java.time.Instant.now(), 0));
+            }
             return response;
+        }
+
+        // Upstream reports every document as inserted even when some failed (a duplicate key, say).
+        private static void fixInsertCount(Document query, Document response) {
+            Object errors = response.get("writeErrors");
+            Object documents = query.get("documents");
+            if (!(errors instanceof List) || ((List<?>) errors).isEmpty() || !(documents instanceof List)) {
+                return;
+            }
+            List<?> errs = (List<?>) errors;
+            boolean ordered = !Boolean.FALSE.equals(query.get("ordered"));
+            int n = ((List<?>) documents).size() - errs.size();
+            if (ordered && errs.get(0) instanceof Document && ((Document) errs.get(0)).get("index") instanceof Number) {
+                n = ((Number) ((Document) errs.get(0)).get("index")).intValue();  // an ordered insert stops there
+            }
+            response.put("n", n);
+        }
+
+        private static boolean isChangeStream(Object pipeline) {
+            return pipeline instanceof List && !((List<?>) pipeline).isEmpty()
+                    && ((List<?>) pipeline).get(0) instanceof Document
+                    && ((Document) ((List<?>) pipeline).get(0)).containsKey("$changeStream");
+        }
+
+        // Upstream's $project copies `a.b` wrongly when `a` is an array ({a: {b: [..]}} instead of
+        // {a: [{b: ..}]}); it cannot be told from the pipeline whether `a` will be one, so refuse them all.
+        private static void refuseDottedProjections(Object pipeline) {
+            if (!(pipeline instanceof List)) {
+                return;
+            }
+            for (Object stage : (List<?>) pipeline) {
+                if (!(stage instanceof Document)) {
+                    continue;
+                }
+                for (Map.Entry<String, Object> e : ((Document) stage).entrySet()) {
+                    if (e.getKey().equals("$project") && e.getValue() instanceof Document) {
+                        for (Map.Entry<String, Object> f : ((Document) e.getValue()).entrySet()) {
+                            boolean flag = f.getValue() instanceof Number || f.getValue() instanceof Boolean;
+                            if (flag && f.getKey().contains(".")) {
+                                throw new MongoServerError(2, "BadValue", "$project of the dotted path '" + f.getKey()
+                                        + "' is not supported by mongo-java-server (it is wrong through arrays): "
+                                        + "project the top-level field, or use $addFields with $map");
+                            }
+                        }
+                    }
+                    if (e.getValue() instanceof Document) {
+                        for (Map.Entry<String, Object> f : ((Document) e.getValue()).entrySet()) {
+                            if (f.getValue() instanceof List) {
+                                refuseDottedProjections(f.getValue());  // $facet, $lookup pipelines
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        private static Document connectionStatus(User user) {
+            String role = user.root ? "root" : "readWrite";
+            return ok(new Document("authInfo", new Document()
+                    .append("authenticatedUsers", List.of(new Document("user", user.name).append("db", user.db)))
+                    .append("authenticatedUserRoles", List.of(new Document("role", role).append("db", user.db)))));
         }
 
         private Document rootCommand(Channel channel, String db, String command, String lc, Document query) {
@@ -614,11 +693,6 @@ public final class MongoJavaServer {
                     response.put("databases", mine);
                     return response;
                 }
-                case "connectionstatus":
-                    return ok(new Document("authInfo", new Document()
-                            .append("authenticatedUsers", List.of(new Document("user", user.name).append("db", user.db)))
-                            .append("authenticatedUserRoles",
-                                    List.of(new Document("role", "readWrite").append("db", user.db)))));
                 case "renamecollection": {
                     checkNamespace(user, query.get(command));
                     checkNamespace(user, query.get("to"));
@@ -645,6 +719,8 @@ public final class MongoJavaServer {
                 response.put("isWritablePrimary", Boolean.TRUE);
             }
             response.put("helloOk", Boolean.TRUE);
+            // Sessions: upstream ignores lsid, which is right for one node without transactions (refused above)
+            response.put("logicalSessionTimeoutMinutes", 30);
             Object mechs = query.get("saslSupportedMechs");
             if (mechs instanceof String && ((String) mechs).contains(".")) {
                 String s = (String) mechs;
