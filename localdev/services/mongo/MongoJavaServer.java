@@ -14,8 +14,9 @@
 //     would ignore startTransaction and apply the writes at once, so an abort would not undo them;
 //   - corrects or refuses what upstream answers wrongly without an error (found by our conformance
 //     suite, tests/test_mongo_conformance.py): an insert's count when some documents failed, and
-//     $project of a dotted path (wrong through arrays), which is refused;
-//   - announces sessions and gives change-stream cursors their operationTime, which drivers need.
+//     $project of a dotted path (wrong through arrays), and change streams (update events carry a
+//     delta of $set/$unset as fullDocument, no updateDescription, nothing for $inc), both refused;
+//   - announces sessions (upstream ignores lsid, which is right for one node without transactions).
 // Users are made by localdev's root user with createUser/updateUser/dropUser/dropAllUsersFromDatabase,
 // each with readWrite on one database; only their SCRAM keys are kept (a users file, replaced
 // atomically), never a password. The root user's password comes from the environment.
@@ -61,7 +62,6 @@ import de.bwaldvogel.mongo.MongoVersion;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.bson.BinData;
-import de.bwaldvogel.mongo.bson.BsonTimestamp;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.MongoServerError;
 import de.bwaldvogel.mongo.wire.message.MongoMessage;
@@ -439,6 +439,10 @@ public final class MongoJavaServer {
             }
             if (lc.equals("aggregate")) {
                 refuseDottedProjections(query.get("pipeline"));
+                if (isChangeStream(query.get("pipeline"))) {
+                    throw new MongoServerError(40573, "Location40573", "change streams are not supported by "
+                            + "mongo-java-server: its update events lack updateDescription and lose $inc and $unset");
+                }
             }
             Document response;
             if (user.root) {
@@ -451,10 +455,6 @@ public final class MongoJavaServer {
             }
             if (lc.equals("insert")) {
                 fixInsertCount(query, response);
-            }
-            if (lc.equals("aggregate") && isChangeStream(query.get("pipeline"))) {
-                // drivers keep it to resume a change stream; upstream leaves it out and they give up
-                response.put("operationTime", new BsonTimestamp(java.time.Instant.now(), 0));
             }
             return response;
         }
@@ -719,7 +719,6 @@ public final class MongoJavaServer {
                 response.put("isWritablePrimary", Boolean.TRUE);
             }
             response.put("helloOk", Boolean.TRUE);
-            // Sessions: upstream ignores lsid, which is right for one node without transactions (refused above)
             response.put("logicalSessionTimeoutMinutes", 30);
             Object mechs = query.get("saslSupportedMechs");
             if (mechs instanceof String && ((String) mechs).contains(".")) {
