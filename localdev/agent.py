@@ -10,6 +10,8 @@ Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -17,16 +19,23 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
 from localdev.cluster import Cluster
-from localdev.errors import LocalDevError, kind_of
+from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.progress import listening
+from localdev.seedpack import SeedStore
+from localdev.services.base import ADVERTISED_HOST
+from localdev.tls import tls_dir
+from localdev.tokens import LOCAL, Principal
 
 log = logging.getLogger("localdev.agent")
 
@@ -38,53 +47,133 @@ def _error(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc) or exc.__class__.__name__, "kind": kind}, status_code=status)
 
 
-def build_app(cluster: Cluster) -> Starlette:
+def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] = lambda r: LOCAL,
+              advertise_from_request: bool = False) -> Starlette:
+    """The namespace API. `authenticate` says who asks (the Unix socket: the local user, an admin; TCP: a
+    token). `advertise_from_request`: env answers name the services by the host the client used for the
+    agent, unless the config names an `advertise_host`."""
     ns = cluster.namespaces
+    store = SeedStore(cluster.state.home / "seeds")
+    everyone = ("admin", "ci", "reader")
 
-    def handler(fn, namespace_of=None):
+    def handler(fn, roles=everyone, namespace_of=None, raw_body: bool = False):
         async def endpoint(request: Request):
-            body = await request.json() if request.method in ("POST", "PUT") and await request.body() else {}
-            if namespace_of and "application/x-ndjson" in request.headers.get("accept", ""):
-                return _streamed(fn, request, body, namespace_of(request, body))
             t0 = time.monotonic()
-
+            who = None
             try:
-                result = await run_in_threadpool(fn, request, body or {})
-                status = 200
+                who = await run_in_threadpool(authenticate, request)
+                who.need(*roles)
+                data = await request.body()
+                body = data if raw_body else (json.loads(data) if data else {})
+                if advertise_from_request and request.url.hostname:
+                    ADVERTISED_HOST.set(request.url.hostname)
+                if namespace_of and "application/x-ndjson" in request.headers.get("accept", ""):
+                    return _streamed(fn, request, body, who, namespace_of(request, body))
+                result = await run_in_threadpool(fn, request, body, who)
                 response = JSONResponse(result)
             except Exception as exc:  # every failure becomes an answer the CLI can render
                 response = _error(exc)
-                status = response.status_code
-            log.info("%s %s -> %s in %.0f ms", request.method, request.url.path, status, (time.monotonic() - t0) * 1e3)
+            log.info("%s %s by %s -> %s in %.0f ms", request.method, request.url.path, who.name if who else "?",
+                     response.status_code, (time.monotonic() - t0) * 1e3)
             return response
         return endpoint
 
     def flag(request: Request, key: str) -> bool:
         return request.query_params.get(key, "0") in ("1", "true", "yes")
 
-    def create(request, body):
-        return ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
-                         exist_ok=bool(body.get("exist_ok")), seed=bool(body.get("seed")),
-                         seeds_dir=body.get("seeds_dir"))
+    def seeds_of(body: dict, who: Principal) -> tuple[Path | None, str | None]:
+        """(folder, the name the user gave it): by hash from the store, or a path (only the local user's)."""
+        if body.get("seeds_hash"):
+            folder = store.path(body["seeds_hash"])
+            if folder is None:
+                raise SeedsMissing("the agent does not have these seeds: upload them first (PUT /seeds/HASH)")
+            return folder, body.get("seeds_label") or "seeds"
+        if body.get("seeds_dir"):
+            if who is not LOCAL:
+                raise Forbidden("over the network seeds are sent by content, not as a path on the agent's machine")
+            return Path(body["seeds_dir"]), None
+        return None, None
 
+    def create(request, body, who):
+        folder, label = seeds_of(body, who)
+        with relabelled(folder, label):
+            info = ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
+                             exist_ok=bool(body.get("exist_ok")), seed=bool(body.get("seed")) and folder is not None,
+                             seeds_dir=folder, owner=None if who is LOCAL else who.name)
+        if body.get("env"):  # `ns create --print-env`: the settings in the same answer, one round trip
+            info["env"] = ns.env(info["name"], owner=who.owner, ca_file="here" if who is LOCAL else None)
+        return info
+
+    def seed(request, body, who):
+        folder, label = seeds_of(body, who)
+        if folder is None:
+            raise BadInput("no seeds given")
+        with relabelled(folder, label):
+            return ns.seed(request.path_params["name"], folder, body.get("services") or None, owner=who.owner)
+
+    def status(request, body, who):
+        data = cluster.status()
+        if who.role == "admin":
+            data["tokens"] = ns.tokens.list()
+        return data
+
+    def put_seeds(request, body, who):
+        store.put(request.path_params["digest"], body)
+        return {"stored": request.path_params["digest"]}
+
+    def name(request) -> str:
+        return request.path_params["name"]
+
+    creators, admins = ("admin", "ci"), ("admin",)
     routes = [
-        Route("/health", handler(lambda r, b: {"ok": True, "pid": os.getpid()}), methods=["GET"]),
-        Route("/status", handler(lambda r, b: cluster.status()), methods=["GET"]),
-        Route("/namespaces", handler(create, lambda r, b: b.get("name", "")), methods=["POST"]),
-        Route("/namespaces", handler(lambda r, b: ns.list()), methods=["GET"]),
-        Route("/namespaces/{name}", handler(lambda r, b: ns.get(r.path_params["name"])), methods=["GET"]),
-        Route("/namespaces/{name}", handler(lambda r, b: {"deleted": ns.delete(
-            r.path_params["name"], missing_ok=flag(r, "missing_ok"))}), methods=["DELETE"]),
-        Route("/namespaces/{name}/env", handler(lambda r, b: ns.env(r.path_params["name"])), methods=["GET"]),
-        Route("/namespaces/{name}/seed", handler(lambda r, b: ns.seed(r.path_params["name"], b.get("seeds_dir"),
-                                                                   b.get("services") or None),
-                                                 lambda r, b: r.path_params["name"]), methods=["POST"]),
-        Route("/gc", handler(lambda r, b: {"names": ns.gc(dry_run=flag(r, "dry_run"))}), methods=["POST"]),
+        Route("/health", handler(lambda r, b, w: {"ok": True, "pid": os.getpid()}), methods=["GET"]),
+        Route("/whoami", handler(lambda r, b, w: {"name": w.name, "role": w.role}), methods=["GET"]),
+        Route("/status", handler(status), methods=["GET"]),
+        Route("/namespaces", handler(create, creators, lambda r, b: b.get("name", "")), methods=["POST"]),
+        Route("/namespaces", handler(lambda r, b, w: ns.list(owner=w.owner)), methods=["GET"]),
+        Route("/namespaces/{name}", handler(lambda r, b, w: ns.get(name(r), owner=w.owner)), methods=["GET"]),
+        Route("/namespaces/{name}", handler(lambda r, b, w: {"deleted": ns.delete(
+            name(r), missing_ok=flag(r, "missing_ok"), owner=w.owner)}, creators), methods=["DELETE"]),
+        Route("/namespaces/{name}/env", handler(lambda r, b, w: ns.env(
+            name(r), owner=w.owner, ca_file="here" if w is LOCAL else None), creators),
+              methods=["GET"]),
+        Route("/namespaces/{name}/seed", handler(seed, creators, lambda r, b: name(r)), methods=["POST"]),
+        Route("/gc", handler(lambda r, b, w: {"names": ns.gc(dry_run=flag(r, "dry_run"))}, admins), methods=["POST"]),
+        Route("/seeds/{digest}", handler(lambda r, b, w: {"present": store.path(r.path_params["digest"]) is not None},
+                                         creators), methods=["GET"]),
+        Route("/seeds/{digest}", handler(put_seeds, creators, raw_body=True), methods=["PUT"]),
+        Route("/tokens", handler(lambda r, b, w: ns.tokens.create(b.get("name", ""), b.get("role", ""),
+                                                                  b.get("ttl")), admins), methods=["POST"]),
+        Route("/tokens", handler(lambda r, b, w: ns.tokens.list(), admins), methods=["GET"]),
+        Route("/tokens/{name}", handler(lambda r, b, w: ns.tokens.revoke(name(r)), admins),
+              methods=["DELETE"]),
+        Route("/ca.pem", _ca_pem(cluster), methods=["GET"]),
     ]
     return Starlette(routes=routes)
 
 
-def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResponse:
+def _ca_pem(cluster: Cluster):
+    """The cluster CA's certificate, to anyone: it is public, and `localdev login` pins it by fingerprint."""
+    async def endpoint(request: Request):
+        path = tls_dir(cluster.state) / "ca.pem"
+        if not path.exists():
+            return JSONResponse({"error": "this agent has no cluster CA (TLS is off)", "kind": "not_found"}, 404)
+        return PlainTextResponse(path.read_text(), media_type="application/x-pem-file")
+    return endpoint
+
+
+@contextmanager
+def relabelled(folder: Path | None, label: str | None):
+    """Errors about uploaded seeds name the files as the user wrote them, not the agent's copy."""
+    try:
+        yield
+    except BadInput as exc:
+        if folder is None or label is None:
+            raise
+        raise BadInput(str(exc).replace(str(folder), label.rstrip("/"))) from None
+
+
+def _streamed(fn, request: Request, body, who: Principal, namespace: str) -> StreamingResponse:
     """Run a long operation, streaming its progress then its result (or error) as JSON lines.
 
     The work runs in its own thread to the end even if the client goes away: a killed CLI leaves a
@@ -96,7 +185,7 @@ def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResp
         try:
             with listening(namespace, lambda service, msg, frac: events.put(
                     {"progress": msg, "service": service, "fraction": frac})):
-                events.put({"result": fn(request, body)})
+                events.put({"result": fn(request, body, who)})
             status = 200
         except Exception as exc:  # sent to the client as an error line
             response = _error(exc)
@@ -106,7 +195,8 @@ def _streamed(fn, request: Request, body: dict, namespace: str) -> StreamingResp
                  (time.monotonic() - t0) * 1e3)
         events.put(None)
 
-    threading.Thread(target=work, name=f"op-{namespace}", daemon=True).start()
+    # (in a copy of the request's context: the advertised host travels in a context variable)
+    threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"op-{namespace}", daemon=True).start()
 
     async def lines():
         while (item := await run_in_threadpool(events.get)) is not None:
@@ -217,6 +307,34 @@ def warm_up(cluster: Cluster) -> None:
         log.warning("warm-up failed: %s", exc)
 
 
+def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
+    """Who a TCP request is: the bearer token's name and role (401 without a valid one)."""
+    tokens = cluster.namespaces.tokens
+
+    def authenticate(request: Request) -> Principal:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return tokens.verify(token.strip() if scheme.lower() == "bearer" else None)
+    return authenticate
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock
+
+
+async def serve_all(servers: list) -> None:
+    """Serve each (uvicorn.Server, socket) until any of them stops (a signal stops one), then stop all."""
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -227,14 +345,23 @@ def main(argv: list[str] | None = None) -> None:
     cluster = Cluster(home=args.home)
     agent_cfg = cluster.config.agent
     warm_up(cluster)
-    sock = bind_socket(cluster.state.agent_socket)
+    def server(app, certfile=None, keyfile=None):
+        return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                             ssl_certfile=certfile, ssl_keyfile=keyfile))
+
+    servers = [(server(build_app(cluster)), bind_socket(cluster.state.agent_socket))]
+    listener = cluster.listener()
+    if listener is not None:
+        app = build_app(cluster, token_auth(cluster), advertise_from_request=not cluster.config.advertise_host)
+        cert = listener.cert
+        servers.append((server(app, str(cert.cert) if cert else None, str(cert.key) if cert else None),
+                        bind_tcp(listener.host, listener.port)))
+        log.info("agent serving %s", listener.url)
     Supervisor(cluster, float(agent_cfg["supervise_interval"])).start()
     Reaper(cluster, float(agent_cfg["reap_interval"])).start()
     log.info("agent serving %s (pid %d)", cluster.state.agent_socket, os.getpid())
-    config = uvicorn.Config(build_app(cluster), fd=sock.fileno(), log_level="warning", access_log=False,
-                            lifespan="off")
     try:
-        uvicorn.Server(config).run()
+        asyncio.run(serve_all(servers))
     finally:
         cluster.namespaces.close()
         cluster.close()

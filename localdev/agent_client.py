@@ -14,9 +14,11 @@ import builtins
 import json
 import socket
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-from localdev.errors import AgentUnavailable, LocalDevError, from_kind
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError, SeedsMissing, from_kind
+from localdev.tls import CA_FILE
 
 
 class _Response:
@@ -61,35 +63,90 @@ class _Response:
 
 
 class AgentClient:
-    def __init__(self, home: Path | str, timeout: float = 600):
-        self.home = Path(home)
-        self.socket = self.home / "run" / "agent.sock"
-        self.timeout = timeout
+    """The agent's API. Local: its Unix socket under `home`. Remote (team mode): `url` (https://host:port, or
+    http:// where the server is `insecure`), a bearer `token`, and the cluster CA to verify it by (`ca`, a PEM
+    file; else the system's trust store)."""
 
-    def _send(self, method: str, path: str, body: dict | None, accept: str, timeout: float) -> socket.socket:
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-                f"Content-Type: application/json\r\nAccept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
+    def __init__(self, home: Path | str | None = None, timeout: float = 600, *, url: str | None = None,
+                 token: str | None = None, ca: str | None = None):
+        self.home = Path(home) if home is not None else None
+        self.socket = self.home / "run" / "agent.sock" if self.home is not None else None
+        self.timeout = timeout
+        self.url, self.token, self.ca = url, token, ca
+        self._tls: Any = None  # an ssl.SSLContext, made at the first TLS connection
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise BadInput(f"LOCALDEV_URL {url!r}: expected https://HOST:PORT (http:// only for an insecure agent)")
+            self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+            self.secure = parts.scheme == "https"
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
+
+    def _where(self) -> str:
+        return self.url if self.url else f"LOCALDEV_HOME={self.home}"
+
+    def _connect(self, timeout: float) -> socket.socket:
+        if not self.remote:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(self.socket))
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                raise AgentUnavailable(f"the cluster agent is not running ({self._where()}): "
+                                       "run `localdev up` to start the cluster and its agent") from None
+            return sock
         try:
-            sock.connect(str(self.socket))
-            sock.sendall(head.encode() + payload)
-        except (FileNotFoundError, ConnectionRefusedError):
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        except OSError as exc:
+            raise AgentUnavailable(f"the cluster agent at {self.url} does not answer ({exc.strerror or exc}): check "
+                                   "the URL, the network, and that the server ran `localdev up --serve`") from None
+        if not self.secure:
+            return sock
+        import ssl  # only here: local commands do not pay for it
+
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=self.ca) if self.ca else ssl.create_default_context()
+        try:
+            return self._tls.wrap_socket(sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
             sock.close()
-            raise AgentUnavailable(f"the cluster agent is not running (LOCALDEV_HOME={self.home}): "
-                                   "run `localdev up` to start the cluster and its agent") from None
+            raise BadInput(f"the agent at {self.url} did not prove who it is ({exc.verify_message}): run "
+                           "`localdev login URL --token T` to pin the cluster's CA, or set LOCALDEV_CA") from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise AgentUnavailable(f"TLS with the agent at {self.url} failed: {exc}") from None
+
+    def _send(self, method: str, path: str, body, accept: str, timeout: float,
+              content_type: str = "application/json") -> socket.socket:
+        payload = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+        host = f"{self.host}:{self.port}" if self.remote else "localhost"
+        auth = f"Authorization: Bearer {self.token}\r\n" if self.remote and self.token else ""
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}"
+                f"Content-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n")
+        sock = self._connect(timeout)
+        try:
+            sock.sendall(head.encode() + payload)
         except BaseException:
             sock.close()
             raise
         return sock
 
-    def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
+    def request(self, method: str, path: str, body=None, query: dict | None = None,
+                content_type: str = "application/json"):
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        with self._send(method, path, body, "application/json", self.timeout) as sock:
+        with self._send(method, path, body, "application/json", self.timeout, content_type) as sock:
             resp = _Response(sock)
-            data = json.loads(resp.body() or b"null")
+            raw = resp.body()
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            raise LocalDevError(f"the agent ({self._where()}) answered {resp.status} with something that is not "
+                                "JSON: is that URL a localdev agent?") from None
         if resp.status >= 400:
             raise from_kind((data or {}).get("kind"), (data or {}).get("error", f"agent answered {resp.status}"))
         return data
@@ -120,10 +177,31 @@ class AgentClient:
             return self.request("POST", path, body)
         return self.stream("POST", path, body, on_progress)
 
-    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None) -> dict:
-        return self._maybe_streamed("/namespaces", {"name": name, "ttl": ttl, "labels": labels or [],
-                                                    "exist_ok": exist_ok, "seed": seed,
-                                                    "seeds_dir": str(seeds_dir) if seeds_dir else None}, on_progress)
+    def _with_seeds(self, path: str, body: dict, seeds_dir, on_progress) -> dict:
+        """A request that names seeds: by path to the local agent; by content to a remote one, which is sent
+        the files only when it answers that it does not have that set yet."""
+        if not seeds_dir:
+            return self._maybe_streamed(path, body, on_progress)
+        if not self.remote:
+            return self._maybe_streamed(path, {**body, "seeds_dir": str(seeds_dir)}, on_progress)
+        from localdev.seedpack import pack, tree_hash
+
+        digest = tree_hash(Path(seeds_dir))
+        body = {**body, "seeds_hash": digest, "seeds_label": str(seeds_dir)}
+        try:
+            return self._maybe_streamed(path, body, on_progress)
+        except SeedsMissing:
+            self.request("PUT", f"/seeds/{digest}", pack(Path(seeds_dir)), content_type="application/x-tar")
+            return self._maybe_streamed(path, body, on_progress)
+
+    def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None,
+               with_env: bool = False) -> dict:
+        """`with_env`: the namespace's settings come back in the same answer, under "env"."""
+        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env}
+        info = self._with_seeds("/namespaces", body, seeds_dir if seed else None, on_progress)
+        if "env" in info:
+            info["env"] = self._local_paths(info["env"])
+        return info
 
     def list(self) -> builtins.list[dict]:
         return self.request("GET", "/namespaces")
@@ -132,7 +210,16 @@ class AgentClient:
         return self.request("GET", f"/namespaces/{quote(name, safe='')}")
 
     def env(self, name) -> dict:
-        return self.request("GET", f"/namespaces/{quote(name, safe='')}/env")
+        """The namespace's settings; TLS settings name this machine's pinned copy of the cluster CA."""
+        return self._local_paths(self.request("GET", f"/namespaces/{quote(name, safe='')}/env"))
+
+    def _local_paths(self, env: dict) -> dict:
+        if any(CA_FILE in v for v in env.values()):
+            if not self.ca:
+                raise BadInput("the cluster's services use TLS with its own CA: run `localdev login URL --token T` "
+                               "to pin it (or set LOCALDEV_CA to its certificate file)")
+            env = {k: v.replace(CA_FILE, str(Path(self.ca).resolve())) for k, v in env.items()}
+        return env
 
     def delete(self, name, missing_ok=False) -> bool:
         return self.request("DELETE", f"/namespaces/{quote(name, safe='')}",
@@ -142,8 +229,21 @@ class AgentClient:
         return self.request("POST", "/gc", query={"dry_run": "1" if dry_run else "0"})["names"]
 
     def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:
-        return self._maybe_streamed(f"/namespaces/{quote(name, safe='')}/seed",
-                                    {"seeds_dir": str(seeds_dir), "services": services or []}, on_progress)
+        return self._with_seeds(f"/namespaces/{quote(name, safe='')}/seed", {"services": services or []}, seeds_dir,
+                                on_progress)
 
     def status(self) -> dict:
         return self.request("GET", "/status")
+
+    def whoami(self) -> dict:
+        return self.request("GET", "/whoami")
+
+    # tokens (admin)
+    def token_create(self, name: str, role: str, ttl: str | None = None) -> dict:
+        return self.request("POST", "/tokens", {"name": name, "role": role, "ttl": ttl})
+
+    def token_list(self) -> builtins.list[dict]:
+        return self.request("GET", "/tokens")
+
+    def token_revoke(self, name: str) -> dict:
+        return self.request("DELETE", f"/tokens/{quote(name, safe='')}")

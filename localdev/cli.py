@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from localdev.errors import BadInput, LocalDevError
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError
 
 
 def _home() -> Path:
@@ -32,9 +32,20 @@ def _cluster():
 
 
 def _agent(timeout: float = 600):
-    from localdev.agent_client import AgentClient
+    """The cluster this user is pointed at: LOCALDEV_URL or `localdev login`'s profile, else the local one."""
+    from localdev.profile import connect
 
-    return AgentClient(_home(), timeout=timeout)
+    return connect(_home(), timeout=timeout)
+
+
+def _local_only(what: str) -> None:
+    from localdev.profile import remote
+
+    where = remote()
+    if where is not None:
+        raise BadInput(f"`localdev {what}` runs on the cluster's own machine; this shell points at the remote "
+                       f"cluster {where.url} (LOCALDEV_URL or `localdev login`): unset LOCALDEV_URL or "
+                       "`localdev logout` to manage a local cluster")
 
 
 def _out(data) -> None:
@@ -99,18 +110,22 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 # -- cluster --------------------------------------------------------------------------
 def up(args) -> None:
-    if not args.runtime and not args.service:
+    _local_only("up")
+    if not args.runtime and not args.service and args.serve is None:
         status = _running_status()
         if status is not None:  # already up and healthy: the agent says so without a client import here
             _render_status(status, args.json)
             return
-    status = _cluster().up(services=args.service or None, runtime=args.runtime, progress=_progress(args.json))
+    status = _cluster().up(services=args.service or None, runtime=args.runtime, progress=_progress(args.json),
+                           serve=args.serve)
     _render_status(status, args.json)
 
 
 def _running_status() -> dict | None:
     """The agent's status if the whole recorded cluster is up and healthy, else None."""
-    client = _agent(timeout=30)
+    from localdev.agent_client import AgentClient
+
+    client = AgentClient(_home(), timeout=30)
     if not client.ping():
         return None
     status = client.status()
@@ -119,13 +134,17 @@ def _running_status() -> dict | None:
 
 
 def down(args) -> None:
+    _local_only("down")
     _cluster().down(purge=args.purge, progress=_progress(False))
 
 
 def status(args) -> None:
+    client = _agent(timeout=30)
     try:
-        data = _agent(timeout=30).status()
-    except LocalDevError:
+        data = client.status()
+    except AgentUnavailable:
+        if client.remote:
+            raise
         data = _cluster().status()  # no agent: check the services from here
     _render_status(data, args.json)
 
@@ -141,6 +160,14 @@ def _render_status(data: dict, as_json: bool) -> None:
                  str(agent.get("pid") or "-"), agent.get("detail", "")])
     _table(f"localdev cluster ({data['runtime'] or 'not started'}) — {data['home']}",
            ["service", "state", "endpoint", "pid", "detail"], rows)
+    listener = agent.get("listener")
+    if listener:
+        tls = f"TLS, CA {listener['ca']}" if listener["tls"] and listener.get("ca") else \
+            ("TLS" if listener["tls"] else listener["warning"])
+        print(f"  team mode: {listener['url']} ({tls})")
+    for token in data.get("tokens", []):
+        print(f"  token {token['name']} ({token['role']}): last used {_ago(token['last_used_at'])}, "
+              f"expires {_ago(token['expires_at'])}")
     for event in data.get("events", [])[-5:]:
         print(f"  {event['time']} {event['service']}: {event['event']} {event.get('detail', '')}".rstrip())
     _render_problems(data.get("problems", {}))
@@ -202,9 +229,9 @@ def ns_create(args) -> None:
         seeds_dir = None  # no seeds folder in this project: nothing to apply
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
-                               seeds_dir=seeds_dir, on_progress=on_progress)
-    if args.print_env:  # one process instead of `ns create` then `ns env`
-        sys.stdout.write(format_env(_agent().env(name), args.print_env))
+                               seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env))
+    if args.print_env:  # one process and one request instead of `ns create` then `ns env`
+        sys.stdout.write(format_env(info["env"], args.print_env))
     elif args.json:
         _out(info)
     else:
@@ -277,6 +304,55 @@ def seed(args) -> None:
     print(f"namespace {args.name} seeded from {seeds_dir}")
 
 
+def token_create(args) -> None:
+    info = _agent().token_create(args.name, args.role, args.ttl)
+    if args.json:
+        _out(info)
+        return
+    print(info["token"])
+    print(f"token {info['name']} ({info['role']}) created; it is shown only now: store it as a CI secret "
+          "(LOCALDEV_TOKEN)", file=sys.stderr)
+
+
+def token_list(args) -> None:
+    items = _agent().token_list()
+    if args.json:
+        _out(items)
+        return
+    _table("tokens", ["name", "role", "created", "expires", "last used"],
+           [[t["name"], t["role"], _ago(t["created_at"]), _ago(t["expires_at"]), _ago(t["last_used_at"])]
+            for t in items])
+
+
+def token_revoke(args) -> None:
+    _agent().token_revoke(args.name)
+    print(f"token {args.name} revoked")
+
+
+def login(args) -> None:
+    from localdev.profile import login as do_login
+
+    token = args.token or _env_token()
+    info = do_login(args.url, token, ca_file=args.ca, fingerprint_expected=args.fingerprint)
+    print(f"logged in to {info['url']} as {info['name']} ({info['role']}); the cluster CA "
+          f"(SHA-256 {info['fingerprint']}) is pinned in {info['profile']}")
+
+
+def _env_token() -> str:
+    import os
+
+    token = os.environ.get("LOCALDEV_TOKEN")
+    if not token:
+        raise BadInput("give --token T (or set LOCALDEV_TOKEN)")
+    return token
+
+
+def logout(args) -> None:
+    from localdev.profile import logout as do_logout
+
+    print("logged out" if do_logout() else "not logged in")
+
+
 def compose(args) -> None:
     from localdev.compose import write_compose
 
@@ -316,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "all are healthy.")
     p.add_argument("--runtime", choices=("auto", "native", "docker"))
     p.add_argument("--service", action="append", help="only this service (repeatable)")
+    p.add_argument("--serve", nargs="?", const="0.0.0.0:7443", metavar="ADDR",
+                   help="team mode: the agent also listens on TCP, with TLS and tokens (default 0.0.0.0:7443)")
     _json_flag(p)
     p = _command(sub, "down", down, "Stop the cluster (data kept unless --purge).")
     p.add_argument("--purge", action="store_true", help="also delete all data")
@@ -362,6 +440,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--seeds", type=Path, metavar="DIR", help="fixtures directory (default: config's seeds)")
     p.add_argument("--service", action="append", help="only this service (repeatable)")
+    tok = sub.add_parser("token", help="Team mode: tokens for other machines (create, list, revoke).",
+                         description="Team mode: tokens for other machines (create, list, revoke).")
+    tok.set_defaults(func=_help(tok, 2))
+    tok_sub = tok.add_subparsers(title="commands", metavar="COMMAND")
+    p = _command(tok_sub, "create", token_create, "Make a token (printed once; stored hashed in the registry).")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=("admin", "ci", "reader"),
+                   help="admin: everything; ci: its own namespaces; reader: list and status")
+    p.add_argument("--ttl", help="e.g. 90d (default: never expires)")
+    _json_flag(p)
+    p = _command(tok_sub, "list", token_list, "Tokens: name, role, last use, expiry (never the token).")
+    _json_flag(p)
+    p = _command(tok_sub, "revoke", token_revoke, "Revoke a token at once.")
+    p.add_argument("name")
+    p = _command(sub, "login", login, "Point this machine at a shared cluster: pin its CA, check the token.")
+    p.add_argument("url", help="https://HOST:PORT of the cluster's agent")
+    p.add_argument("--token", help="the token (default: LOCALDEV_TOKEN)")
+    p.add_argument("--ca", metavar="FILE", help="the cluster CA's certificate (default: fetched and pinned)")
+    p.add_argument("--fingerprint", help="refuse unless the CA has this SHA-256 fingerprint")
+    _command(sub, "logout", logout, "Forget the shared cluster `login` pointed this machine at.")
+
     p = _command(sub, "compose", compose, "Write a docker-compose.yml generated from the same service specs.")
     p.add_argument("--output", type=Path, default=Path("compose/docker-compose.yml"), help="file to write")
     return parser

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from localdev.runtimes.base import ProcessSpec
 from localdev.services import in_waves, service_classes, with_dependencies
 from localdev.services.base import Service, ServiceContext
 from localdev.state import StateDir
+from localdev.tls import ServerCert
 from localdev.waiting import TimedOut, poll_until
 
 if TYPE_CHECKING:
@@ -31,6 +33,17 @@ if TYPE_CHECKING:
     from localdev.runtimes.base import Runtime
 
 AGENT = "agent"
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """The agent's TCP listener (team mode)."""
+
+    host: str
+    port: int
+    url: str
+    cert: ServerCert | None  # None: plain HTTP (`insecure = true`)
 
 
 def _quiet(_msg: str) -> None:
@@ -73,7 +86,8 @@ class Cluster:
             self._services = {}
             for name, cls in classes.items():
                 ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
-                                     options=cfg.services[name], services=self._services)
+                                     options=cfg.services[name], services=self._services,
+                                     advertise_host=cfg.advertise_host, server_cert=self.server_cert)
                 self._services[name] = cls(ctx)
         return self._services
 
@@ -106,9 +120,34 @@ class Cluster:
     def spec(self, name: str):
         return self.runtime.spec_for(self.services[name])
 
+    def listener(self) -> Listener | None:
+        """The agent's TCP listener, if the config asks for one; makes the cluster CA and the server
+        certificate (for every name a client may use) unless `insecure` or the config names its own."""
+        import socket
+
+        from localdev.config import parse_listen
+        from localdev.tls import ensure_server_cert
+
+        agent = self.config.agent
+        if not agent["listen"]:
+            return None
+        host, port = parse_listen(agent["listen"], "agent.listen")
+        public = self.config.advertise_host or (host if host not in WILDCARDS else socket.getfqdn())
+        if agent["insecure"]:
+            cert = None
+        elif agent["cert"]:
+            root = self.config.root
+            cert = ServerCert(cert=root / agent["cert"], key=root / agent["key"], ca=None)
+        else:
+            cert = ensure_server_cert(self.state, self._cert_names(host))
+        scheme = "https" if cert else "http"
+        where = f"[{public}]" if ":" in public else public
+        return Listener(host=host, port=port, url=f"{scheme}://{where}:{port}", cert=cert)
+
     # -- up / down ----------------------------------------------------------
     def up(self, services: list[str] | None = None, runtime: str | None = None,
-           progress: Callable[[str], None] = _quiet, agent: bool = True) -> dict:
+           progress: Callable[[str], None] = _quiet, agent: bool = True, serve: str | None = None) -> dict:
+        """`serve`: also listen on TCP at this address (team mode), as `[agent] listen` does."""
         self.state.ensure()
         with self.state.lock():
             recorded = self.recorded
@@ -117,6 +156,12 @@ class Cluster:
             if not given and not running:
                 # A stopped cluster takes the project's current config; a running one keeps what it runs with.
                 self._config = config_mod.load()
+            if serve is not None:
+                from localdev.config import parse_listen
+
+                parse_listen(serve)
+                self.config.agent = {**self.config.agent, "listen": serve}
+            was_listening = ((recorded or {}).get("config") or {}).get("agent", {}).get("listen", "")
             wanted_runtime = self._choose_runtime(runtime or self.config.runtime)
             if running and recorded is not None and recorded["runtime"] != wanted_runtime:
                 raise BadInput(f"the cluster in {self.state.home} runs on the {recorded['runtime']} runtime; "
@@ -135,12 +180,23 @@ class Cluster:
                 names = with_dependencies(sorted(set(names) | set(recorded["services"]), key=list(classes).index))
             for name in names:  # bad input changes nothing: refuse before starting anything
                 self.services[name].check()
+                self.services[name].check_exposure()
             self._check_ports(names)
+            listener = self.listener() if agent else None  # before anything starts: a bad cert path is bad input
+            if listener is not None and not self._native().state(AGENT).running:
+                from localdev.ports import port_in_use
+
+                if port_in_use(listener.host if listener.host not in WILDCARDS else "127.0.0.1", listener.port):
+                    raise BadInput(f"port {listener.port} on {listener.host} is already in use by another program, so "
+                                   "the agent cannot listen there: stop that program or choose another address "
+                                   "([agent] listen, or `up --serve ADDR`); nothing was started")
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home)})
             results = in_waves(names, lambda n: self._start(n, progress))
             started = [n for n in names if results[n]]
             if agent:
+                if was_listening != self.config.agent["listen"]:  # the agent reads its listener at start
+                    self._native().stop(AGENT, self.agent_spec())
                 self.start_agent(progress)
             self.verify_namespaces(started, progress)
         return self.status()
@@ -289,8 +345,34 @@ class Cluster:
                 "runtime": recorded["runtime"],
                 "services": {n: results[n] for n in names},
                 "agent": {"running": agent_state.running, "pid": agent_state.pid if agent_state.running else None,
-                          "detail": agent_state.detail, "socket": str(self.state.agent_socket)},
+                          "detail": agent_state.detail, "socket": str(self.state.agent_socket),
+                          "listener": self._listener_status()},
                 "events": self.events(limit=10), "problems": self._problems(results)}
+
+    def server_cert(self) -> ServerCert:
+        """The cluster CA's server certificate, for every name clients may use (the agent's and the services')."""
+        from localdev.config import parse_listen
+        from localdev.tls import ensure_server_cert
+
+        listen = self.config.agent["listen"]
+        return ensure_server_cert(self.state, self._cert_names(parse_listen(listen)[0] if listen else ""))
+
+    def _cert_names(self, listen_host: str) -> list[str]:
+        import socket
+
+        names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+        return sorted(names | {h for h in (self.config.advertise_host, listen_host, self.config.host)
+                               if h not in WILDCARDS})
+
+    def _listener_status(self) -> dict | None:
+        listener = self.listener()
+        if listener is None:
+            return None
+        cert = listener.cert
+        return {"url": listener.url, "tls": cert is not None, "ca": str(cert.ca) if cert and cert.ca else None,
+                "cert": str(cert.cert) if cert else None,
+                "warning": None if cert else
+                "plain HTTP (insecure = true): tokens and data cross the network unencrypted"}
 
     def _problems(self, results: dict) -> dict:
         """Namespaces that lost state in a restarted service (recorded in the registry)."""

@@ -28,10 +28,15 @@ class Option:
 RUNTIMES = ("auto", "native", "docker")
 COMMON_OPTIONS = {
     "enabled": Option(True, bool, help="start this service with `localdev up`"),
+    "allow_plaintext": Option(False, bool, help="let a service that cannot do TLS listen beyond loopback anyway"),
 }
-TOP_KEYS = {"runtime", "host", "services", "namespaces", "agent"}
+TOP_KEYS = {"runtime", "host", "advertise_host", "services", "namespaces", "agent"}
 NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1"}
-AGENT_KEYS = {"reap_interval": 30, "supervise_interval": 1.0}
+AGENT_KEYS = {
+    "reap_interval": 30, "supervise_interval": 1.0,
+    # team mode: a TCP listener beside the Unix socket ("0.0.0.0:7443"), TLS unless insecure
+    "listen": "", "cert": "", "key": "", "insecure": False,
+}
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Config:
     path: Path | None = None
     runtime: str = "auto"
     host: str = "127.0.0.1"
+    advertise_host: str = ""  # the name clients on other machines reach the services by (default: host)
     services: dict[str, dict] = field(default_factory=dict)
     namespaces: dict = field(default_factory=dict)
     agent: dict = field(default_factory=dict)
@@ -61,12 +67,14 @@ class Config:
 
     def to_json(self) -> dict:
         return {"path": str(self.path) if self.path else None, "runtime": self.runtime, "host": self.host,
-                "services": self.services, "namespaces": self.namespaces, "agent": self.agent}
+                "advertise_host": self.advertise_host, "services": self.services, "namespaces": self.namespaces,
+                "agent": self.agent}
 
     @classmethod
     def from_json(cls, data: dict) -> Config:
         return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],
-                   host=data["host"], services=data["services"], namespaces=data["namespaces"], agent=data["agent"])
+                   host=data["host"], advertise_host=data.get("advertise_host", ""), services=data["services"],
+                   namespaces=data["namespaces"], agent={**AGENT_KEYS, **data["agent"]})
 
 
 def find_config_file(start: Path | None = None) -> tuple[Path | None, dict]:
@@ -158,6 +166,7 @@ def validate(raw: dict, where: str, path: Path | None, env: Mapping[str, str]) -
     if env.get("LOCALDEV_RUNTIME"):
         cfg.runtime = _check("LOCALDEV_RUNTIME", "runtime", env["LOCALDEV_RUNTIME"], Option("auto", str, RUNTIMES))
     cfg.host = _check(where, "host", raw.get("host", "127.0.0.1"), Option("127.0.0.1", str))
+    cfg.advertise_host = _check(where, "advertise_host", raw.get("advertise_host", ""), Option("", str))
 
     services_raw = raw.get("services", {})
     if not isinstance(services_raw, dict):
@@ -189,6 +198,10 @@ def validate(raw: dict, where: str, path: Path | None, env: Mapping[str, str]) -
 
     cfg.namespaces = _namespaces(where, raw)
     cfg.agent = _table(where, "agent", raw.get("agent", {}), AGENT_KEYS)
+    if cfg.agent["listen"]:
+        parse_listen(cfg.agent["listen"], f"{where}: agent.listen")
+    if bool(cfg.agent["cert"]) != bool(cfg.agent["key"]):
+        raise _fail(where, "agent.cert", "give both cert and key (a certificate and its private key), or neither")
     ports = [(o["port"], n) for n, o in cfg.services.items() if o["enabled"]]
     seen: dict[int, str] = {}
     for port, name in ports:
@@ -204,9 +217,14 @@ def _table(where: str, name: str, raw, defaults: dict) -> dict:
     for key in raw:
         if key not in defaults:
             raise _fail(where, f"{name}.{key}", f"unknown key; allowed: {', '.join(defaults)}")
-    out = {}
+    out: dict = {}
     for key, default in defaults.items():
         value = raw.get(key, default)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise _fail(where, f"{name}.{key}", f"expected true or false, got {value!r}")
+            out[key] = value
+            continue
         expected = (int, float) if isinstance(default, (int, float)) else type(default)
         if isinstance(value, bool) or not isinstance(value, expected):
             raise _fail(where, f"{name}.{key}", f"expected {type(default).__name__}, got {value!r}")
@@ -214,3 +232,12 @@ def _table(where: str, name: str, raw, defaults: dict) -> dict:
             raise _fail(where, f"{name}.{key}", f"must be positive, got {value!r}")
         out[key] = value
     return out
+
+
+def parse_listen(text: str, where: str = "--serve") -> tuple[str, int]:
+    """'0.0.0.0:7443', '[::]:7443' or ':7443' (every interface) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]") if sep else ""
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise BadInput(f"{where}: {text!r} is not HOST:PORT (e.g. 0.0.0.0:7443)")
+    return host or "0.0.0.0", int(port)

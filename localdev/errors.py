@@ -13,8 +13,20 @@ class BadInput(LocalDevError):
     exit_code = 2
 
 
+class Unauthorized(BadInput):
+    """No token, or one that is wrong, revoked or expired (HTTP 401). Nothing was changed."""
+
+
+class Forbidden(BadInput):
+    """The token's role does not allow this (HTTP 403). Nothing was changed."""
+
+
 class NotFound(LocalDevError):
     exit_code = 1
+
+
+class SeedsMissing(NotFound):
+    """The agent does not have the seed set a request names by hash: the client uploads it and asks again."""
 
 
 class Conflict(LocalDevError):
@@ -27,7 +39,10 @@ class AgentUnavailable(LocalDevError):
 
 # How the agent sends an error and the client raises it again: (class, HTTP status, kind), most specific first.
 KINDS: tuple[tuple[type[LocalDevError], int, str], ...] = (
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
     (BadInput, 400, "bad_input"),
+    (SeedsMissing, 404, "seeds_missing"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (LocalDevError, 500, "failed"),

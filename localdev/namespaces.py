@@ -20,7 +20,10 @@ from datetime import UTC, datetime, timedelta
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_name
 from localdev.services import in_waves
+from localdev.services.base import CA_FILE
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
+from localdev.tokens import SCHEMA as TOKENS_SCHEMA
+from localdev.tokens import Tokens
 
 REGISTRY_DB = "localdev"
 LOCK_WAIT = "120s"
@@ -40,6 +43,8 @@ CREATE INDEX IF NOT EXISTS namespaces_expires_at ON namespaces (expires_at);
 -- service -> what it lost (e.g. an in-memory emulator restarted); cleared by `localdev seed`
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS problems jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS region text NOT NULL DEFAULT 'us-east-1';
+-- the token that created it (team mode): a ci token sees only its own; NULL for local users and old rows
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS owner text;
 -- Secrets are {group: {key: value}}, as services declare them. Rows from before held fixed fields
 -- (pg_password, which the Mongo service used too, the AWS key pair and the region): move them over.
 UPDATE namespaces SET region = COALESCE(secrets->>'region', region), secrets = jsonb_build_object(
@@ -78,7 +83,8 @@ class Namespaces:
                 conn.execute(f"CREATE DATABASE {REGISTRY_DB}")
             conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
             with self.postgres.connect(REGISTRY_DB) as registry:
-                registry.execute(SCHEMA)  # one simple query: one transaction, so the migration is whole or not at all
+                # one simple query: one transaction, so the migration is whole or not at all
+                registry.execute(SCHEMA + TOKENS_SCHEMA)
 
     def close(self) -> None:
         with self._pool_lock:
@@ -96,11 +102,18 @@ class Namespaces:
             except LockTimeout:  # only the lock's own wait raises it
                 raise Conflict(f"namespace {name!r} is busy: another command has held it for {LOCK_WAIT}") from None
 
-    def _row(self, conn, name: str) -> dict | None:
+    def _row(self, conn, name: str, owner: str | None = None) -> dict | None:
+        """The registry row of `name`; None if absent or, given an `owner`, if someone else's (a ci token
+        must not learn that another token's namespace exists)."""
         from psycopg.rows import dict_row
 
         cur = conn.cursor(row_factory=dict_row)
-        return cur.execute("SELECT * FROM namespaces WHERE name = %s", (name,)).fetchone()
+        row = cur.execute("SELECT * FROM namespaces WHERE name = %s", (name,)).fetchone()
+        return None if row is None or (owner is not None and row["owner"] != owner) else row
+
+    @property
+    def tokens(self) -> Tokens:
+        return Tokens(self.pool)
 
     def _namespace(self, row: dict) -> Namespace:
         return Namespace(name=row["name"], region=row["region"], secrets=row["secrets"])
@@ -117,7 +130,8 @@ class Namespaces:
 
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
-               seed: bool = False, seeds_dir=None) -> dict:
+               seed: bool = False, seeds_dir=None, owner: str | None = None) -> dict:
+        """`owner`: the ci token creating it (only it sees the namespace then)."""
         validate_name(name)
         ttl_seconds = self._ttl(ttl)
         labels = parse_labels(labels)
@@ -129,6 +143,8 @@ class Namespaces:
             fixtures = load_fixtures(seeds_dir, services)  # validated in full before anything is touched
         with self._locked(name) as conn:
             row = self._row(conn, name)
+            if row and owner is not None and row["owner"] != owner:
+                raise Conflict(f"the name {name!r} is taken: choose another")
             if row and row["state"] == "ready":
                 if exist_ok:
                     return self._info(row)
@@ -141,9 +157,9 @@ class Namespaces:
                                [secret for n in services for secret in self.cluster.services[n].secrets])
             expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
-                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region) "
-                "VALUES (%s, 'creating', %s, %s, %s, %s, %s)",
-                (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region))
+                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region, owner) "
+                "VALUES (%s, 'creating', %s, %s, %s, %s, %s, %s)",
+                (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region, owner))
             try:
                 seed_hash = fixtures.content_hash if fixtures else None
                 parts = fixtures.per_service if fixtures else {}
@@ -164,14 +180,14 @@ class Namespaces:
 
         return apply(self.cluster, ns, services, fixtures)
 
-    def seed(self, name: str, seeds_dir, services: builtins.list[str] | None = None) -> dict:
+    def seed(self, name: str, seeds_dir, services: builtins.list[str] | None = None, owner: str | None = None) -> dict:
         """Apply the seeds again (to `services`, default all); first re-create whatever those services lost
         (idempotent creates), which also clears their recorded problems."""
         from localdev.seeding import load_fixtures
 
         validate_name(name)
         with self._locked(name) as conn:
-            row = self._ready_row(conn, name)
+            row = self._ready_row(conn, name, owner)
             unknown = [s for s in services or [] if s not in row["services"]]
             if unknown:
                 raise BadInput(f"namespace {name!r} has no service {unknown[0]!r}; "
@@ -227,8 +243,8 @@ class Namespaces:
             return ttl
         return parse_ttl(ttl)
 
-    def _ready_row(self, conn, name: str) -> dict:
-        row = self._row(conn, name)
+    def _ready_row(self, conn, name: str, owner: str | None = None) -> dict:
+        row = self._row(conn, name, owner)
         if row is None:
             raise NotFound(f"no namespace named {name!r}: `localdev ns list` shows the namespaces")
         if row["state"] != "ready":
@@ -236,19 +252,27 @@ class Namespaces:
                                 f"`localdev ns delete {name}` removes it")
         return row
 
-    def get(self, name: str) -> dict:
+    def get(self, name: str, owner: str | None = None) -> dict:
         validate_name(name)
         with self.pool().connection() as conn:
-            row = self._row(conn, name)
+            row = self._row(conn, name, owner)
         if row is None:
             raise NotFound(f"no namespace named {name!r}: `localdev ns list` shows the namespaces")
         return self._info(row)
 
-    def env(self, name: str) -> dict[str, str]:
+    def env(self, name: str, owner: str | None = None, ca_file: str | None = "here") -> dict[str, str]:
+        """`ca_file`: what stands for the cluster CA's certificate file in TLS settings: "here" is this
+        machine's copy; None keeps the placeholder for a remote client to fill with its pinned copy."""
         validate_name(name)
         with self.pool().connection() as conn:
-            row = self._ready_row(conn, name)
-        return self._env(self._namespace(row), row["services"])
+            row = self._ready_row(conn, name, owner)
+        env = self._env(self._namespace(row), row["services"])
+        if ca_file is not None:
+            from localdev.tls import tls_dir
+
+            path = str(tls_dir(self.cluster.state) / "ca.pem") if ca_file == "here" else ca_file
+            env = {k: v.replace(CA_FILE, path) for k, v in env.items()}
+        return env
 
     def _env(self, ns: Namespace, services: builtins.list[str]) -> dict[str, str]:
         """The union of what each service contributes; a key a service did not declare is its bug, said loudly."""
@@ -265,7 +289,7 @@ class Namespaces:
                     raise LocalDevError(f"services disagree on {key} for namespace {ns.name!r} ({name} differs)")
         return env
 
-    def list(self) -> builtins.list[dict]:
+    def list(self, owner: str | None = None) -> builtins.list[dict]:
         from psycopg.rows import dict_row
 
         with self.pool().connection() as conn:
@@ -273,14 +297,14 @@ class Namespaces:
             rows = cur.execute(
                 "SELECT n.*, (n.state <> 'ready' AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory'"
                 " AND l.classid::bigint = %s AND l.objid::bigint = (hashtext(n.name)::bigint & 4294967295)"
-                " AND l.objsubid = 2)) AS interrupted FROM namespaces n ORDER BY n.created_at, n.name",
-                (NAMESPACES,)).fetchall()
+                " AND l.objsubid = 2)) AS interrupted FROM namespaces n WHERE %s::text IS NULL OR n.owner = %s"
+                " ORDER BY n.created_at, n.name", (NAMESPACES, owner, owner)).fetchall()
         return [self._info(r) for r in rows]
 
-    def delete(self, name: str, missing_ok: bool = False) -> bool:
+    def delete(self, name: str, missing_ok: bool = False, owner: str | None = None) -> bool:
         validate_name(name)
         with self._locked(name) as conn:
-            row = self._row(conn, name)
+            row = self._row(conn, name, owner)
             if row is None:
                 if missing_ok:
                     return False
@@ -315,6 +339,7 @@ class Namespaces:
         state = "interrupted" if row.get("interrupted") else ("degraded" if problems else row["state"])
         expires = row["expires_at"].timestamp() if row["expires_at"] else None
         return {"name": row["name"], "state": state, "created_at": row["created_at"].timestamp(),
+                "owner": row.get("owner"),
                 "expires_at": expires, "labels": row["labels"], "services": list(row["services"]),
                 "seed_hash": row.get("seed_hash"), "problems": problems}
 

@@ -49,15 +49,19 @@ def namespace_name(run_id: str, worker: str) -> str:
 
 
 class _Session:
-    """The cluster this session uses: the shared one, or a private one it owns."""
+    """The cluster this session uses: the shared one (local, or remote with LOCALDEV_URL or `localdev login`),
+    or a private one it owns."""
 
     def __init__(self, config):
         from localdev import config as config_mod
+        from localdev.agent_client import AgentClient
         from localdev.cluster import Cluster
+        from localdev.profile import connect, remote
 
         self.pytest_config = config
         self.ephemeral = config.getoption("--localdev-ephemeral")
         self.project = config_mod.load(start=Path(str(config.rootpath)))
+        self.cluster: Cluster | None = None
         if self.ephemeral:
             from localdev.ports import free_port
 
@@ -65,24 +69,28 @@ class _Session:
             for options in self.project.services.values():
                 options["port"] = free_port()
             self.cluster = Cluster(home=Path(self.tmp) / "home", config=self.project)
+            self.client = AgentClient(self.cluster.state.home)
+        elif remote() is not None:
+            self.client = connect()  # a shared cluster on another machine: nothing to start here
         else:
             self.cluster = Cluster()
+            self.client = AgentClient(self.cluster.state.home)
 
     def ensure_up(self) -> None:
-        from localdev.agent_client import AgentClient
-
-        if self.ephemeral:
+        if self.ephemeral and self.cluster is not None:
             self.cluster.up()
             return
-        if AgentClient(self.cluster.state.home).ping():
+        if self.client.ping():
             return
+        if self.cluster is None:
+            raise LocalDevError(f"the shared cluster at {self.client.url} does not answer")
         if self.pytest_config.getoption("--localdev-no-autostart"):
             raise pytest.UsageError(f"the localdev cluster in {self.cluster.state.home} is not running and "
                                     "--localdev-no-autostart was given: run `localdev up`")
         self.cluster.up()
 
     def close(self) -> None:
-        if self.ephemeral:
+        if self.ephemeral and self.cluster is not None:
             import shutil
 
             self.cluster.namespaces.close()
@@ -91,24 +99,33 @@ class _Session:
 
 
 @pytest.fixture(scope="session")
-def localdev_cluster(request):
-    """The running cluster (started if needed)."""
+def _localdev_session(request):
     session = _Session(request.config)
     try:
         session.ensure_up()
     except LocalDevError as exc:
         pytest.fail(f"localdev could not start the cluster: {exc}", pytrace=False)
-    yield session.cluster
+    yield session
     session.close()
 
 
 @pytest.fixture(scope="session")
-def localdev_namespace(request, localdev_cluster) -> Iterator[str]:
-    """This session's (this worker's) namespace name."""
-    from localdev.agent_client import AgentClient
+def localdev_cluster(_localdev_session):
+    """The running cluster (started if needed); None when the session uses a remote shared cluster."""
+    return _localdev_session.cluster
 
+
+@pytest.fixture(scope="session")
+def localdev_client(_localdev_session):
+    """A client of the cluster's agent (local socket, or the remote shared cluster's URL and token)."""
+    return _localdev_session.client
+
+
+@pytest.fixture(scope="session")
+def localdev_namespace(request, localdev_client) -> Iterator[str]:
+    """This session's (this worker's) namespace name."""
     config = request.config
-    client = AgentClient(localdev_cluster.state.home)
+    client = localdev_client
     given = config.getoption("--localdev-namespace")
     if given:
         client.get(given)  # exists, or a clear error
@@ -130,11 +147,9 @@ def localdev_namespace(request, localdev_cluster) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def localdev_env(localdev_cluster, localdev_namespace) -> Iterator[dict]:
+def localdev_env(localdev_client, localdev_namespace) -> Iterator[dict]:
     """The namespace's `ns env` keys; also set in os.environ for the session, restored afterwards."""
-    from localdev.agent_client import AgentClient
-
-    env = AgentClient(localdev_cluster.state.home).env(localdev_namespace)
+    env = localdev_client.env(localdev_namespace)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
@@ -146,11 +161,9 @@ def localdev_env(localdev_cluster, localdev_namespace) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="session")
-def localdev_services(localdev_cluster, localdev_namespace) -> list[str]:
+def localdev_services(localdev_client, localdev_namespace) -> list[str]:
     """The services the session's namespace has."""
-    from localdev.agent_client import AgentClient
-
-    return AgentClient(localdev_cluster.state.home).get(localdev_namespace)["services"]
+    return localdev_client.get(localdev_namespace)["services"]
 
 
 def _client_fixture(service: type[Service], client: PytestClient):

@@ -16,11 +16,11 @@ Re-seeding an existing namespace (`apply`) is all-or-nothing across services.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localdev.errors import BadInput
+from localdev.seedpack import tree_hash
 
 
 @dataclass
@@ -28,17 +28,6 @@ class Fixtures:
     root: Path
     content_hash: str
     per_service: dict[str, object] = field(default_factory=dict)
-
-
-def _hash_tree(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def load_fixtures(root, services: list[str] | None = None) -> Fixtures:
@@ -55,7 +44,7 @@ def load_fixtures(root, services: list[str] | None = None) -> Fixtures:
         if not entry.is_dir() or entry.name not in classes:
             raise BadInput(f"{entry}: unexpected entry in the seeds folder; expected folders named after "
                            f"services: {', '.join(classes)}")
-    fixtures = Fixtures(root=root, content_hash=_hash_tree(root))
+    fixtures = Fixtures(root=root, content_hash=tree_hash(root))
     for name, cls in classes.items():
         folder = root / name
         if not folder.is_dir():

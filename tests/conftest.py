@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from localdev.cluster import Cluster
 REPO = Path(__file__).resolve().parent.parent
 from localdev.config import load as load_config
 from localdev.ports import free_port  # noqa: F401  (tests import it from here)
+from localdev.waiting import poll_until
 
 def _toml_value(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
@@ -74,10 +74,16 @@ class ClusterHandle:
         return proc
 
     def wait_stopped(self, service: str, timeout: float) -> None:
-        """Until the runtime sees `service` gone (a killed process or container), at most `timeout` seconds."""
-        deadline = time.time() + timeout
-        while time.time() < deadline and self.cluster.runtime.state(service).running:
-            time.sleep(0.05)
+        """Until the runtime sees `service` gone (a killed process or container); TimedOut after `timeout` s."""
+        poll_until(lambda: not self.cluster.runtime.state(service).running, timeout, f"{service} to stop")
+
+    def wait_restarted(self, service: str, old_pid: int, timeout: float) -> None:
+        """Until `service` runs again under a new pid and is ready (the agent restarted it); TimedOut after."""
+        def restarted() -> bool:
+            st = self.cluster.runtime.state(service)
+            return st.running and st.pid != old_pid and self.cluster.services[service].ready()
+
+        poll_until(restarted, timeout, f"the agent to restart {service}")
 
     def ns_env(self, name: str) -> dict:
         return json.loads(self.cli("ns", "env", name, "--format", "json", check=True).stdout)

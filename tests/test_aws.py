@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import boto3
 import pytest
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from conftest import start_cluster
 from localdev.names import Namespace
+from localdev.waiting import poll_until
 
 FLAVORS = ["localstack", "ministack"]
 pytestmark = pytest.mark.slow
@@ -201,17 +201,6 @@ def seeded_state(env: dict, name: str) -> dict:
 SEEDED = {"keys": ["hello.txt", "img/logo.svg"], "queues": ["jobs", "ordered.fifo"], "hello": b"hello\n"}
 
 
-def wait_restarted(h, old_pid: int, timeout: float = 120) -> None:
-    svc = h.cluster.services["aws"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = h.cluster.runtime.state("aws")
-        if st.running and st.pid != old_pid and svc.ready():
-            return
-        time.sleep(0.2)
-    raise AssertionError("the agent did not restart the killed emulator")
-
-
 def test_kill_9_is_repaired_and_the_lost_state_reported_then_restored_by_seed(aws, tmp_path):
     seeds = write_seeds(tmp_path / "seeds")
     env = new_ns(aws, "crash-a", "--seeds", seeds)
@@ -226,7 +215,7 @@ def test_kill_9_is_repaired_and_the_lost_state_reported_then_restored_by_seed(aw
 
     pid = aws.cluster.runtime.state("aws").pid
     aws.cluster.runtime.kill("aws")
-    wait_restarted(aws, pid)  # the agent's supervisor, without anyone running `up`
+    aws.wait_restarted("aws", pid, 120)  # the agent's supervisor, without anyone running `up`
     status = json.loads(aws.cli("status", "--json", check=True).stdout)
     assert status["services"]["aws"]["state"] == "healthy"
     assert any(e["service"] == "aws" and e["event"] == "died" for e in status["events"])
@@ -238,12 +227,11 @@ def test_kill_9_is_repaired_and_the_lost_state_reported_then_restored_by_seed(aw
     with pytest.raises(ClientError):
         client(env, "s3").head_bucket(Bucket="crash-a-assets")
     # ...by `status` and `ns list`, recorded by the agent when it restarted the emulator
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    def both_reported() -> dict | None:
         problems = json.loads(aws.cli("status", "--json", check=True).stdout)["problems"]
-        if {"crash-a", "crash-b"} <= set(problems):
-            break
-        time.sleep(0.3)
+        return problems if {"crash-a", "crash-b"} <= set(problems) else None
+
+    problems = poll_until(both_reported, 30, "status to report both namespaces")
     assert "localdev seed crash-a" in problems["crash-a"]["aws"]
     assert "namespace crash-b: aws: " in aws.cli("status", check=True).stdout
     states = {n["name"]: n["state"] for n in json.loads(aws.cli("ns", "list", "--json", check=True).stdout)}

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -22,6 +21,7 @@ from conftest import ClusterHandle, free_port, write_config
 from localdev.cluster import Cluster
 from localdev.config import load as load_config
 from localdev.runtimes import docker_available, engine_url
+from localdev.waiting import poll_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -179,16 +179,16 @@ def test_namespaces_are_isolated_seeded_and_deleted(docker_cluster, engine, tmp_
     # The agent supervises containers too: a killed one comes back without anyone running `up`.
     [container] = ours(engine, h, "containers")
     container.kill()
-    deadline = time.time() + 60
-    while time.time() < deadline:
+
+    def serves_seeded_row() -> bool:
         try:
             with psycopg.connect(a["DATABASE_URL"], connect_timeout=2) as conn:
                 assert conn.execute("select name from items").fetchone() == ("seeded",)
-                break
+                return True
         except psycopg.OperationalError:
-            time.sleep(0.5)
-    else:
-        pytest.fail("the agent did not bring the killed container back within 60s")
+            return False
+
+    poll_until(serves_seeded_row, 60, "the agent to bring the killed container back")
     assert any(e["event"] == "restarted" for e in json.loads(h.cli("status", "--json", check=True).stdout)["events"])
 
     h.cli("ns", "delete", "box-a", check=True)
@@ -329,10 +329,8 @@ def registry(tmp_path, engine):
     proc = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 10
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert time.time() < deadline and proc.poll() is None, "the registry did not start"
-            time.sleep(0.1)
+        poll_until(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10, "the registry to start",
+                   fail=lambda: None if proc.poll() is None else f"the registry exited {proc.returncode}")
         yield where
     finally:
         proc.kill()

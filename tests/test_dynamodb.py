@@ -163,9 +163,7 @@ def test_kill_9_is_detected_and_repaired_by_up(make_cluster):
 
     pid = h.cluster.runtime.state("dynamodb").pid
     os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 10
-    while time.time() < deadline and h.cluster.runtime.state("dynamodb").running:
-        time.sleep(0.05)
+    h.wait_stopped("dynamodb", 10)
     status = json.loads(h.cli("status", "--json").stdout)["services"]["dynamodb"]
     assert status["state"] == "dead" and f"pid {pid}" in status["detail"]
 
@@ -310,14 +308,7 @@ def test_agent_restarts_a_killed_server_with_its_data(make_cluster):
     make_table(ddb(env))
     pid = h.cluster.runtime.state("dynamodb").pid
     os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        st = h.cluster.runtime.state("dynamodb")
-        if st.running and st.pid != pid and h.cluster.services["dynamodb"].ready():
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the agent did not restart DynamoDB Local within 60 s")
+    h.wait_restarted("dynamodb", pid, 60)
     assert ddb(env).list_tables()["TableNames"] == ["orders"]
     assert any(e["service"] == "dynamodb" and e["event"] == "restarted" for e in h.cluster.events(limit=50))
 

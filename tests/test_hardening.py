@@ -15,6 +15,8 @@ import psycopg
 import pymongo
 import pytest
 
+from localdev.waiting import TimedOut, poll_until
+
 SEEDS = str(Path(__file__).parent.parent / "seeds")
 
 
@@ -101,14 +103,10 @@ def test_kill_9_of_a_service_during_create_and_seed(full_cluster, service):
     outcomes = [p.communicate(timeout=300) for p in procs]
     codes = [p.returncode for p in procs]
     # the agent brings the service back by itself
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        st = h.cluster.runtime.state(service)
-        if st.running and st.pid != pid and h.cluster.services[service].ready():
-            break
-        time.sleep(0.3)
-    else:
-        pytest.fail(f"{service} was not restarted: {outcomes}")
+    try:
+        h.wait_restarted(service, pid, 120)
+    except TimedOut as e:
+        pytest.fail(f"{e}; the creates: {outcomes}")
     h.cli("up", check=True)
     listed = names(h)
     for n, code in zip(victims, codes):
@@ -132,15 +130,12 @@ def test_killed_cli_mid_create_leaves_a_complete_namespace(full_cluster):
     h = full_cluster
     proc = subprocess.Popen([sys.executable, "-m", "localdev.cli", "ns", "create", "cli-killed", "--seeds", SEEDS],
                             cwd=h.project, env=h.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline and "cli-killed" not in names(h):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 60
-    while time.time() < deadline and names(h).get("cli-killed") != "ready":
-        time.sleep(0.2)
-    assert names(h)["cli-killed"] == "ready"
+    try:  # killed as soon as the name is listed, mid-create
+        poll_until(lambda: "cli-killed" in names(h), 30, "the create to list cli-killed", max_interval=0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    poll_until(lambda: names(h).get("cli-killed") == "ready", 60, "cli-killed to become ready")
     env = h.ns_env("cli-killed")
     with pymongo.MongoClient(env["MONGODB_URI"]) as client:
         assert client.get_default_database().reviews.count_documents({}) == 3

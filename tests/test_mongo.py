@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from urllib.parse import urlsplit
 
 import psycopg
@@ -19,6 +18,7 @@ from conftest import start_cluster
 from localdev.names import Namespace
 from localdev.services.mongo.install import mongosh_binary
 from localdev.services.mongo import META_DB, MongoError
+from localdev.waiting import poll_until
 
 
 FERRETDB = {"mongo": {"flavor": "ferretdb"}}  # no longer the default: this file is about FerretDB
@@ -213,12 +213,6 @@ def test_ferretdb_gaps_users_will_hit(two):
     assert total == [{"_id": None, "total": 15}]
 
 
-def _wait_dead(h, name="mongo", timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline and h.cluster.runtime.state(name).running:
-        time.sleep(0.05)
-
-
 def _fresh(h):
     """Forget warm connections of this test process (the CLI restarted the servers under them)."""
     h.cluster.namespaces.close()
@@ -236,7 +230,7 @@ def test_kill9_is_repaired_by_up_and_data_survives_down_up(make_cluster):
 
     pid = h.cluster.runtime.state("mongo").pid
     os.kill(pid, signal.SIGKILL)
-    _wait_dead(h)
+    h.wait_stopped("mongo", 10)
     status = json.loads(h.cli("status", "--json").stdout)
     assert status["services"]["mongo"]["state"] == "dead"
     assert f"pid {pid}" in status["services"]["mongo"]["detail"]
@@ -275,14 +269,15 @@ def test_a_tenant_loading_ferretdb_metadata_first_is_detected(make_cluster):
     h.cluster.runtime.stop("mongo", h.cluster.spec("mongo"))
     h.cluster.runtime.start("mongo", h.cluster.spec("mongo"))  # started without localdev's first request
     first = client(ns.env("first")["MONGODB_URI"])
-    deadline = time.time() + 20
-    while True:
+
+    def answers() -> bool:
         try:
             first.get_default_database().command("ping")
-            break
+            return True
         except pymongo.errors.PyMongoError:
-            assert time.time() < deadline
-            time.sleep(0.1)
+            return False
+
+    poll_until(answers, 20, "FerretDB to answer the first tenant")
     with pytest.raises(OperationFailure):  # the symptom users would see
         client(ns.env("second")["MONGODB_URI"]).get_default_database().t.insert_one({})
     with pytest.raises(MongoError, match="restart"):
@@ -356,13 +351,9 @@ def test_agent_restarts_a_killed_ferretdb_and_every_namespace_works(make_cluster
         c.get_default_database().d.insert_one({"v": 1})
     pid = h.cluster.runtime.state("mongo").pid
     os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 30
-    while True:
-        # the agent records the restart once FerretDB answered and localdev's role asked first
-        if any(e["service"] == "mongo" and e["event"] == "restarted" for e in h.cluster.events()):
-            break
-        assert time.time() < deadline, "the agent did not restart FerretDB"
-        time.sleep(0.1)
+    # the agent records the restart once FerretDB answered and localdev's role asked first
+    poll_until(lambda: any(e["service"] == "mongo" and e["event"] == "restarted" for e in h.cluster.events()),
+               30, "the agent to restart FerretDB")
     assert h.cluster.runtime.state("mongo").pid != pid
     with client(ns.env("one")["MONGODB_URI"]) as c:
         assert c.get_default_database().d.count_documents({}) == 1

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from localdev.waiting import TimedOut, poll_until
+
 # A PostgreSQL-only cluster's namespace: exactly what that service declares (no AWS keys for AWS services
 # the cluster does not run).
 ENV_KEYS_PG = {"LOCALDEV_NAMESPACE", "DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"}
@@ -154,9 +156,7 @@ def test_agent_reaps_expired_namespaces_by_itself(make_cluster):
     h = make_cluster(extra="[agent]\nreap_interval = 1\n")
     h.cli("ns", "create", "reap-me", "--ttl", "1s", "--no-seed", check=True)
     h.cli("ns", "create", "keep-me", "--ttl", "1h", "--no-seed", check=True)
-    deadline = time.time() + 20
-    while time.time() < deadline and "reap-me" in registry_names(h):
-        time.sleep(0.5)
+    poll_until(lambda: "reap-me" not in registry_names(h), 20, "the agent to reap reap-me")
     assert registry_names(h) == ["keep-me"]
     assert pg_objects(h, "reap-me") == (False, False)
 
@@ -203,14 +203,10 @@ def test_killed_server_comes_back_without_any_command(make_cluster):
         conn.execute("insert into t values (42)")
     old = h.cluster.runtime.state("postgres").pid
     os.kill(old, signal.SIGKILL)
-    deadline = time.time() + 90  # generous: a loaded 2-core CI machine
-    while time.time() < deadline:
-        st = h.cluster.runtime.state("postgres")
-        if st.running and st.pid != old and h.cluster.services["postgres"].ready():
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("postgres was not restarted by the agent: " + h.cli("logs", "agent").stdout[-2000:])
+    try:
+        h.wait_restarted("postgres", old, 90)  # generous: a loaded 2-core CI machine
+    except TimedOut as e:
+        pytest.fail(f"{e}; the agent's log: " + h.cli("logs", "agent").stdout[-2000:])
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
         assert conn.execute("select v from t").fetchone() == (42,)
     events = json.loads(h.cli("status", "--json", check=True).stdout)["events"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from conftest import write_config
+from localdev.waiting import poll_until
 
 SAMPLE = Path(__file__).parent / "plugin_project"
 
@@ -68,10 +69,7 @@ def test_two_runs_at_once(shared_cluster, tmp_path):
 def test_killed_run_leaves_a_short_ttl_namespace_that_gc_removes(shared_cluster, tmp_path):
     project, env = project_for(shared_cluster, tmp_path, SAMPLE_SLEEP="60")
     proc = run_pytest(project, env, "--localdev-ttl", "3s", wait=False)
-    deadline = time.time() + 60
-    while time.time() < deadline and not pytest_namespaces(shared_cluster):
-        time.sleep(0.2)
-    left = pytest_namespaces(shared_cluster)
+    left = poll_until(lambda: pytest_namespaces(shared_cluster), 60, "the run to create its namespace")
     assert len(left) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -9,6 +9,7 @@ import pytest
 from localdev.errors import BadInput
 from localdev.seeding import load_fixtures
 from localdev.services.postgres.sqlscript import statements
+from localdev.waiting import TimedOut, poll_until
 
 REPO_SEEDS = Path(__file__).parent.parent / "seeds"
 
@@ -163,8 +164,6 @@ def _spares(admin_url: str) -> list[tuple[str, bool, str]]:
 
 def test_spare_databases_are_closed_to_tenants_and_claimed_whole(shared_cluster):
     """Creates rename a spare clone made ahead; until then nobody but the admin can enter one."""
-    import time
-
     from localdev.services.postgres.spares import KEEP, key_of
 
     h = shared_cluster
@@ -172,14 +171,17 @@ def test_spare_databases_are_closed_to_tenants_and_claimed_whole(shared_cluster)
     admin = h.cluster.services["postgres"].admin_url()
     h.cli("ns", "create", "spare-a", "--seeds", str(REPO_SEEDS), check=True)
     h.cli("ns", "create", "spare-blank", "--no-seed", check=True)
-    deadline = time.time() + 60
-    while True:  # the agent refills in the background
+
+    def refilled() -> tuple[list, list] | None:
         spares = _spares(admin)
         seeded = [s for s in spares if s[0].startswith(mine)]
-        if len(seeded) >= KEEP and len([s for s in spares if s[0].startswith("localdev_spare_blank_")]) >= KEEP:
-            break
-        assert time.time() < deadline, spares
-        time.sleep(0.2)
+        blank = [s for s in spares if s[0].startswith("localdev_spare_blank_")]
+        return (spares, seeded) if len(seeded) >= KEEP and len(blank) >= KEEP else None
+
+    try:  # the agent refills in the background
+        spares, seeded = poll_until(refilled, 60, "the agent to refill the spares")
+    except TimedOut as e:
+        pytest.fail(f"{e}: {_spares(admin)}")
     assert all(not allow and "{=" not in acl and ",=" not in acl for _, allow, acl in spares), spares
 
     a = h.ns_env("spare-a")

@@ -10,6 +10,7 @@ those declarations and know no particular service."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
     from localdev.names import Namespace
     from localdev.state import StateDir
+    from localdev.tls import ServerCert
     from localdev.undo import Undo
 
 
@@ -42,10 +45,24 @@ class ServiceContext:
     runtime: str  # "native" | "docker"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
+    advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
+    # The cluster's server certificate (made on first use), for a service that serves TLS beyond loopback.
+    server_cert: Callable[[], ServerCert] | None = None
+
+
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class NotReady(LocalDevError):
     pass
+
+
+# The host a remote client reached the agent by, for the request being answered (team mode without an
+# `advertise_host` in the config): the name env answers give the services.
+ADVERTISED_HOST: ContextVar[str | None] = ContextVar("advertised_host", default=None)
 
 
 @dataclass(frozen=True)
@@ -95,8 +112,14 @@ class Service:
 
     @property
     def host(self) -> str:
-        """Where clients on this machine reach it."""
+        """Where clients on this machine reach it (localdev's own admin connections)."""
         return "127.0.0.1" if self.ctx.host in ("0.0.0.0", "::", "") else self.ctx.host
+
+    @property
+    def client_host(self) -> str:
+        """Where a namespace's users reach it, as `ns env` names it: the config's advertise_host, else the
+        host a remote client reached the agent by, else `host`."""
+        return self.ctx.advertise_host or ADVERTISED_HOST.get() or self.host
 
     @property
     def data_dir(self) -> Path:
@@ -106,6 +129,25 @@ class Service:
         return self.ctx.options[key]
 
     # -- running --------------------------------------------------------
+    @property
+    def tls(self) -> bool:
+        """Whether it serves TLS: where it listens beyond loopback and can (see serves_tls)."""
+        return not is_loopback(self.ctx.host) and self.serves_tls()
+
+    def serves_tls(self) -> bool:
+        """Whether this service, on this runtime, can serve TLS with the cluster's certificate."""
+        return False
+
+    def check_exposure(self) -> None:
+        """Beyond loopback only with TLS, or with the config's explicit `allow_plaintext = true`."""
+        if is_loopback(self.ctx.host) or self.serves_tls() or self.option("allow_plaintext"):
+            return
+        from localdev.errors import BadInput
+
+        raise BadInput(f"host = {self.ctx.host!r}: {self.name} cannot serve TLS here, so its traffic would cross the "
+                       f"network in plain text; keep host on loopback, or set [services.{self.name}] "
+                       "allow_plaintext = true to accept that")
+
     def check(self) -> None:
         """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
 

@@ -249,7 +249,7 @@ class Aws(Service):
 
     # -- namespaces ------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, **aws_clients.credentials_env(ns)}
+        return {"AWS_ENDPOINT_URL": f"http://{self.client_host}:{self.port}", **aws_clients.credentials_env(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         """Idempotent: an account needs no creating, only its marker (also how a lost one is restored)."""

@@ -64,8 +64,10 @@ class DynamoDB(Service):
     # -- where it lives -------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return self._url(self.host)
+
+    def _url(self, host: str) -> str:
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     # -- running --------------------------------------------------------------------------
     def check(self) -> None:
@@ -183,7 +185,7 @@ class DynamoDB(Service):
     # -- namespaces -----------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
         validate_access_key(access_key_id(ns))
-        return {"AWS_ENDPOINT_URL_DYNAMODB": self.endpoint, **aws_clients.credentials_env(ns)}
+        return {"AWS_ENDPOINT_URL_DYNAMODB": self._url(self.client_host), **aws_clients.credentials_env(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         env = self.namespace_env(ns)  # validates the key before any request

@@ -338,7 +338,10 @@ class Mongo(Service):
         return ns.secret("postgres", "password") if self.on_postgres else ns.secret("mongo", "password")
 
     def namespace_env(self, ns) -> dict[str, str]:
-        db, where = ns.db_name, f"{self.host}:{self.port}"
+        return self._env(ns, self.client_host)
+
+    def _env(self, ns, host: str) -> dict[str, str]:
+        db, where = ns.db_name, f"{host}:{self.port}"
         user, password = quote(ns.db_name, safe=""), quote(self.password(ns), safe="")
         if self.on_postgres:
             # FerretDB v1 speaks only PLAIN (passed through to PostgreSQL as the namespace's role)
@@ -446,7 +449,7 @@ class Mongo(Service):
 
         from localdev.services.mongo.seeds import apply
 
-        client: pymongo.MongoClient = pymongo.MongoClient(self.namespace_env(ns)["MONGODB_URI"],
+        client: pymongo.MongoClient = pymongo.MongoClient(self._env(ns, self.host)["MONGODB_URI"],  # from here
                                                           serverSelectionTimeoutMS=5000)
         with undoing(commit=client.close) as undo:
             undo.add(client.close)  # the last step of a rollback: the others need the client

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from localdev.errors import LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import Check, Option, PytestClient, Secret, Service
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service, is_loopback
 from localdev.services.postgres import install
 from localdev.services.postgres.install import PostgresNotFound, find_bin_dir
 from localdev.services.postgres.locks import advisory_lock
@@ -60,7 +60,7 @@ SERVER_SETTINGS = {
 class Postgres(Service):
     name = "postgres"
     default_port = 5432
-    env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
+    env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT")
     secrets = (Secret("postgres", "password", lambda: new_secret(24)),)
     options = {
         "bin_dir": Option("", str, help="directory holding postgres and initdb"),
@@ -115,6 +115,38 @@ class Postgres(Service):
         find_bin_dir(self.option("bin_dir"))  # system packages: found, or a message saying how to get them
 
     def provision(self) -> None:
+        self._initdb()
+        if self.tls:
+            self._install_tls()
+
+    def serves_tls(self) -> bool:
+        return self.ctx.runtime == "native" and self.ctx.server_cert is not None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.server_root / "tls"
+
+    def _install_tls(self) -> None:
+        """The cluster's server certificate and key where the server's user can read them (its own 0600
+        copy of the key: PostgreSQL refuses a key others can read), and an hba file that lets namespaces in
+        from beyond loopback over TLS only."""
+        assert self.ctx.server_cert is not None  # serves_tls() said so
+        cert = self.ctx.server_cert()
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        self._chown(self.tls_dir)
+        for source, name in ((cert.cert, "server.pem"), (cert.key, "server.key")):
+            write_private(self.tls_dir / name, source.read_text())
+            self._chown(self.tls_dir / name)
+        # From this machine (loopback, or its own bind address: localdev and FerretDB connect there) with or
+        # without TLS; from anywhere else only with it.
+        bind = self.ctx.host
+        here = [] if bind in ("0.0.0.0", "::") else [f"host all all {bind}/{128 if ':' in bind else 32} scram-sha-256"]
+        write_private(self.tls_dir / "pg_hba.conf", "\n".join([
+            "local all all trust", "host all all 127.0.0.1/32 scram-sha-256", "host all all ::1/128 scram-sha-256",
+            *here, "hostssl all all 0.0.0.0/0 scram-sha-256", "hostssl all all ::/0 scram-sha-256"]) + "\n")
+        self._chown(self.tls_dir / "pg_hba.conf")
+
+    def _initdb(self) -> None:
         bin_dir = find_bin_dir(self.option("bin_dir"))
         if (self.pgdata / "PG_VERSION").exists():
             return
@@ -160,6 +192,10 @@ class Postgres(Service):
                 "-c", f"listen_addresses={self.ctx.host}", "-c", f"unix_socket_directories={self.socket_dir}"]
         for key, value in self._settings().items():
             argv += ["-c", f"{key}={value}"]
+        if self.tls:
+            argv += ["-c", "ssl=on", "-c", f"ssl_cert_file={self.tls_dir / 'server.pem'}",
+                     "-c", f"ssl_key_file={self.tls_dir / 'server.key'}",
+                     "-c", f"hba_file={self.tls_dir / 'pg_hba.conf'}"]
         # SIGINT is PostgreSQL's "fast" shutdown: SIGTERM would wait for every client to leave.
         return ProcessSpec(argv=argv, cwd=self.server_root, user=self.run_as, ports=[self.port],
                            stop_signal=signal.SIGINT, stop_timeout=20)
@@ -258,13 +294,20 @@ class Postgres(Service):
         return ns.secret("postgres", "password")
 
     def namespace_env(self, ns) -> dict[str, str]:
+        return self._env(ns, self.client_host)
+
+    def _env(self, ns, host: str) -> dict[str, str]:
         user = db = ns.db_name
         password = self.password(ns)
-        return {
-            "DATABASE_URL": f"postgresql://{user}:{quote(password, safe='')}@{self.host}:{self.port}/{db}",
-            "PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user,
+        env = {
+            "DATABASE_URL": f"postgresql://{user}:{quote(password, safe='')}@{host}:{self.port}/{db}",
+            "PGHOST": host, "PGPORT": str(self.port), "PGUSER": user,
             "PGPASSWORD": password, "PGDATABASE": db,
         }
+        if self.tls and not is_loopback(host):  # the server's name checked against the cluster CA
+            env["DATABASE_URL"] += f"?sslmode=verify-full&sslrootcert={CA_FILE}"
+            env.update({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": CA_FILE})
+        return env
 
     def create_namespace(self, ns, template: str | None = None) -> dict[str, str]:
         from psycopg import sql
@@ -306,7 +349,7 @@ class Postgres(Service):
         The transaction stays open until the Undo is committed, so another service's failure rolls it back."""
         import psycopg
 
-        conn = psycopg.connect(self.namespace_env(ns)["DATABASE_URL"], connect_timeout=10)
+        conn = psycopg.connect(self._env(ns, self.host)["DATABASE_URL"], connect_timeout=10)  # from this machine
         try:
             apply_sql(conn, seeds, ns.name)
         except BaseException:

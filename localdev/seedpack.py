@@ -1,0 +1,138 @@
+"""Seeds sent by content: a request names a seeds/ folder by the SHA-256 of its files; the agent keeps the
+sets it was sent (a bounded number, least recently used out) and asks for the files (a tar) only when it
+does not have that hash, so an unchanged folder crosses the network once. Two runners with one checkout
+share one upload and one PostgreSQL template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from localdev.errors import BadInput
+
+HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_BYTES = 1 << 30  # one seed set, packed
+KEEP = 20  # seed sets the agent keeps
+
+
+def files(root: Path) -> list[Path]:
+    """The files of a seeds folder, in a fixed order (dot-files and dot-folders skipped, as the loader does)."""
+    root = Path(root)
+    out = []
+    for path in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.is_symlink():
+            raise BadInput(f"{path}: a symbolic link in the seeds folder; copy the file instead")
+        if path.is_file():
+            out.append(path)
+    return out
+
+
+def tree_hash(root: Path) -> str:
+    """SHA-256 of a seeds folder's content: every file's relative name and bytes, in order."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def pack(root: Path) -> bytes:
+    """A tar of the folder's files (names relative, no times, owners or modes), for upload."""
+    import tarfile  # only when an upload is needed: it costs a CLI process tens of ms
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in files(root):
+            info = tarfile.TarInfo(path.relative_to(root).as_posix())
+            info.size, info.mode = path.stat().st_size, 0o644
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    data = buf.getvalue()
+    if len(data) > MAX_BYTES:
+        raise BadInput(f"{root}: the seeds are {len(data) >> 20} MiB packed; at most {MAX_BYTES >> 20} MiB can be sent")
+    return data
+
+
+class SeedStore:
+    """The agent's side: seed sets under LOCALDEV_HOME/seeds/<sha256>/, each extracted and checked once."""
+
+    def __init__(self, root: Path, keep: int = KEEP):
+        self.root = root
+        self.keep = keep
+
+    def path(self, digest: str) -> Path | None:
+        """The extracted set for `digest`, marked as just used; None if the agent does not have it."""
+        if not HASH_RE.fullmatch(digest or ""):
+            raise BadInput(f"invalid seeds hash {digest!r}: expected 64 hex digits (sha256)")
+        folder = self.root / digest
+        if not folder.is_dir():
+            return None
+        now = time.time()
+        os.utime(folder, (now, now))
+        return folder
+
+    def put(self, digest: str, data: bytes) -> Path:
+        """Extract `data` (a plain tar of files) and keep it if its content is what `digest` names."""
+        if self.path(digest) is not None:
+            return self.root / digest
+        if len(data) > MAX_BYTES:
+            raise BadInput(f"the seeds upload is over {MAX_BYTES >> 20} MiB")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        try:
+            _extract(data, staging)
+            if tree_hash(staging) != digest:
+                raise BadInput("the seeds upload does not match its hash: it was changed or cut off on the way")
+            os.replace(staging, self.root / digest)
+        except OSError:
+            if not (self.root / digest).is_dir():  # not a concurrent upload of the same set that won
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._prune()
+        return self.root / digest
+
+    def _prune(self) -> None:
+        sets = sorted((p for p in self.root.iterdir() if HASH_RE.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
+        for old in sets[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _extract(data: bytes, dest: Path) -> None:
+    """Regular files and folders only, every name inside `dest` (no links, devices, absolute or `..` paths).
+
+    tarfile's own `filter=` does this from Python 3.11.4 on; Debian's 3.11.2 lacks it."""
+    import tarfile
+
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar:
+                parts = Path(member.name).parts
+                if member.name.startswith("/") or ".." in parts or not parts:
+                    raise BadInput(f"the seeds archive holds a path outside its folder: {member.name!r}")
+                target = dest.joinpath(*parts)
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    source = tar.extractfile(member)
+                    assert source is not None  # a regular file always has content
+                    with open(target, "wb") as out:
+                        shutil.copyfileobj(source, out)
+                else:
+                    raise BadInput(f"the seeds archive holds {member.name!r}, which is not a file or a folder")
+    except tarfile.TarError as exc:
+        raise BadInput(f"the seeds upload is not a tar archive: {exc}") from None
