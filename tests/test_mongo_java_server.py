@@ -195,6 +195,32 @@ def test_delete_removes_the_user_and_its_data(mjs_cluster):
     ns.delete("gone")
 
 
+def test_deleting_a_namespace_spares_those_whose_names_begin_with_its_own(mjs_cluster):
+    """Upstream's dropDatabase removed the storage of every database whose name starts with the dropped one's:
+    deleting pfx-1 emptied pfx-10, whose own delete then failed ("Expected [indexes] to be empty")."""
+    ns = mjs_cluster.cluster.namespaces
+    names = ["pfx-1", "pfx-10", "pfx-1-b"]
+    for name in names:
+        ns.create(name)
+        with client(ns.env(name)["MONGODB_URI"]) as c:
+            c.get_default_database().docs.insert_many([{"i": i, "of": name} for i in range(5)])
+            c.get_default_database().docs.create_index("i", unique=True, name="by_i")
+    assert mjs_cluster.cli("ns", "delete", "pfx-1").returncode == 0
+    admin = mjs_cluster.cluster.services["mongo"].admin()
+    assert sorted(n for n in admin.list_database_names() if n.startswith("ns_pfx_")) == ["ns_pfx_10", "ns_pfx_1_b"]
+    for name in names[1:]:
+        with client(ns.env(name)["MONGODB_URI"]) as c:
+            db = c.get_default_database()
+            assert sorted((d["i"], d["of"]) for d in db.docs.find()) == [(i, name) for i in range(5)]
+            assert sorted(ix["name"] for ix in db.docs.list_indexes()) == ["_id_", "by_i"]
+            with pytest.raises(pymongo.errors.DuplicateKeyError):
+                db.docs.insert_one({"i": 3})
+    for name in names[1:]:
+        proc = mjs_cluster.cli("ns", "delete", name)
+        assert proc.returncode == 0, proc.stderr
+    assert [n for n in admin.list_database_names() if n.startswith("ns_pfx_")] == []
+
+
 def test_launcher_binds_loopback_and_runs_bounded(mjs_cluster):
     pid = mjs_cluster.cluster.runtime.state("mongo").pid
     argv = open(f"/proc/{pid}/cmdline").read().split("\0")
@@ -211,11 +237,15 @@ def test_data_and_users_survive_kill9_and_down_up(make_cluster):
     h = make_cluster(services=("postgres", "mongo"), options=MJS, agent=False)
     ns = h.cluster.namespaces
     ns.create("keep")
+    ns.create("kee")  # its database's name begins keep's: its delete must not reach keep's storage
     uri = ns.env("keep")["MONGODB_URI"]
+    with client(ns.env("kee")["MONGODB_URI"]) as c:
+        c.get_default_database().docs.insert_one({"i": 0})
     with client(uri) as c:
         db = c.get_default_database()
         db.docs.insert_many([{"i": i} for i in range(5)])
         db.docs.create_index("i", unique=True)
+        ns.delete("kee")
         db.docs.insert_one({"i": 99})  # acknowledged just before the kill
     pid = h.cluster.runtime.state("mongo").pid
     os.kill(pid, signal.SIGKILL)

@@ -16,6 +16,8 @@
 //     suite, tests/test_mongo_conformance.py): an insert's count when some documents failed, and
 //     $project of a dotted path (wrong through arrays), and change streams (update events carry a
 //     delta of $set/$unset as fullDocument, no updateDescription, nothing for $inc), both refused;
+//   - drops a database's storage by its exact name: upstream's dropDatabase also removes the data of
+//     every database whose name starts with it (dropping ns_pr_1 emptied ns_pr_10..ns_pr_19);
 //   - announces sessions (upstream ignores lsid, which is right for one node without transactions);
 //   - keeps the oplog off unless --oplog true: only change streams read it, they are refused, and it
 //     made 50 000 inserts ~10x slower.
@@ -61,11 +63,14 @@ import de.bwaldvogel.mongo.MongoBackend;
 import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
+import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
+import de.bwaldvogel.mongo.backend.h2.H2Database;
 import de.bwaldvogel.mongo.bson.BinData;
 import de.bwaldvogel.mongo.bson.Document;
 import de.bwaldvogel.mongo.exception.MongoServerError;
+import de.bwaldvogel.mongo.oplog.Oplog;
 import de.bwaldvogel.mongo.wire.message.MongoMessage;
 import de.bwaldvogel.mongo.wire.message.MongoQuery;
 import io.netty.channel.Channel;
@@ -103,7 +108,7 @@ public final class MongoJavaServer {
         int cacheMb = Integer.parseInt(opts.getOrDefault("cache-mb", "16"));
 
         MVStore store = new MVStore.Builder().fileName(opts.get("data")).cacheSize(cacheMb).open();
-        H2Backend h2 = new H2Backend(store, Clock.systemUTC());
+        H2Backend h2 = new ExactDropH2Backend(store, Clock.systemUTC());
         h2.version(VERSION);
         Users users = new Users(Paths.get(opts.get("users")), rootUser, rootPassword);
         AuthBackend backend = new AuthBackend(h2, users);
@@ -130,6 +135,56 @@ public final class MongoJavaServer {
         }, "localdev-stop"));
         synchronized (done) {
             done.wait();
+        }
+    }
+
+    // Upstream's H2Database.drop, after dropping each collection, removes every map whose name starts
+    // with "databases." + name or "meta." + name, without the dot that ends a database's name: dropping
+    // ns_pr_1 removed the documents and metadata of ns_pr_10 (which then failed its own drop with
+    // "Expected [indexes] to be empty"). The storage layout is upstream's: a collection's documents in
+    // "databases.<db>.<coll>", its metadata in "meta.<db>.<coll>", its indexes in "<db>.<coll>._index_<i>".
+    static final class ExactDropH2Backend extends H2Backend {
+        ExactDropH2Backend(MVStore store, Clock clock) {
+            super(store, clock);  // opens the stored databases through openOrCreateDatabase below
+        }
+
+        @Override
+        protected MongoDatabase openOrCreateDatabase(String name) {
+            return new ExactDropH2Database(name, getMvStore(), getCursorRegistry());
+        }
+    }
+
+    static final class ExactDropH2Database extends H2Database {
+        private final MVStore store;
+
+        ExactDropH2Database(String name, MVStore store, CursorRegistry cursors) {
+            super(name, store, cursors);
+            this.store = store;
+        }
+
+        @Override
+        public void drop(Oplog oplog) {
+            String name = getDatabaseName();
+            String meta = "meta." + name + ".";
+            List<String> collections = new ArrayList<>();
+            for (String map : store.getMapNames()) {
+                if (map.startsWith(meta)) {
+                    collections.add(map.substring(meta.length()));
+                }
+            }
+            // as upstream's AbstractMongoDatabase.drop: system.indexes last, the others' indexes are in it
+            collections.sort((a, b) -> Boolean.compare(a.startsWith("system."), b.startsWith("system.")));
+            for (String collection : collections) {
+                if (resolveCollection(collection, false) != null) {
+                    dropCollection(collection, oplog);
+                }
+            }
+            List<String> prefixes = List.of(name + ".", "databases." + name + ".", meta);
+            for (String map : new ArrayList<>(store.getMapNames())) {
+                if (prefixes.stream().anyMatch(map::startsWith)) {
+                    store.removeMap(map);
+                }
+            }
         }
     }
 
