@@ -38,7 +38,7 @@ from localdev.undo import Undo, undoing
 
 FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
 MONGO_IMAGE = "mongo:7.0.16"
-# No public image carries our launcher: built from tests/images/mongo-java-server/ (a JRE plus the jars)
+# No published image carries our launcher: users build this one from localdev/services/mongo/Dockerfile
 MJS_IMAGE = "localhost/localdev-mongo-java-server:1.47.0"
 FLAVORS = ("ferretdb", "mongo-java-server", "mongodb")
 META_DB = "ferretdb"  # the PostgreSQL database FerretDB serves: one schema per namespace
@@ -59,8 +59,8 @@ class Mongo(Service):
     depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
     ready_timeout = 90.0  # a mongo container's first start initialises its data
     env_keys = ("MONGODB_URI",)
-    # The SCRAM user of the mongodb and mongo-java-server flavors. FerretDB passes PLAIN credentials through to PostgreSQL, so there the
-    # namespace logs in with its PostgreSQL role's password instead.
+    # The SCRAM user of the mongodb and mongo-java-server flavors. FerretDB passes PLAIN credentials through
+    # to PostgreSQL, so there the namespace logs in with its PostgreSQL role's password instead.
     secrets = (Secret("mongo", "password", lambda: new_secret(24)),)
     options = {
         # mongo-java-server by measurement: no wrong answer on tests/test_mongo_conformance.py, SCRAM users

@@ -30,13 +30,16 @@ LAUNCHER_MAIN = "MongoJavaServer"
 # group:artifact:version -> sha256 of the jar; the h2 backend's whole runtime closure
 JARS = (
     ("de.bwaldvogel:mongo-java-server-core:1.47.0", "9a34c9ad6ac6261906295481838256033ec1efc8c93a3e3828e5d47a006b0bd4"),
-    ("de.bwaldvogel:mongo-java-server-h2-backend:1.47.0", "58ca6760a25f8a05adfe8a0f7a8a042ca22bd472869028755931507cdce20e71"),
+    ("de.bwaldvogel:mongo-java-server-h2-backend:1.47.0",
+     "58ca6760a25f8a05adfe8a0f7a8a042ca22bd472869028755931507cdce20e71"),
     ("com.h2database:h2:2.3.232", "8dae62d22db8982c3dcb3826edb9c727c5d302063a67eef7d63d82de401f07d3"),
     ("io.netty:netty-buffer:4.2.2.Final", "4820eeb2d3db269b20b30711e3d7d21979664249aaf10fc67f90dee935810747"),
     ("io.netty:netty-codec:4.2.2.Final", "6a4ea3cedc831a377e20e32da5df4d2a47b954810e941138e3358e313db3a7f9"),
     ("io.netty:netty-codec-base:4.2.2.Final", "76987614ccb2fda7d3292b69ba5b61351f30e91bf5c7d8fa4b51bc32c9f67456"),
-    ("io.netty:netty-codec-compression:4.2.2.Final", "005734e20aceb5e2c030033f7e042c81ee444497efd110cfca8de445642652ac"),
-    ("io.netty:netty-codec-marshalling:4.2.2.Final", "ae8bb7a077ca02357c922e3abc1acf1bf191d5e2776721d69cbca50a16281096"),
+    ("io.netty:netty-codec-compression:4.2.2.Final",
+     "005734e20aceb5e2c030033f7e042c81ee444497efd110cfca8de445642652ac"),
+    ("io.netty:netty-codec-marshalling:4.2.2.Final",
+     "ae8bb7a077ca02357c922e3abc1acf1bf191d5e2776721d69cbca50a16281096"),
     ("io.netty:netty-codec-protobuf:4.2.2.Final", "cfe0c7e6e68d83480a639b533eb7edaaf3252cfae8b73d0e362859673a4f9d97"),
     ("io.netty:netty-common:4.2.2.Final", "5d022f3acad74cb0f195f60213500a4000d1340e5e941edaf1a0e756686b9bae"),
     ("io.netty:netty-handler:4.2.2.Final", "d4ef582c78125457baa0cfa52992b5fb1bb9172d1a2c03b726e8b26e17d3fe2c"),
@@ -164,7 +167,8 @@ def provision() -> Install:
     """Jars and the compiled launcher; idempotent, safe from concurrent processes."""
     java, javac, banner = find_java()
     lib = obtain_jars()
-    key = hashlib.sha256(LAUNCHER_SOURCE.read_bytes() + banner.encode() + VERSION.encode()).hexdigest()[:16]
+    built_for = f"{VERSION} release {MIN_JAVA}".encode()  # javac --release: the image's JRE runs it too
+    key = hashlib.sha256(LAUNCHER_SOURCE.read_bytes() + banner.encode() + built_for).hexdigest()[:16]
     out = cache_dir("mongo-java-server", "launch-" + key)
     classes = out / "classes"
     with build_lock(classes):
@@ -176,7 +180,7 @@ def provision() -> Install:
             tmp = Path(tempfile.mkdtemp(prefix=".classes-", dir=out))
             try:
                 cp = os.pathsep.join(str(lib / jar_name(c)) for c, _ in JARS)
-                run([javac, "-nowarn", "-d", str(tmp), "-cp", cp, str(LAUNCHER_SOURCE)],
+                run([javac, "-nowarn", "--release", str(MIN_JAVA), "-d", str(tmp), "-cp", cp, str(LAUNCHER_SOURCE)],
                     what="compiling localdev/services/mongo/MongoJavaServer.java")
                 shutil.rmtree(classes, ignore_errors=True)
                 os.replace(tmp, classes)
@@ -185,5 +189,28 @@ def provision() -> Install:
     return Install(java=java, lib_dir=lib, classes=classes)
 
 
+DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
+
+
+def stage_image_context(dest: Path, base: str | None = None) -> Path:
+    """A build context for the flavor's image: the Dockerfile, the pinned jars and the compiled launcher
+    (javac targets Java 17, the image's JRE); `base` replaces the Dockerfile's default base image."""
+    inst = provision()
+    dest.mkdir(parents=True, exist_ok=True)
+    dockerfile = DOCKERFILE.read_text()
+    if base:
+        dockerfile = dockerfile.replace("ARG BASE=debian:bookworm-slim", f"ARG BASE={base}")
+    (dest / "Dockerfile").write_text(dockerfile)
+    lib = dest / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    lib.mkdir()
+    for coords, _ in JARS:
+        shutil.copy2(inst.lib_dir / jar_name(coords), lib / jar_name(coords))
+    shutil.rmtree(dest / "classes", ignore_errors=True)
+    shutil.copytree(inst.classes, dest / "classes")
+    return dest
+
+
 def missing_debian_packages() -> list[str]:
     return [] if which("javac") else ["default-jdk-headless"]
+
