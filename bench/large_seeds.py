@@ -45,16 +45,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--out", default="large_seeds")
+    parser.add_argument("--services", default="postgres,dynamodb,mongo", help="which fixtures to load (postgres always runs)")
+    parser.add_argument("--mongo-flavor", default="", help="[services.mongo] flavor (default: localdev's default)")
     args = parser.parse_args()
 
     from localdev.agent_client import AgentClient
     from localdev.cluster import Cluster
     from localdev.config import load
 
-    services = ["postgres", "dynamodb", "mongo"]
+    services = sorted(set(["postgres", *args.services.split(",")]), key=["postgres", "dynamodb", "mongo"].index)
     work = Path(tempfile.mkdtemp(prefix="localdev-bench-seeds-"))
-    files = write_fixtures(work, args.items)
-    home, config, _ = temp_project(services)
+    files = {k: v for k, v in write_fixtures(work, args.items).items() if k in args.services.split(",")}
+    home, config, _ = temp_project(services, {"mongo": {"flavor": args.mongo_flavor}} if args.mongo_flavor else None)
     cluster = Cluster(home=home, config=load(start=config.parent, environ={}))
     cluster.up(services=services)
     rows = {}
@@ -82,7 +84,7 @@ def main() -> None:
     for service, r in rows.items():
         print(f"{service:10} {r['items']:>7} {r['seconds']:>8.1f} {r['per_second']:>8.0f} {r['file_mb']:>8.1f} "
               f"{r['agent_peak_growth_mb']:>15.1f} {r['progress_reports']:>8}")
-    print(f"wrote {save(args.out, {'rows': rows})}")
+    print(f"wrote {save(args.out, {'rows': rows, 'mongo_flavor': args.mongo_flavor or 'default'})}")
 
 
 if __name__ == "__main__":

@@ -27,13 +27,16 @@ def main() -> None:
     parser.add_argument("--services", default="postgres")
     parser.add_argument("--steps", default="0,10,50,100")
     parser.add_argument("--private", type=int, default=2)
+    parser.add_argument("--mongo-flavor", default="", help="[services.mongo] flavor (default: localdev's default)")
+    parser.add_argument("--out", default="memory")
     args = parser.parse_args()
+    options = {"mongo": {"flavor": args.mongo_flavor}} if args.mongo_flavor else None
     services = args.services.split(",")
     steps = [int(s) for s in args.steps.split(",")]
 
     from localdev.cluster import Cluster
 
-    home, _, env = temp_project(services)
+    home, _, env = temp_project(services, options)
     cli(env, "up")
     cluster = Cluster(home=home)
     shared: dict[int, dict] = {}
@@ -55,7 +58,7 @@ def main() -> None:
     private_totals, homes = [], []
     try:
         for i in range(args.private):
-            p_home, _, p_env = temp_project(services)
+            p_home, _, p_env = temp_project(services, options)
             homes.append((p_home, p_env))
             cli(p_env, "up")
             cli(p_env, "ns", "create", "pr", *(["--seeds", str(SEEDS)] if SEEDS.is_dir() else ["--no-seed"]))
@@ -79,7 +82,7 @@ def main() -> None:
         p_total = one_private * max(step, 1)
         rows.append({"namespaces": step, "shared_mb": s_total, "private_mb": p_total, "by_service": shared[step]})
         print(f"{step:>10} {s_total:>10.1f} {p_total:>13.1f} {p_total / s_total:>6.1f}x")
-    print(f"wrote {save('memory', {'services': services, 'rows': rows, 'per_namespace_mb': per_ns, 'one_private_mb': one_private})}")
+    print(f"wrote {save(args.out, {'services': services, 'mongo_flavor': args.mongo_flavor or 'default', 'rows': rows, 'per_namespace_mb': per_ns, 'one_private_mb': one_private})}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ the cache), restart (after `down`, data kept) and no-op (everything already heal
 
     python bench/up.py [--services postgres,dynamodb,aws,mongo] [--rounds 3] [--runtime native|docker]
 
-For the docker runtime the images come from LOCALDEV_TEST_IMAGE_<SERVICE> when set (scripts/engine.sh's
-stand-ins), else the official ones.
+For the docker runtime the images come from LOCALDEV_TEST_IMAGE_<SERVICE>, or _<FLAVOR> for a flavor with a
+stand-in of its own (scripts/engine.sh's stand-ins), when set, else the services' defaults.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ from _common import cli, save, summary, temp_project  # noqa: E402
 
 def measure(services: list[str], runtime: str, rounds: int) -> dict[str, list[float]]:
     options = {"aws": {"flavor": os.environ.get("BENCH_AWS_FLAVOR", "localstack")}}
+    from localdev.services import service_classes
+
     for name in services:
-        image = os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}")
+        option = service_classes()[name].options.get("flavor")
+        flavor = options.get(name, {}).get("flavor") or (option.default if option else None)
+        # a flavor with a stand-in of its own (tests/images/<flavor>/) never runs another flavor's image
+        own = flavor and (Path(__file__).parent.parent / "tests" / "images" / flavor).is_dir()
+        image = os.environ.get(f"LOCALDEV_TEST_IMAGE_{flavor.upper().replace('-', '_')}" if own and flavor
+                               else f"LOCALDEV_TEST_IMAGE_{name.upper()}")
         if runtime == "docker" and image:
             options.setdefault(name, {})["image"] = image
     out: dict[str, list[float]] = {"cold": [], "restart": [], "no-op": []}

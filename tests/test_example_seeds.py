@@ -8,6 +8,8 @@ import psycopg
 import pymongo
 import pytest
 
+from localdev.services.mongo import META_DB
+
 
 SEEDS = str(Path(__file__).parent.parent / "seeds")
 
@@ -83,8 +85,14 @@ def test_a_failure_in_one_service_leaves_no_namespace(full, tmp_path):
     with psycopg.connect(full.cluster.services["postgres"].admin_url(), autocommit=True) as conn:
         assert not conn.execute("select 1 from pg_database where datname = 'ns_ex_fail'").fetchone()
         assert not conn.execute("select 1 from pg_roles where rolname = 'ns_ex_fail'").fetchone()
-    with psycopg.connect(full.cluster.services["postgres"].admin_url("ferretdb"), autocommit=True) as conn:
-        assert not conn.execute("select 1 from pg_namespace where nspname = 'ns_ex_fail'").fetchone()
+    # the Mongo side, wherever the cluster's flavor keeps a namespace
+    mongo = full.cluster.services["mongo"]
+    assert "ns_ex_fail" not in mongo.admin().list_database_names()
+    if mongo.scram:  # mongo-java-server, mongodb: a SCRAM user of the namespace's database
+        assert mongo.admin()["ns_ex_fail"].command("usersInfo")["users"] == []
+    if mongo.on_postgres:  # FerretDB: a schema of the `ferretdb` PostgreSQL database
+        with psycopg.connect(full.cluster.services["postgres"].admin_url(META_DB), autocommit=True) as conn:
+            assert not conn.execute("select 1 from pg_namespace where nspname = 'ns_ex_fail'").fetchone()
     # buckets are global: another namespace sees 404 (absent), not 403 (someone else's)
     full.cli("ns", "create", "ex-probe", "--no-seed", check=True)
     env = full.ns_env("ex-probe")

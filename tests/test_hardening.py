@@ -15,6 +15,7 @@ import psycopg
 import pymongo
 import pytest
 
+from localdev.services.mongo import META_DB
 from localdev.waiting import TimedOut, poll_until
 
 SEEDS = str(Path(__file__).parent.parent / "seeds")
@@ -31,12 +32,18 @@ def leftovers(h, envs: list[dict]) -> list[str]:
     with psycopg.connect(admin(), autocommit=True) as conn:
         dbs = {r[0] for r in conn.execute("select datname from pg_database")}
         roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
-    with psycopg.connect(admin("ferretdb"), autocommit=True) as conn:
-        schemas = {r[0] for r in conn.execute("select nspname from pg_namespace")}
+    mongo = h.cluster.services["mongo"]
+    schemas: set[str] = set()
+    if mongo.on_postgres:  # FerretDB keeps a namespace as a schema of the `ferretdb` PostgreSQL database
+        with psycopg.connect(admin(META_DB), autocommit=True) as conn:
+            schemas = {r[0] for r in conn.execute("select nspname from pg_namespace")}
+    mongo_dbs = set(mongo.admin().list_database_names())
     for env in envs:
         db = env["PGDATABASE"]
         found += [f"postgres database {db}"] * (db in dbs) + [f"postgres role {db}"] * (db in roles)
-        found += [f"ferretdb schema {db}"] * (db in schemas)
+        found += [f"ferretdb schema {db}"] * (db in schemas) + [f"mongo database {db}"] * (db in mongo_dbs)
+        if mongo.scram:  # mongo-java-server, mongodb: the namespace's SCRAM user
+            found += [f"mongo user {u['user']} of {db}" for u in mongo.admin()[db].command("usersInfo")["users"]]
         session = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                                         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
         tables = session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"]).list_tables()["TableNames"]

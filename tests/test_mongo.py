@@ -1,4 +1,4 @@
-"""The mongo service on real FerretDB v1.24.2 (PostgreSQL and SQLite backends), with pymongo and mongosh.
+"""The mongo service's ferretdb flavor on real FerretDB v1.24.2 (PostgreSQL and SQLite backends), with pymongo and mongosh.
 
 Every isolation claim of the README's mongo rows is asserted here.
 """
@@ -21,6 +21,9 @@ from localdev.services.mongo import META_DB, MongoError
 from localdev.waiting import poll_until
 
 
+FERRETDB = {"mongo": {"flavor": "ferretdb"}}  # no longer the default: this file is about FerretDB
+
+
 def client(uri: str) -> pymongo.MongoClient:
     return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
 
@@ -38,7 +41,7 @@ def superuser(h, db=META_DB):
 
 @pytest.fixture(scope="module")
 def mongo_cluster(tmp_path_factory):
-    h = start_cluster(tmp_path_factory, ["postgres", "mongo"])
+    h = start_cluster(tmp_path_factory, ["postgres", "mongo"], FERRETDB)
     yield h
     h.cluster.namespaces.close()
     h.cluster.down(purge=True)
@@ -217,7 +220,7 @@ def _fresh(h):
 
 
 def test_kill9_is_repaired_by_up_and_data_survives_down_up(make_cluster):
-    h = make_cluster(services=("postgres", "mongo"), agent=False)
+    h = make_cluster(services=("postgres", "mongo"), options=FERRETDB, agent=False)
     ns = h.cluster.namespaces
     ns.create("keep")
     ns.create("other")
@@ -258,7 +261,7 @@ def test_a_tenant_loading_ferretdb_metadata_first_is_detected(make_cluster):
     """FerretDB caches metadata from whoever asks first after a start; a tenant first sees only itself.
     `up` always asks first as localdev's role; if someone beat it, after_ready says so instead of serving
     a broken cluster."""
-    h = make_cluster(services=("postgres", "mongo"), agent=False)
+    h = make_cluster(services=("postgres", "mongo"), options=FERRETDB, agent=False)
     ns = h.cluster.namespaces
     ns.create("first")
     ns.create("second")
@@ -287,7 +290,7 @@ def test_a_tenant_loading_ferretdb_metadata_first_is_detected(make_cluster):
 
 
 def test_seeds_apply_as_the_namespace_and_bad_seeds_change_nothing(make_cluster, tmp_path):
-    h = make_cluster(services=("postgres", "mongo"))
+    h = make_cluster(services=("postgres", "mongo"), options=FERRETDB)
     seeds = tmp_path / "seeds" / "mongo"
     seeds.mkdir(parents=True)
     (seeds / "users.json").write_text(json.dumps([{"email": "a@x", "joined": {"$date": "2024-01-02T00:00:00Z"}},
@@ -307,7 +310,7 @@ def test_seeds_apply_as_the_namespace_and_bad_seeds_change_nothing(make_cluster,
 
 
 def test_sqlite_backend(make_cluster):
-    h = make_cluster(services=("postgres", "mongo"), options={"mongo": {"backend": "sqlite"}}, agent=False)
+    h = make_cluster(services=("postgres", "mongo"), options={"mongo": {"flavor": "ferretdb", "backend": "sqlite"}}, agent=False)
     ns = h.cluster.namespaces
     ns.create("lite")
     uri = ns.env("lite")["MONGODB_URI"]
@@ -340,7 +343,7 @@ def test_mongodb_flavor_is_refused_natively(tmp_path):
 
 
 def test_agent_restarts_a_killed_ferretdb_and_every_namespace_works(make_cluster):
-    h = make_cluster(services=("postgres", "mongo"))
+    h = make_cluster(services=("postgres", "mongo"), options=FERRETDB)
     ns = h.cluster.namespaces
     ns.create("one")
     ns.create("two")

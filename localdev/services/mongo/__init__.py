@@ -1,10 +1,13 @@
-"""MongoDB-compatible server: FerretDB v1 on the cluster's PostgreSQL (default), or real MongoDB in containers.
+"""MongoDB-compatible server: FerretDB v1 on the cluster's PostgreSQL, mongo-java-server behind localdev's
+authenticating launcher, or real MongoDB in containers.
 
 A namespace is the MongoDB database ``ns_<name>``. With FerretDB's PostgreSQL backend that database is
 a schema of the one PostgreSQL database ``ferretdb``, owned by the namespace's own PostgreSQL role (the
 postgres service makes the role); FerretDB passes each client's PLAIN credentials through to
 PostgreSQL, so PostgreSQL refuses every read and write of another namespace's data. With the
-`mongodb` flavor a namespace is a database plus a SCRAM user with `readWrite` on it alone.
+`mongodb` and `mongo-java-server` flavors a namespace is a database plus a SCRAM user with `readWrite` on
+it alone (mongo-java-server has no users of its own: MongoJavaServer.java, our launcher, adds SCRAM and
+checks every command against the user's database).
 
 Example::
 
@@ -19,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,15 @@ from localdev.errors import BadInput, LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import Check, Option, PytestClient, Secret, Service
-from localdev.services.mongo import install
+from localdev.services.mongo import install, install_mjs
 from localdev.services.postgres.locks import advisory_lock
 from localdev.undo import Undo, undoing
 
 FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
 MONGO_IMAGE = "mongo:7.0.16"
+# No published image carries our launcher: users build this one from localdev/services/mongo/Dockerfile
+MJS_IMAGE = "localhost/localdev-mongo-java-server:1.47.0"
+FLAVORS = ("ferretdb", "mongo-java-server", "mongodb")
 META_DB = "ferretdb"  # the PostgreSQL database FerretDB serves: one schema per namespace
 ADMIN_ROLE = "localdev_ferretdb"  # owns META_DB and reads all data: FerretDB's first request after each start
 ANON_ROLE = "localdev_ferretdb_anon"  # NOLOGIN, the user in --postgresql-url: unauthenticated clients get nothing
@@ -52,18 +59,21 @@ class Mongo(Service):
     depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
     ready_timeout = 90.0  # a mongo container's first start initialises its data
     env_keys = ("MONGODB_URI",)
-    # The mongodb flavor's SCRAM user. FerretDB passes PLAIN credentials through to PostgreSQL, so there the
-    # namespace logs in with its PostgreSQL role's password instead.
+    # The SCRAM user of the mongodb and mongo-java-server flavors. FerretDB passes PLAIN credentials through
+    # to PostgreSQL, so there the namespace logs in with its PostgreSQL role's password instead.
     secrets = (Secret("mongo", "password", lambda: new_secret(24)),)
     options = {
-        "flavor": Option("ferretdb", str, ("ferretdb", "mongodb"),
-                         help="ferretdb (native or container) or mongodb (containers only)"),
+        # mongo-java-server by measurement: no wrong answer on tests/test_mongo_conformance.py, SCRAM users
+        # enforced per database; FerretDB v1 answers some aggregations wrongly without an error (docs/mongo.md)
+        "flavor": Option("mongo-java-server", str, FLAVORS,
+                         help="ferretdb or mongo-java-server (native or container), or mongodb (containers only)"),
         "backend": Option("postgresql", str, ("postgresql", "sqlite"),
                           help="FerretDB's storage: the cluster's PostgreSQL (enforced isolation) or SQLite (none)"),
         "bin": Option("", str, help="path of a FerretDB v1 binary "
                                     "(else LOCALDEV_FERRETDB_BIN, the cache, a download or a build)"),
         "image": Option("", str, help="container image (default: pinned FerretDB v1 or MongoDB per flavor)"),
         "pool_max_conns": Option(4, int, help="PostgreSQL connections FerretDB may hold per namespace"),
+        "heap": Option("256m", str, help="mongo-java-server's Java heap limit (-Xmx)"),
     }
 
     def __init__(self, ctx):
@@ -83,13 +93,22 @@ class Mongo(Service):
         return self.flavor == "ferretdb" and self.option("backend") == "postgresql"
 
     @property
+    def scram(self) -> bool:
+        """Namespaces are SCRAM users with readWrite on their database (the server enforces it)."""
+        return self.flavor in ("mongodb", "mongo-java-server")
+
+    @property
     def pg(self):
         return self.ctx.services["postgres"]
 
     def check(self) -> None:
         if self.flavor == "mongodb" and self.ctx.runtime == "native":
             raise BadInput('[services.mongo] flavor = "mongodb" runs only in containers (there is no MongoDB '
-                           'server download for the native runtime): use runtime = "docker", or flavor = "ferretdb"')
+                           'server download for the native runtime): use runtime = "docker", or flavor = '
+                           '"mongo-java-server" or "ferretdb"')
+        if self.flavor == "mongo-java-server" and not re.fullmatch(r"[1-9][0-9]*[mMgG]", str(self.option("heap"))):
+            raise BadInput(f'[services.mongo] heap = "{self.option("heap")}": give a Java heap size such as "256m" '
+                           'or "1g"')
 
     def _secret(self, key: str) -> str:
         return self.ctx.state.secret(key)
@@ -98,11 +117,13 @@ class Mongo(Service):
     def install(self) -> None:
         if self.flavor == "ferretdb":
             install.ferretdb_binary(self.option("bin") or None)
+        elif self.flavor == "mongo-java-server":
+            install_mjs.provision()
 
     def provision(self) -> None:
         self.install()
         (self.data_dir / "state").mkdir(parents=True, exist_ok=True)
-        if not self.on_postgres:
+        if self.flavor == "ferretdb" and not self.on_postgres:
             (self.data_dir / "sqlite").mkdir(parents=True, exist_ok=True)
 
     def _postgres_url(self, host: str, port: int) -> str:
@@ -113,6 +134,8 @@ class Mongo(Service):
         return f"postgres://{ANON_ROLE}@{host}:{port}/{META_DB}?{params}"
 
     def native_spec(self) -> ProcessSpec:
+        if self.flavor == "mongo-java-server":
+            return self._mjs_native_spec()
         argv = [str(install.ferretdb_binary(self.option("bin") or None)),
                 f"--listen-addr={self.ctx.host}:{self.port}",
                 # the debug server (metrics, pprof) defaults to 8088: ask the OS for a free port, on loopback
@@ -126,7 +149,29 @@ class Mongo(Service):
         env = {"PGPASSWORD": "", "PGPASSFILE": os.devnull, "PGSERVICEFILE": os.devnull}
         return ProcessSpec(argv=argv, env=env, cwd=self.data_dir, ports=[self.port], stop_timeout=10)
 
+    def _mjs_argv(self, java: str, classpath: str, host: str, port: int, data: str) -> list[str]:
+        return [java, f"-Xmx{self.option('heap')}", "-XX:+UseSerialGC",
+                # slf4j-simple logs every connection and command at info: keep the log to warnings
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Djava.net.preferIPv4Stack=true",
+                "-cp", classpath, install_mjs.LAUNCHER_MAIN, "--host", host, "--port", str(port),
+                "--data", f"{data}/mongo.mv.db", "--users", f"{data}/users"]
+
+    def _mjs_env(self) -> dict[str, str]:
+        # the root password goes in the environment (readable by this user only), never on the command line
+        return {"LOCALDEV_MONGO_ROOT_USER": MONGO_ROOT,
+                "LOCALDEV_MONGO_ROOT_PASSWORD": self._secret("mongo_root_password")}
+
+    def _mjs_native_spec(self) -> ProcessSpec:
+        inst = install_mjs.provision()
+        argv = self._mjs_argv(inst.java, inst.classpath, self.ctx.host, self.port, str(self.data_dir / "state"))
+        return ProcessSpec(argv=argv, env=self._mjs_env(), cwd=self.data_dir, ports=[self.port], stop_timeout=15)
+
     def container_spec(self) -> ContainerSpec:
+        if self.flavor == "mongo-java-server":
+            # the image's entrypoint is `java`; the jars and the compiled launcher are under /opt/mjs
+            argv = self._mjs_argv("java", "/opt/mjs/classes:/opt/mjs/lib/*", "0.0.0.0", 27017, "/data")[1:]
+            return ContainerSpec(image=self.option("image") or MJS_IMAGE, command=argv, env=self._mjs_env(),
+                                 ports={27017: self.port}, volumes={"mongo-data": "/data"}, healthcheck=None)
         if self.flavor == "mongodb":
             return ContainerSpec(
                 image=self.option("image") or MONGO_IMAGE,
@@ -165,7 +210,7 @@ class Mongo(Service):
             if self._admin is None:
                 if self.on_postgres:
                     self._admin = self._client(ADMIN_ROLE, self._secret("ferretdb_admin_password"), "PLAIN")
-                elif self.flavor == "mongodb":
+                elif self.scram:
                     self._admin = self._client(MONGO_ROOT, self._secret("mongo_root_password"), "SCRAM-SHA-256",
                                                "admin")
                 else:
@@ -260,10 +305,19 @@ class Mongo(Service):
         return {r[0] for r in rows}
 
     def doctor(self) -> list[Check]:
-        from localdev.services.install import cache_dir, which
+        from localdev.services.install import ProvisionError, cache_dir, which
 
-
-
+        if self.flavor == "mongo-java-server":
+            try:
+                java, javac, _ = install_mjs.find_java()
+            except ProvisionError as exc:
+                return [Check("java for mongo-java-server", False, str(exc), install_mjs.JAVA_FIX)]
+            checks = [Check("java for mongo-java-server", bool(javac), f"{java}, javac {javac or 'missing'}",
+                            "" if javac else install_mjs.JAVA_FIX)]
+            lib = install_mjs.cached_lib()
+            checks.append(Check("mongo-java-server jars", True, f"{install_mjs.VERSION} in {lib}" if lib else
+                                "not yet obtained: `localdev up` downloads them (or fetches them with Maven)"))
+            return checks
         if self.flavor == "mongodb":
             ok = self.ctx.runtime != "native"
             return [Check("mongo flavor", ok, "mongodb (containers)",
@@ -292,6 +346,9 @@ class Mongo(Service):
         if self.on_postgres:
             # FerretDB v1 speaks only PLAIN (passed through to PostgreSQL as the namespace's role)
             uri = f"mongodb://{user}:{password}@{where}/{db}?authMechanism=PLAIN"
+        elif self.flavor == "mongo-java-server":
+            # the drivers' default mechanism (SCRAM-SHA-256, negotiated); the path's database is the auth source
+            uri = f"mongodb://{user}:{password}@{where}/{db}"
         elif self.flavor == "mongodb":
             uri = f"mongodb://{user}:{password}@{where}/{db}?authSource={db}"
         else:
@@ -301,7 +358,7 @@ class Mongo(Service):
     def create_namespace(self, ns) -> dict[str, str]:
         if self.on_postgres:
             self._create_schema(ns)
-        elif self.flavor == "mongodb":
+        elif self.scram:
             self._create_user(ns)
         return self.namespace_env(ns)
 
@@ -342,7 +399,7 @@ class Mongo(Service):
 
         if not self.on_postgres:
             try:
-                if self.flavor == "mongodb":
+                if self.scram:
                     self.admin()[ns.db_name].command("dropAllUsersFromDatabase")
                 self.admin().drop_database(ns.db_name)
             except ConnectionFailure as exc:
@@ -373,6 +430,9 @@ class Mongo(Service):
         with self.pg.pool().connection() as conn, conn.transaction():
             with advisory_lock(conn, "ferretdb-acl", transaction=True):
                 conn.execute(statement)
+
+    def missing_debian_packages(self) -> list[str]:
+        return install_mjs.missing_debian_packages() if self.flavor == "mongo-java-server" else []
 
     # -- seeds -----------------------------------------------------------------------
     @classmethod

@@ -1,0 +1,216 @@
+"""Obtaining mongo-java-server (H2 backend) and compiling localdev's launcher for it (MongoJavaServer.java).
+
+The jars, pinned by Maven coordinates and sha256, in this order:
+  1. the per-user cache (cache_dir("mongo-java-server", VERSION)/lib, complete when its `complete` file exists);
+  2. each jar over HTTPS from the Maven repository (LOCALDEV_MAVEN_REPOSITORY, default Maven Central),
+     checked against its pinned sha256 -- needs no Maven;
+  3. `mvn dependency:copy-dependencies` on a generated pom (where Maven is installed and configured with
+     a mirror), checked against the same digests.
+The launcher is compiled with javac once per (launcher source, JVM) into the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
+
+VERSION = "1.47.0"
+MIN_JAVA = 17
+DEFAULT_REPOSITORY = "https://repo.maven.apache.org/maven2"
+LAUNCHER_SOURCE = Path(__file__).resolve().parent / "MongoJavaServer.java"
+LAUNCHER_MAIN = "MongoJavaServer"
+# group:artifact:version -> sha256 of the jar; the h2 backend's whole runtime closure
+JARS = (
+    ("de.bwaldvogel:mongo-java-server-core:1.47.0", "9a34c9ad6ac6261906295481838256033ec1efc8c93a3e3828e5d47a006b0bd4"),
+    ("de.bwaldvogel:mongo-java-server-h2-backend:1.47.0",
+     "58ca6760a25f8a05adfe8a0f7a8a042ca22bd472869028755931507cdce20e71"),
+    ("com.h2database:h2:2.3.232", "8dae62d22db8982c3dcb3826edb9c727c5d302063a67eef7d63d82de401f07d3"),
+    ("io.netty:netty-buffer:4.2.2.Final", "4820eeb2d3db269b20b30711e3d7d21979664249aaf10fc67f90dee935810747"),
+    ("io.netty:netty-codec:4.2.2.Final", "6a4ea3cedc831a377e20e32da5df4d2a47b954810e941138e3358e313db3a7f9"),
+    ("io.netty:netty-codec-base:4.2.2.Final", "76987614ccb2fda7d3292b69ba5b61351f30e91bf5c7d8fa4b51bc32c9f67456"),
+    ("io.netty:netty-codec-compression:4.2.2.Final",
+     "005734e20aceb5e2c030033f7e042c81ee444497efd110cfca8de445642652ac"),
+    ("io.netty:netty-codec-marshalling:4.2.2.Final",
+     "ae8bb7a077ca02357c922e3abc1acf1bf191d5e2776721d69cbca50a16281096"),
+    ("io.netty:netty-codec-protobuf:4.2.2.Final", "cfe0c7e6e68d83480a639b533eb7edaaf3252cfae8b73d0e362859673a4f9d97"),
+    ("io.netty:netty-common:4.2.2.Final", "5d022f3acad74cb0f195f60213500a4000d1340e5e941edaf1a0e756686b9bae"),
+    ("io.netty:netty-handler:4.2.2.Final", "d4ef582c78125457baa0cfa52992b5fb1bb9172d1a2c03b726e8b26e17d3fe2c"),
+    ("io.netty:netty-resolver:4.2.2.Final", "fa7841ffe2e39d52251814fb8560d6936b10ae7c67453ee50426b83fd5170ba0"),
+    ("io.netty:netty-transport:4.2.2.Final", "116d766a1af4722fe76a4cdaed969644985d44e08ec1337d2dbab697dd109603"),
+    ("io.netty:netty-transport-native-unix-common:4.2.2.Final",
+     "aa8821a7ea2ca47f62740bd1f37d67deb97824cc77e76dde6ae2c439a923fc9d"),
+    ("org.slf4j:slf4j-api:2.0.17", "7b751d952061954d5abfed7181c1f645d336091b679891591d63329c622eb832"),
+    ("org.slf4j:slf4j-simple:2.0.17", "ddfea59ac074c6d3e24ac2c38622d2d963895e17f70b38ed4bdae4d780be6964"),
+)
+JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install default-jdk-headless`; "
+            "macOS: `brew install openjdk@17`) or point JAVA_HOME at one")
+
+
+def jar_name(coords: str) -> str:
+    _, artifact, version = coords.split(":")
+    return f"{artifact}-{version}.jar"
+
+
+@dataclass(frozen=True)
+class Install:
+    java: str
+    lib_dir: Path
+    classes: Path  # the compiled launcher
+
+    @property
+    def classpath(self) -> str:
+        return os.pathsep.join([str(self.classes)] + [str(self.lib_dir / jar_name(c)) for c, _ in JARS])
+
+
+def find_java() -> tuple[str, str | None, str]:
+    """(java, javac or None, `java -version` banner); ProvisionError saying how to get Java 17+."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home, "bin", "java")) if home and Path(home, "bin", "java").exists() else which("java")
+    if not java:
+        raise ProvisionError(f"the mongo-java-server flavor needs Java, and no `java` was found: {JAVA_FIX}")
+    javac_path = Path(java).resolve().parent / "javac"
+    javac = str(javac_path) if javac_path.exists() else which("javac")
+    try:
+        banner = subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ProvisionError(f"could not run {java} -version ({exc}): {JAVA_FIX}") from exc
+    match = re.search(r'version "(\d+)', banner)
+    if not match or int(match.group(1)) < MIN_JAVA:
+        raise ProvisionError(f"mongo-java-server {VERSION} needs Java {MIN_JAVA} or newer; {java} says "
+                             f"{banner.splitlines()[0] if banner else 'nothing'}: {JAVA_FIX}")
+    return java, javac, banner
+
+
+def cached_lib() -> Path | None:
+    lib = cache_dir("mongo-java-server", VERSION) / "lib"
+    return lib if (lib / "complete").is_file() else None
+
+
+def obtain_jars() -> Path:
+    """The directory holding every pinned jar, fetching them into the cache once (concurrent callers wait)."""
+    lib = cached_lib()
+    if lib:
+        return lib
+    dest = cache_dir("mongo-java-server", VERSION)
+    with build_lock(dest / "lib"):
+        done = cached_lib()
+        if done:
+            return done
+        errors = []
+        for fetch in (_fetch_https, _fetch_maven):
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+            try:
+                fetch(staging)
+                _verify(staging)
+                (staging / "complete").write_text(VERSION + "\n")
+                shutil.rmtree(dest / "lib", ignore_errors=True)
+                os.replace(staging, dest / "lib")
+                return dest / "lib"
+            except (ProvisionError, OSError) as exc:
+                errors.append(f"{fetch.__doc__}: {exc}")
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        listing = "\n  ".join(f"{c} (sha256 {d})" for c, d in JARS)
+        raise ProvisionError(
+            f"could not obtain mongo-java-server {VERSION}:\n  " + "\n  ".join(errors) +
+            f"\nPut these jars in {dest / 'lib'} and create an empty file `complete` there:\n  {listing}")
+
+
+def _fetch_https(staging: Path) -> None:
+    """HTTPS from the Maven repository"""
+    base = os.environ.get("LOCALDEV_MAVEN_REPOSITORY", DEFAULT_REPOSITORY).rstrip("/")
+    progress(f"downloading mongo-java-server {VERSION} ({len(JARS)} jars)")
+    for coords, _ in JARS:
+        group, artifact, version = coords.split(":")
+        url = f"{base}/{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.jar"
+        download(url, staging / jar_name(coords), timeout=60)
+
+
+def _fetch_maven(staging: Path) -> None:
+    """mvn dependency:copy-dependencies"""
+    mvn = which("mvn")
+    if not mvn:
+        raise ProvisionError("Maven (mvn) is not installed")
+    deps = "".join(
+        "<dependency><groupId>{}</groupId><artifactId>{}</artifactId><version>{}</version></dependency>".format(
+            *coords.split(":")) for coords, _ in JARS)
+    (staging / "pom.xml").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>localdev</groupId><artifactId>mongo-java-server-jars</artifactId><version>1</version>"
+        f"<dependencies>{deps}</dependencies></project>\n")
+    progress(f"fetching mongo-java-server {VERSION} with Maven")
+    run([mvn, "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+         "-DexcludeTransitive=true"], cwd=staging, what="mvn dependency:copy-dependencies", timeout=900)
+    (staging / "pom.xml").unlink()
+
+
+def _verify(staging: Path) -> None:
+    for coords, digest in JARS:
+        path = staging / jar_name(coords)
+        if not path.is_file():
+            raise ProvisionError(f"{coords}: {path.name} was not fetched")
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        if actual != digest:
+            raise ProvisionError(f"{coords}: sha256 {actual}, expected {digest}")
+
+
+def provision() -> Install:
+    """Jars and the compiled launcher; idempotent, safe from concurrent processes."""
+    java, javac, banner = find_java()
+    lib = obtain_jars()
+    built_for = f"{VERSION} release {MIN_JAVA}".encode()  # javac --release: the image's JRE runs it too
+    key = hashlib.sha256(LAUNCHER_SOURCE.read_bytes() + banner.encode() + built_for).hexdigest()[:16]
+    out = cache_dir("mongo-java-server", "launch-" + key)
+    classes = out / "classes"
+    with build_lock(classes):
+        if not (classes / f"{LAUNCHER_MAIN}.class").is_file():
+            if not javac:
+                raise ProvisionError("localdev compiles a small launcher for mongo-java-server and needs `javac` "
+                                     f"(a JDK, not only a JRE): {JAVA_FIX}")
+            progress("compiling the mongo-java-server launcher")
+            tmp = Path(tempfile.mkdtemp(prefix=".classes-", dir=out))
+            try:
+                cp = os.pathsep.join(str(lib / jar_name(c)) for c, _ in JARS)
+                run([javac, "-nowarn", "--release", str(MIN_JAVA), "-d", str(tmp), "-cp", cp, str(LAUNCHER_SOURCE)],
+                    what="compiling localdev/services/mongo/MongoJavaServer.java")
+                shutil.rmtree(classes, ignore_errors=True)
+                os.replace(tmp, classes)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return Install(java=java, lib_dir=lib, classes=classes)
+
+
+DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
+
+
+def stage_image_context(dest: Path, base: str | None = None) -> Path:
+    """A build context for the flavor's image: the Dockerfile, the pinned jars and the compiled launcher
+    (javac targets Java 17, the image's JRE); `base` replaces the Dockerfile's default base image."""
+    inst = provision()
+    dest.mkdir(parents=True, exist_ok=True)
+    dockerfile = DOCKERFILE.read_text()
+    if base:
+        dockerfile = dockerfile.replace("ARG BASE=debian:bookworm-slim", f"ARG BASE={base}")
+    (dest / "Dockerfile").write_text(dockerfile)
+    lib = dest / "lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    lib.mkdir()
+    for coords, _ in JARS:
+        shutil.copy2(inst.lib_dir / jar_name(coords), lib / jar_name(coords))
+    shutil.rmtree(dest / "classes", ignore_errors=True)
+    shutil.copytree(inst.classes, dest / "classes")
+    return dest
+
+
+def missing_debian_packages() -> list[str]:
+    return [] if which("javac") else ["default-jdk-headless"]
+
