@@ -83,6 +83,10 @@ class Install:
             argv.append(f"-XX:SharedArchiveFile={self.cds_archive}")
         if ":" not in host:
             argv.append("-Djava.net.preferIPv4Stack=true")  # a plain IPv4 socket, not ::ffff:127.0.0.1
+        # Keep the open-files limit the user gave (the JVM raises it to the hard limit, which hides an fd leak
+        # until the machine's is reached), and a bounded heap: a long-lived server's heap otherwise grows
+        # with every key ever served and is not given back.
+        argv += ["-XX:-MaxFDLimit", "-Xmx256m"]
         # Our own shutdown hook stops the server; log4j's would only warn that it came too late.
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",
