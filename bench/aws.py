@@ -40,10 +40,11 @@ def run(flavor: str, n: int) -> dict:
             aws.create_namespace(ns)
             creates.append(time.perf_counter() - t)
             bucket = f"{ns.name}-{ns.secret('aws', 'access_key_id')}"
-            aws.ns_client(ns, "s3").create_bucket(Bucket=bucket)
-            aws.ns_client(ns, "s3").put_object(Bucket=bucket, Key="k", Body=b"x" * 1024)
-            aws.ns_client(ns, "sqs").create_queue(QueueName="jobs")
-            aws.ns_client(ns, "sns").create_topic(Name="events")
+            with aws.ns_client(ns, "s3") as s3, aws.ns_client(ns, "sqs") as sqs, aws.ns_client(ns, "sns") as sns:
+                s3.create_bucket(Bucket=bucket)
+                s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 1024)
+                sqs.create_queue(QueueName="jobs")
+                sns.create_topic(Name="events")
             t = time.perf_counter()
             assert aws.check_namespace(ns) is None
             checks.append(time.perf_counter() - t)

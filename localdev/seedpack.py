@@ -111,28 +111,15 @@ class SeedStore:
 
 
 def _extract(data: bytes, dest: Path) -> None:
-    """Regular files and folders only, every name inside `dest` (no links, devices, absolute or `..` paths).
-
-    tarfile's own `filter=` does this from Python 3.11.4 on; Debian's 3.11.2 lacks it."""
     import tarfile
+
+    from localdev.tarfiles import UnsafeArchive, extract
 
     dest.mkdir(parents=True)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            for member in tar:
-                parts = Path(member.name).parts
-                if member.name.startswith("/") or ".." in parts or not parts:
-                    raise BadInput(f"the seeds archive holds a path outside its folder: {member.name!r}")
-                target = dest.joinpath(*parts)
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                elif member.isfile():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(member)
-                    assert source is not None  # a regular file always has content
-                    with open(target, "wb") as out:
-                        shutil.copyfileobj(source, out)
-                else:
-                    raise BadInput(f"the seeds archive holds {member.name!r}, which is not a file or a folder")
+            extract(tar, dest, "the seeds archive")
+    except UnsafeArchive as exc:
+        raise BadInput(str(exc)) from None
     except tarfile.TarError as exc:
         raise BadInput(f"the seeds upload is not a tar archive: {exc}") from None

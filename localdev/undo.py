@@ -13,10 +13,12 @@ import pickle
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import IO
+from contextlib import AbstractContextManager, contextmanager
+from typing import IO, TypeVar
 
 from localdev.errors import LocalDevError
+
+T = TypeVar("T")
 
 
 class Undo:
@@ -26,6 +28,7 @@ class Undo:
         self._spool: IO[bytes] | None = None
         self._done = False
         self._lock = threading.Lock()  # a seed may write from several threads
+        self._held: list[Callable[[], object]] = []
 
     def add(self, fn: Callable, *args, **kwargs) -> Undo:
         """Record `fn(*args, **kwargs)` as a step of the rollback (arguments must pickle)."""
@@ -36,6 +39,13 @@ class Undo:
             self._steps.append((fn, self._spool.tell()))
             pickle.dump((args, kwargs), self._spool, protocol=pickle.HIGHEST_PROTOCOL)
         return self
+
+    def hold(self, cm: AbstractContextManager[T]) -> T:
+        """Enter `cm` (a lease on a client the steps use) and exit it once this undo is committed or rolled
+        back: the steps run after the seed returns, and their client must stay open until then."""
+        value = cm.__enter__()
+        self._held.append(lambda: cm.__exit__(None, None, None))
+        return value
 
     def commit(self) -> None:
         """Keep what was done; a commit that fails leaves the rollback possible."""
@@ -70,6 +80,9 @@ class Undo:
         if self._spool is not None:
             self._spool.close()
             self._spool = None
+        held, self._held = self._held, []
+        for release in reversed(held):
+            release()
 
 
 def roll_back(undos: list[Undo], error: BaseException) -> None:

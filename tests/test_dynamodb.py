@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -118,7 +119,7 @@ def test_namespaces_isolated_by_access_key_boto3_and_cli(make_cluster):
     assert ddb(env_a, AWS_SECRET_ACCESS_KEY="wrong").list_tables()["TableNames"] == ["orders"]
 
 
-def test_delete_removes_tables_file_after_restart_and_data_survives_down_up(make_cluster):
+def test_delete_releases_and_removes_the_database_at_once_and_data_survives_down_up(make_cluster):
     h = make_cluster(services=SERVICES, agent=False)
     svc = h.cluster.services["dynamodb"]
     keep = h.cluster.namespaces.create("keep")["name"]
@@ -134,20 +135,28 @@ def test_delete_removes_tables_file_after_restart_and_data_survives_down_up(make
     gone_files = sorted(svc.data_dir.glob(f"{env_gone['AWS_ACCESS_KEY_ID']}_*.db"))
     assert [p.name.split("_", 1)[1] for p in gone_files] == ["eu-west-1.db", "us-east-1.db"]
 
+    pid = h.cluster.runtime.state("dynamodb").pid
+    # psutil reads the fds in one pass; a fd closed meanwhile (a request's socket) is skipped, not an error.
+    open_dbs = lambda: sorted(Path(f.path).name for f in psutil.Process(pid).open_files()  # noqa: E731
+                              if f.path.endswith(".db"))
+    key = env_gone["AWS_ACCESS_KEY_ID"]
+    assert [n for n in open_dbs() if n.startswith(key)] == [f"{key}_eu-west-1.db", f"{key}_us-east-1.db"]
     assert h.cluster.namespaces.delete(gone) is True
-    assert ddb(env_gone).list_tables()["TableNames"] == []
-    assert ddb(env_gone, AWS_REGION="eu-west-1").list_tables()["TableNames"] == []
-    svc.drop_namespace(Namespace(gone, secrets={"aws": {"access_key_id": env_gone["AWS_ACCESS_KEY_ID"],
-                                                        "secret_access_key": "x"}}))  # idempotent
-    # The files stay while the server runs (removing them would break a running DynamoDB Local) ...
-    assert all(p.exists() for p in gone_files)
+    # Our launcher closed both databases of the key (SQLite connection, queue thread, job pool) and removed
+    # their files while the server runs; the other namespace's database is untouched.
+    assert not any(p.exists() for p in gone_files)
+    assert [n for n in open_dbs() if n.startswith(key)] == []
+    assert not list(svc.data_dir.glob("*.dropped"))
     assert ddb(env_keep).get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"]
+    # A request with the deleted key gets a fresh empty database, released again by an idempotent drop.
+    assert ddb(env_gone).list_tables()["TableNames"] == []
+    svc.drop_namespace(Namespace(gone, secrets={"aws": {"access_key_id": key, "secret_access_key": "x"}}))
+    assert not any(p.exists() for p in gone_files)
 
     h.cli("down", check=True)
     assert json.loads(h.cli("status", "--json", check=True).stdout)["services"]["dynamodb"]["state"] == "stopped"
     h.cli("up", check=True)
-    # ... and are removed before the next start; the other namespace's data survived down/up.
-    assert not any(p.exists() for p in gone_files)
+    # The other namespace's data survived down/up.
     assert not list(svc.data_dir.glob("*.dropped"))
     client = ddb(env_keep)
     assert sorted(client.list_tables()["TableNames"]) == ["customers", "orders"]
@@ -367,7 +376,8 @@ def test_a_seed_failing_midway_leaves_no_table(make_cluster, tmp_path):
     svc.create_namespace(ns)
     with pytest.raises(BadInput, match="b_big.json"):
         svc.seed(ns, fixtures)
-    assert svc.client(ns).list_tables()["TableNames"] == []
+    with svc.client(ns) as client:
+        assert client.list_tables()["TableNames"] == []
 
 
 @pytest.mark.parametrize("body,message", [

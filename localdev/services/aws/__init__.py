@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
@@ -192,22 +193,25 @@ class Aws(Service):
         if not self._health():
             return False
         try:  # a real round-trip through the services namespaces use (the first call loads them)
-            self.client("s3").list_buckets()
-            self.client("sqs").list_queues()
+            with self.client("s3") as s3, self.client("sqs") as sqs:
+                s3.list_buckets()
+                sqs.list_queues()
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready yet"
             return False
 
     def after_ready(self) -> None:
         # Load the marker's provider now, so the first namespace does not pay for it.
-        self.client("events").list_event_buses()
+        with self.client("events") as events:
+            events.list_event_buses()
 
     # -- warm clients --------------------------------------------------------------
     def client(self, service: str, key: str = "000000000000", secret: str = "test", region: str = "us-east-1"):
-        """A warm client for one account (one shared session: models are loaded once)."""
+        """A lease on the warm client for one account (one shared session: models are loaded once):
+        `with svc.client("s3") as s3:`."""
         from botocore.config import Config
 
-        return self._clients.get(service, endpoint=self.endpoint, key=key, secret=secret, region=region,
+        return self._clients.lease(service, endpoint=self.endpoint, key=key, secret=secret, region=region,
                                  config=Config(connect_timeout=3, read_timeout=30,
                                                retries={"max_attempts": 2, "mode": "standard"},
                                                s3={"addressing_style": "path"}))
@@ -257,7 +261,8 @@ class Aws(Service):
         from botocore.exceptions import ClientError
 
         try:
-            self.ns_client(ns, "events").create_event_bus(Name=MARKER)
+            with self.ns_client(ns, "events") as events:
+                events.create_event_bus(Name=MARKER)
         except ClientError as exc:
             if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
@@ -268,7 +273,8 @@ class Aws(Service):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.ns_client(ns, "events").describe_event_bus(Name=MARKER)
+            with self.ns_client(ns, "events") as events:
+                events.describe_event_bus(Name=MARKER)
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return _lost_message(ns.name)
@@ -279,11 +285,8 @@ class Aws(Service):
 
     def resources(self, ns) -> dict[str, list[str]]:
         """What the namespace's account holds in the emulator (its own listings)."""
-        s3, sqs, sns = (self.ns_client(ns, s) for s in ("s3", "sqs", "sns"))
-        buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
-        queues = [u for page in sqs.get_paginator("list_queues").paginate() for u in page.get("QueueUrls", [])]
-        topics = [t["TopicArn"] for page in sns.get_paginator("list_topics").paginate() for t in page.get("Topics", [])]
-        return {"buckets": buckets, "queues": queues, "topics": topics}
+        with self.ns_client(ns, "s3") as s3, self.ns_client(ns, "sqs") as sqs, self.ns_client(ns, "sns") as sns:
+            return _listings(s3, sqs, sns)
 
     def _empty_bucket(self, s3, bucket: str) -> None:
         from botocore.exceptions import ClientError
@@ -308,21 +311,24 @@ class Aws(Service):
         """Delete the account's buckets (with their objects), queues, topics and marker; check by listing."""
         from botocore.exceptions import ClientError
 
-        s3, sqs, sns, events = (self.ns_client(ns, s) for s in ("s3", "sqs", "sns", "events"))
-        found = self.resources(ns)
-        for bucket in found["buckets"]:
-            self._empty_bucket(s3, bucket)
-            s3.delete_bucket(Bucket=bucket)
-        for url in found["queues"]:
-            sqs.delete_queue(QueueUrl=url)
-        for arn in found["topics"]:
-            sns.delete_topic(TopicArn=arn)
-        try:
-            events.delete_event_bus(Name=MARKER)
-        except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
-        left = {kind: names for kind, names in self.resources(ns).items() if names}
+        with ExitStack() as stack:
+            s3, sqs, sns, events = (stack.enter_context(self.ns_client(ns, s)) for s in ("s3", "sqs", "sns", "events"))
+            found = _listings(s3, sqs, sns)
+            for bucket in found["buckets"]:
+                self._empty_bucket(s3, bucket)
+                s3.delete_bucket(Bucket=bucket)
+            for url in found["queues"]:
+                sqs.delete_queue(QueueUrl=url)
+            for arn in found["topics"]:
+                sns.delete_topic(TopicArn=arn)
+            try:
+                events.delete_event_bus(Name=MARKER)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+            left = {kind: names for kind, names in _listings(s3, sqs, sns).items() if names}
+        # The account is empty and a namespace's key is never reused: its clients can go.
+        self._clients.drop(access_key_id(ns))
         if left:
             raise LocalDevError(f"aws: dropping namespace {ns.name!r} left {left} in account "
                                 f"{access_key_id(ns)}: run `localdev ns delete {ns.name}` again")
@@ -343,6 +349,13 @@ class Aws(Service):
             apply(self, ns, fixtures, undo)
         return undo
 
+
+
+def _listings(s3, sqs, sns) -> dict[str, list[str]]:
+    buckets = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    queues = [u for page in sqs.get_paginator("list_queues").paginate() for u in page.get("QueueUrls", [])]
+    topics = [t["TopicArn"] for page in sns.get_paginator("list_topics").paginate() for t in page.get("Topics", [])]
+    return {"buckets": buckets, "queues": queues, "topics": topics}
 
 
 def _emulator_client(api: str, env: dict):

