@@ -99,7 +99,8 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] = l
         with relabelled(folder, label):
             info = ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
                              exist_ok=bool(body.get("exist_ok")), seed=bool(body.get("seed")) and folder is not None,
-                             seeds_dir=folder, owner=None if who is LOCAL else who.name)
+                             seeds_dir=folder, owner=None if who is LOCAL else who.name,
+                             max_connections=body.get("max_connections"))
         if body.get("env"):  # `ns create --print-env`: the settings in the same answer, one round trip
             info["env"] = ns.env(info["name"], owner=who.owner, ca_file="here" if who is LOCAL else None)
         return info

@@ -196,9 +196,11 @@ class AgentClient:
             return self._maybe_streamed(path, body, on_progress)
 
     def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None,
-               with_env: bool = False) -> dict:
-        """`with_env`: the namespace's settings come back in the same answer, under "env"."""
-        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env}
+               with_env: bool = False, max_connections: int | None = None) -> dict:
+        """`with_env`: the namespace's settings come back in the same answer, under "env". `max_connections`:
+        its connection budget (None: the cluster's default)."""
+        body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env,
+                "max_connections": max_connections}
         info = self._with_seeds("/namespaces", body, seeds_dir if seed else None, on_progress)
         if "env" in info:
             info["env"] = self._local_paths(info["env"])

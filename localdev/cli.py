@@ -221,6 +221,8 @@ def ns_create(args) -> None:
     if args.ttl is not None:
         parse_ttl(args.ttl)
     ttl = args.ttl if args.ttl is not None else cfg.namespaces["default_ttl"]
+    # like the TTL: the project's default travels with the request (a remote cluster's config is not yours)
+    max_connections = args.max_connections or cfg.namespaces["max_connections"]
     seeds = args.seeds
     if seeds is not None and not seeds.is_dir():
         raise BadInput(f"--seeds {seeds}: not a directory")
@@ -229,7 +231,8 @@ def ns_create(args) -> None:
         seeds_dir = None  # no seeds folder in this project: nothing to apply
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
-                               seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env))
+                               seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env),
+                               max_connections=max_connections)
     if args.print_env:  # one process and one request instead of `ns create` then `ns env`
         sys.stdout.write(format_env(info["env"], args.print_env))
     elif args.json:
@@ -244,9 +247,10 @@ def ns_list(args) -> None:
     if args.json:
         _out(items)
         return
-    _table("namespaces", ["name", "state", "age", "expires", "labels", "services"],
+    _table("namespaces", ["name", "state", "age", "expires", "labels", "services", "max conns"],
            [[i["name"], i["state"], _ago(i["created_at"]), _ago(i["expires_at"]),
-             ",".join(f"{k}={v}" for k, v in i["labels"].items()), ",".join(i["services"])] for i in items])
+             ",".join(f"{k}={v}" for k, v in i["labels"].items()), ",".join(i["services"]),
+             str(i["max_connections"]) if i.get("max_connections") else "none"] for i in items])
     _render_problems({i["name"]: i["problems"] for i in items if i.get("problems")})
 
 
@@ -419,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", metavar="K=V", help="a label (repeatable)")
     p.add_argument("--from-ci", action="store_true", help="name from the CI environment")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing namespace")
+    p.add_argument("--max-connections", type=_positive_int, metavar="N",
+                   help="its PostgreSQL connection limit (default: [namespaces] max_connections, 20)")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the namespace as JSON")
     output.add_argument("--print-env", choices=FORMATS, metavar="FORMAT",

@@ -87,7 +87,8 @@ class Cluster:
             for name, cls in classes.items():
                 ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
                                      options=cfg.services[name], services=self._services,
-                                     advertise_host=cfg.advertise_host, server_cert=self.server_cert)
+                                     namespaces=cfg.namespaces, advertise_host=cfg.advertise_host,
+                                     server_cert=self.server_cert)
                 self._services[name] = cls(ctx)
         return self._services
 

@@ -31,7 +31,9 @@ COMMON_OPTIONS = {
     "allow_plaintext": Option(False, bool, help="let a service that cannot do TLS listen beyond loopback anyway"),
 }
 TOP_KEYS = {"runtime", "host", "advertise_host", "services", "namespaces", "agent"}
-NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1"}
+NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1",
+                  # each namespace's PostgreSQL CONNECTION LIMIT unless `ns create --max-connections N` says
+                  "max_connections": 20}
 AGENT_KEYS = {
     "reap_interval": 30, "supervise_interval": 1.0,
     # team mode: a TCP listener beside the Unix socket ("0.0.0.0:7443"), TLS unless insecure
@@ -74,7 +76,7 @@ class Config:
     def from_json(cls, data: dict) -> Config:
         return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],
                    host=data["host"], advertise_host=data.get("advertise_host", ""), services=data["services"],
-                   namespaces=data["namespaces"], agent={**AGENT_KEYS, **data["agent"]})
+                   namespaces={**NAMESPACE_KEYS, **data["namespaces"]}, agent={**AGENT_KEYS, **data["agent"]})
 
 
 def find_config_file(start: Path | None = None) -> tuple[Path | None, dict]:
@@ -132,6 +134,9 @@ def _namespaces(where: str, raw: dict) -> dict:
         parse_ttl(namespaces["default_ttl"])
     except BadInput as exc:
         raise _fail(where, "namespaces.default_ttl", str(exc)) from None
+    if not isinstance(namespaces["max_connections"], int):  # _table lets a float through for a number default
+        raise _fail(where, "namespaces.max_connections",
+                    f"expected a whole number of at least 1, got {namespaces['max_connections']!r}")
     return namespaces
 
 

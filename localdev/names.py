@@ -105,6 +105,12 @@ def new_secret(nbytes: int) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def validate_max_connections(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInput(f"invalid max_connections {value!r}: must be a whole number of at least 1")
+    return value
+
+
 def validate_access_key(key: str) -> str:
     # DynamoDB Local hangs every client on an over-long key and truncates at '/' or '=': check first.
     if not AWS_KEY_RE.fullmatch(key or ""):
@@ -119,15 +125,17 @@ class Namespace:
     name: str
     region: str = "us-east-1"
     secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    # the connection budget its services enforce; None for namespaces created before there was one
+    max_connections: int | None = None
 
     @classmethod
-    def new(cls, name: str, region: str, declared) -> Namespace:
+    def new(cls, name: str, region: str, declared, max_connections: int | None = None) -> Namespace:
         """A namespace with a fresh value for every declared secret (`Secret`s of its services; a group that
         two services share is made once)."""
         secrets: dict[str, dict[str, str]] = {}
         for secret in declared:
             secrets.setdefault(secret.group, {}).setdefault(secret.key, secret.make())
-        return cls(name=name, region=region, secrets=secrets)
+        return cls(name=name, region=region, secrets=secrets, max_connections=max_connections)
 
     def secret(self, group: str, key: str) -> str:
         try:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
-from localdev.names import Namespace, parse_labels, parse_ttl, validate_name
+from localdev.names import Namespace, parse_labels, parse_ttl, validate_max_connections, validate_name
 from localdev.services import in_waves
 from localdev.services.base import CA_FILE
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
@@ -27,6 +27,9 @@ from localdev.tokens import Tokens
 
 REGISTRY_DB = "localdev"
 LOCK_WAIT = "120s"
+# Every namespace command holds one registry connection for its whole run, so this bounds concurrent
+# commands. The PostgreSQL service reserves superuser slots for it (superuser_reserved_connections).
+REGISTRY_POOL = 40
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -45,6 +48,10 @@ ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS problems jsonb NOT NULL DEFAULT 
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS region text NOT NULL DEFAULT 'us-east-1';
 -- the token that created it (team mode): a ci token sees only its own; NULL for local users and old rows
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS owner text;
+-- the connection budget set on the namespace's role at create (the config default then, or --max-connections).
+-- NULL for rows from before: their roles have no limit, and reading NULL as today's default would show
+-- a limit PostgreSQL does not enforce.
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS max_connections integer;
 -- Secrets are {group: {key: value}}, as services declare them. Rows from before held fixed fields
 -- (pg_password, which the Mongo service used too, the AWS key pair and the region): move them over.
 UPDATE namespaces SET region = COALESCE(secrets->>'region', region), secrets = jsonb_build_object(
@@ -73,7 +80,7 @@ class Namespaces:
         with self._pool_lock:
             if self._pool is None:
                 self._ensure_registry()
-                self._pool = self.postgres.make_pool(REGISTRY_DB, 40, "localdev-registry")
+                self._pool = self.postgres.make_pool(REGISTRY_DB, REGISTRY_POOL, "localdev-registry")
             return self._pool
 
     def _ensure_registry(self) -> None:
@@ -116,7 +123,8 @@ class Namespaces:
         return Tokens(self.pool)
 
     def _namespace(self, row: dict) -> Namespace:
-        return Namespace(name=row["name"], region=row["region"], secrets=row["secrets"])
+        return Namespace(name=row["name"], region=row["region"], secrets=row["secrets"],
+                         max_connections=row.get("max_connections"))
 
     # -- per-service work, in dependency waves, each wave in parallel --------------
     def _for_services(self, names: builtins.list[str], fn) -> None:
@@ -130,9 +138,14 @@ class Namespaces:
 
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
-               seed: bool = False, seeds_dir=None, owner: str | None = None) -> dict:
-        """`owner`: the ci token creating it (only it sees the namespace then)."""
+               seed: bool = False, seeds_dir=None, owner: str | None = None,
+               max_connections: int | None = None) -> dict:
+        """`owner`: the ci token creating it (only it sees the namespace then). `max_connections`: its
+        connection budget (default: [namespaces] max_connections); an existing namespace keeps its own."""
         validate_name(name)
+        if max_connections is None:
+            max_connections = self.cluster.config.namespaces.get("max_connections", 20)
+        max_connections = validate_max_connections(max_connections)
         ttl_seconds = self._ttl(ttl)
         labels = parse_labels(labels)
         services = list(self.cluster.service_names)
@@ -154,12 +167,14 @@ class Namespaces:
                 self._drop_everywhere(self._namespace(row), row["services"])
                 conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
             ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
-                               [secret for n in services for secret in self.cluster.services[n].secrets])
+                               [secret for n in services for secret in self.cluster.services[n].secrets],
+                               max_connections=max_connections)
             expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
-                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region, owner) "
-                "VALUES (%s, 'creating', %s, %s, %s, %s, %s, %s)",
-                (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region, owner))
+                "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region, owner, "
+                "max_connections) VALUES (%s, 'creating', %s, %s, %s, %s, %s, %s, %s)",
+                (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region, owner,
+                 max_connections))
             try:
                 seed_hash = fixtures.content_hash if fixtures else None
                 parts = fixtures.per_service if fixtures else {}
@@ -341,7 +356,8 @@ class Namespaces:
         return {"name": row["name"], "state": state, "created_at": row["created_at"].timestamp(),
                 "owner": row.get("owner"),
                 "expires_at": expires, "labels": row["labels"], "services": list(row["services"]),
-                "seed_hash": row.get("seed_hash"), "problems": problems}
+                "seed_hash": row.get("seed_hash"), "problems": problems,
+                "max_connections": row.get("max_connections")}
 
 
 def _combined(errors: list[tuple[str, BaseException]], doing: str = "creating") -> LocalDevError:

@@ -96,3 +96,15 @@ def test_shell_format_is_eval_safe():
     assert json.loads(format_env(env, "json")) == env
     dotenv = format_env(env, "dotenv")
     assert "A=plain\n" in dotenv and 'B="it\'s $(touch /tmp/pwned)' in dotenv
+
+
+@pytest.mark.parametrize("value", [0, -1, "20", 2.5, True])
+def test_config_namespace_max_connections_must_be_a_positive_int(value):
+    with pytest.raises(BadInput) as err:
+        validate({"namespaces": {"max_connections": value}}, "/p/localdev.toml", None, {})
+    assert str(err.value).startswith("/p/localdev.toml: namespaces.max_connections: ")
+
+
+def test_config_namespace_max_connections_default_and_value():
+    assert validate({}, "defaults", None, {}).namespaces["max_connections"] == 20
+    assert validate({"namespaces": {"max_connections": 5}}, "d", None, {}).namespaces["max_connections"] == 5

@@ -45,6 +45,7 @@ class ServiceContext:
     runtime: str  # "native" | "docker"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
+    namespaces: dict = field(default_factory=dict)  # the config's [namespaces] table (the connection budget)
     advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
     # The cluster's server certificate (made on first use), for a service that serves TLS beyond loopback.
     server_cert: Callable[[], ServerCert] | None = None
@@ -150,6 +151,11 @@ class Service:
 
     def check(self) -> None:
         """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
+
+    def postgres_admin_connections(self) -> int:
+        """How many superuser PostgreSQL connections this service's own pools may hold: the PostgreSQL
+        service reserves that many slots, so namespaces filling the server never starve them."""
+        return 0
 
     def install(self) -> None:
         """Fetch or build this service's binaries into the user's cache (no per-cluster state; idempotent).

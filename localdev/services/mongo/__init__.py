@@ -43,6 +43,7 @@ MJS_IMAGE = "localhost/localdev-mongo-java-server:1.47.0"
 FLAVORS = ("ferretdb", "mongo-java-server", "mongodb")
 META_DB = "ferretdb"  # the PostgreSQL database FerretDB serves: one schema per namespace
 ADMIN_ROLE = "localdev_ferretdb"  # owns META_DB and reads all data: FerretDB's first request after each start
+META_POOL = 4  # localdev's superuser connections to FerretDB's metadata database
 ANON_ROLE = "localdev_ferretdb_anon"  # NOLOGIN, the user in --postgresql-url: unauthenticated clients get nothing
 METADATA_TABLE = "_ferretdb_database_metadata"
 INIT_COLLECTION = "_localdev_init"
@@ -224,10 +225,15 @@ class Mongo(Service):
                 from psycopg_pool import ConnectionPool
 
                 # checked on checkout: PostgreSQL may have been restarted under a long-lived agent
-                self._meta_pool = ConnectionPool(self.pg.admin_url(META_DB), min_size=1, max_size=4, open=True,
+                self._meta_pool = ConnectionPool(self.pg.admin_url(META_DB), min_size=1, max_size=META_POOL, open=True,
                                                  kwargs={"autocommit": True}, name="ferretdb-meta",
                                                  check=ConnectionPool.check_connection)
             return self._meta_pool
+
+    def postgres_admin_connections(self) -> int:
+        # FerretDB's own pgx pools log in as the namespaces' roles: they count against each namespace's
+        # budget, not here.
+        return META_POOL if self.on_postgres else 0
 
     @classmethod
     def pytest_clients(cls) -> list[PytestClient]:

@@ -55,6 +55,11 @@ SERVER_SETTINGS = {
     "log_min_error_statement": "panic",
     "password_encryption": "scram-sha-256",
 }
+# Superuser connections localdev opens outside its pools: readiness checks, the registry's first set-up, a
+# template build, spare refills, a seeded create's REASSIGN OWNED. Not a hard bound: a burst of more
+# concurrent seeded creates than this takes ordinary slots, and waits like a user's connection would.
+ONE_OFF_CONNECTIONS = 10
+ADMIN_POOL = 8
 
 
 class Postgres(Service):
@@ -110,6 +115,35 @@ class Postgres(Service):
     def check(self) -> None:
         if self.option("bin_dir") and self.ctx.runtime == "native":
             find_bin_dir(self.option("bin_dir"))
+        self._check_connection_budget()
+
+    def own_connections(self) -> int:
+        """The server slots kept for localdev's own superuser connections: the agent's registry pool, each
+        service's admin pools, and the one-off connections. They become superuser_reserved_connections, so
+        namespaces together can take at most max_connections minus this, and a namespace that exhausts
+        the server still leaves the registry and the agent their connections (both connect as the admin).
+        An in-process API user (Cluster().namespaces beside the agent) opens pools of its own on top."""
+        from localdev.namespaces import REGISTRY_POOL
+
+        services = [svc for svc in (self.ctx.services or {self.name: self}).values() if svc.option("enabled")]
+        if self not in services:
+            services.append(self)
+        return REGISTRY_POOL + ONE_OFF_CONNECTIONS + sum(svc.postgres_admin_connections() for svc in services)
+
+    def postgres_admin_connections(self) -> int:
+        return ADMIN_POOL
+
+    def _check_connection_budget(self) -> None:
+        from localdev.errors import BadInput
+
+        server, own = int(self.option("max_connections")), self.own_connections()
+        budget = int(self.ctx.namespaces.get("max_connections", 20))
+        if server - own < budget:
+            raise BadInput(f"[services.postgres] max_connections = {server} leaves {max(server - own, 0)} connections "
+                           f"for namespaces after localdev's own {own} (the registry pool, admin pools and "
+                           f"one-off connections), fewer than one namespace's budget ([namespaces] "
+                           f"max_connections = {budget}): raise it to at least {own + budget} or lower the budget; "
+                           "nothing was started")
 
     def install(self) -> None:
         find_bin_dir(self.option("bin_dir"))  # system packages: found, or a message saying how to get them
@@ -184,7 +218,8 @@ class Postgres(Service):
         self._chown(self.socket_dir)
 
     def _settings(self) -> dict[str, str]:
-        return {**SERVER_SETTINGS, "max_connections": str(self.option("max_connections"))}
+        return {**SERVER_SETTINGS, "max_connections": str(self.option("max_connections")),
+                "superuser_reserved_connections": str(self.own_connections())}
 
     def native_spec(self) -> ProcessSpec:
         bin_dir = find_bin_dir(self.option("bin_dir"))
@@ -245,7 +280,7 @@ class Postgres(Service):
     def pool(self):
         """Admin connections to the `postgres` database (the agent's hot path)."""
         if self._pool is None:
-            self._pool = self.make_pool("postgres", 8, "postgres-admin")
+            self._pool = self.make_pool("postgres", ADMIN_POOL, "postgres-admin")
         return self._pool
 
     def close(self) -> None:
@@ -316,8 +351,12 @@ class Postgres(Service):
         with self.pool().connection() as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
-                         .format(role, sql.Literal(self.password(ns))))
+            # Both verbs take the same options, so a re-create (seed, an interrupted create) sets the
+            # budget again; a namespace from before the budget (None) keeps the role's unlimited -1.
+            limit = sql.SQL("") if ns.max_connections is None else \
+                sql.SQL(" CONNECTION LIMIT {}").format(sql.Literal(int(ns.max_connections)))
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}{}")
+                         .format(role, sql.Literal(self.password(ns)), limit))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
                 if self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
