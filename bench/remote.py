@@ -37,7 +37,7 @@ def main() -> None:
     services = args.services.split(",")
     plaintext = {"allow_plaintext": True}  # (until the AWS gateway serves them over TLS)
     home, config, env = temp_project(services, {"aws": {"flavor": "ministack", **plaintext},
-                                                "dynamodb": plaintext, "mongo": plaintext})
+                                                "dynamodb": plaintext})
     config.write_text(f'host = "{SERVER_IP}"\n' + config.read_text())
     env = {k: v for k, v in env.items() if k not in ("LOCALDEV_URL", "LOCALDEV_TOKEN", "LOCALDEV_CA")}
     port = free_port()

@@ -46,7 +46,7 @@ class Team:
         self.project = root / "server"
         write_config(self.project, ["postgres", "dynamodb", "aws", "mongo"],
                      {"aws": {"flavor": "ministack", "allow_plaintext": True},
-                      "dynamodb": {"allow_plaintext": True}, "mongo": {"allow_plaintext": True}},
+                      "dynamodb": {"allow_plaintext": True}},
                      extra="[agent]\nreap_interval = 3600\n")
         config = self.project / "localdev.toml"
         config.write_text(f'host = "{SERVER_IP}"\n' + config.read_text())
@@ -116,6 +116,7 @@ def test_a_client_elsewhere_uses_the_cluster_with_tls_verified(team):
     shell = recipe.stdout
     assert "export LOCALDEV_NAMESPACE=pr-42" in shell and f"PGHOST={SERVER_IP}" in shell
     assert "sslmode=verify-full" in shell and "PGSSLMODE=verify-full" in shell
+    assert "tls=true&tlsCAFile=" in shell  # the Mongo server speaks TLS too, verified against the pinned CA
     checks = (
         # psql over TLS, the server's name checked against the pinned CA
         "psql -Atc \"select current_user, ssl from pg_stat_ssl join pg_stat_activity using (pid) "

@@ -84,6 +84,27 @@ public final class MongoJavaServer {
         @Override public int getWireVersion() { return 13; }
     };
 
+    /** A PKCS#8 private key in PEM (what localdev's CA writes: EC P-256). */
+    static java.security.PrivateKey readKey(Path path) throws Exception {
+        String pem = Files.readString(path);
+        String body = pem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
+        byte[] der = java.util.Base64.getDecoder().decode(body);
+        java.security.spec.PKCS8EncodedKeySpec spec = new java.security.spec.PKCS8EncodedKeySpec(der);
+        String algorithm = pem.contains("BEGIN RSA") ? "RSA" : "EC";
+        try {
+            return java.security.KeyFactory.getInstance(algorithm).generatePrivate(spec);
+        } catch (java.security.spec.InvalidKeySpecException e) {
+            return java.security.KeyFactory.getInstance("RSA").generatePrivate(spec);
+        }
+    }
+
+    static java.security.cert.X509Certificate readCert(Path path) throws Exception {
+        try (java.io.InputStream in = Files.newInputStream(path)) {
+            return (java.security.cert.X509Certificate)
+                    java.security.cert.CertificateFactory.getInstance("X.509").generateCertificate(in);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         Map<String, String> opts = new HashMap<>();
         for (int i = 0; i + 1 < args.length; i += 2) {
@@ -116,6 +137,13 @@ public final class MongoJavaServer {
         if (Boolean.parseBoolean(opts.getOrDefault("oplog", "false"))) {
             // Only change streams read it, and they are refused below; it doubles every write's work.
             server.enableOplog();
+        }
+        if (opts.containsKey("tls-cert") != opts.containsKey("tls-key")) {
+            usage("--tls-cert and --tls-key go together");
+        }
+        if (opts.containsKey("tls-cert")) {
+            // Every connection then speaks TLS with the cluster's certificate (localdev's own too).
+            server.enableSsl(readKey(Paths.get(opts.get("tls-key"))), null, readCert(Paths.get(opts.get("tls-cert"))));
         }
         try {
             server.bind(opts.get("host"), Integer.parseInt(opts.get("port")));

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from localdev.errors import BadInput, LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import Check, Option, PytestClient, Secret, Service
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service
 from localdev.services.mongo import install, install_mjs
 from localdev.services.postgres.locks import advisory_lock
 from localdev.undo import Undo, undoing
@@ -162,9 +162,23 @@ class Mongo(Service):
         return {"LOCALDEV_MONGO_ROOT_USER": MONGO_ROOT,
                 "LOCALDEV_MONGO_ROOT_PASSWORD": self._secret("mongo_root_password")}
 
+    def serves_tls(self) -> bool:
+        return self.flavor == "mongo-java-server" and self.ctx.runtime == "native" and self.ctx.server_cert is not None
+
+    def _ca_file(self) -> str | None:
+        """The cluster CA's certificate file, when this server speaks TLS (every connection then must)."""
+        if not self.tls:
+            return None
+        assert self.ctx.server_cert is not None  # serves_tls() said so
+        return str(self.ctx.server_cert().ca)
+
     def _mjs_native_spec(self) -> ProcessSpec:
         inst = install_mjs.provision()
         argv = self._mjs_argv(inst.java, inst.classpath, self.ctx.host, self.port, str(self.data_dir / "state"))
+        if self.tls:  # beyond loopback: the cluster's certificate
+            assert self.ctx.server_cert is not None
+            cert = self.ctx.server_cert()
+            argv += ["--tls-cert", str(cert.cert), "--tls-key", str(cert.key)]
         return ProcessSpec(argv=argv, env=self._mjs_env(), cwd=self.data_dir, ports=[self.port], stop_timeout=15)
 
     def container_spec(self) -> ContainerSpec:
@@ -202,6 +216,9 @@ class Mongo(Service):
             kwargs = {"username": username, "password": password, "authMechanism": mechanism}
             if source:
                 kwargs["authSource"] = source
+        ca = self._ca_file()
+        if ca:
+            kwargs.update({"tls": True, "tlsCAFile": ca})
         return pymongo.MongoClient(self.host, self.port, serverSelectionTimeoutMS=timeout_ms,
                                    connectTimeoutMS=timeout_ms, appname="localdev", **kwargs)
 
@@ -344,9 +361,10 @@ class Mongo(Service):
         return ns.secret("postgres", "password") if self.on_postgres else ns.secret("mongo", "password")
 
     def namespace_env(self, ns) -> dict[str, str]:
-        return self._env(ns, self.client_host)
+        return self._env(ns, self.client_host, CA_FILE)
 
-    def _env(self, ns, host: str) -> dict[str, str]:
+    def _env(self, ns, host: str, ca_file: str | None = None) -> dict[str, str]:
+        """`ca_file`: how a TLS URI names the CA's certificate (the placeholder a client fills, or a path)."""
         db, where = ns.db_name, f"{host}:{self.port}"
         user, password = quote(ns.db_name, safe=""), quote(self.password(ns), safe="")
         if self.on_postgres:
@@ -355,6 +373,8 @@ class Mongo(Service):
         elif self.flavor == "mongo-java-server":
             # the drivers' default mechanism (SCRAM-SHA-256, negotiated); the path's database is the auth source
             uri = f"mongodb://{user}:{password}@{where}/{db}"
+            if self.tls:
+                uri += f"?tls=true&tlsCAFile={ca_file or self._ca_file()}"
         elif self.flavor == "mongodb":
             uri = f"mongodb://{user}:{password}@{where}/{db}?authSource={db}"
         else:
