@@ -33,6 +33,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
+from localdev.services.java import JAVA_FIX, Java
+from localdev.services.java import find_java as find
 from localdev.tarfiles import UnsafeArchive, extract
 
 VERSION = "3.3.1"
@@ -46,17 +48,6 @@ LAUNCHER_MAIN = "LoopbackDynamoDB"
 DEBIAN_PACKAGES = ("default-jdk-headless", "npm")
 HEAP_MB = 256  # DynamoDB Local's heap ceiling: a long-lived JVM's heap fills up to it and is not given back
 OFFICIAL_TIMEOUT = 5.0  # where only package registries are reachable this fails at once; keep it short
-
-JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install openjdk-17-jdk-headless`; "
-            "macOS: `brew install openjdk@17`) or point JAVA_HOME at one")
-
-
-@dataclass(frozen=True)
-class Java:
-    java: str
-    javac: str | None
-    version: int
-    banner: str  # `java -version` output: part of the AppCDS archive's key (archives are per JVM build)
 
 
 # Where the launcher writes its admin endpoint's port and token (in the -dbPath, which only the user can read).
@@ -102,28 +93,7 @@ class Install:
 # -- Java -------------------------------------------------------------------------------------
 
 def find_java() -> Java:
-    """The JVM to run with (JAVA_HOME first, then PATH); ProvisionError saying how to get one."""
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home, "bin", "java")) if home and Path(home, "bin", "java").exists() else which("java")
-    if not java:
-        raise ProvisionError(f"DynamoDB Local needs Java, and no `java` was found: {JAVA_FIX}")
-    javac_path = Path(java).resolve().parent / "javac"
-    javac = str(javac_path) if javac_path.exists() else which("javac")
-    try:
-        out = subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProvisionError(f"could not run {java} -version ({exc}): {JAVA_FIX}") from exc
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-    if not match:
-        raise ProvisionError(f"could not read the Java version from `{java} -version`: {out.strip()[:200]}")
-    major = int(match.group(1))
-    if major == 1:  # "1.8.0_x" style
-        major = int(match.group(2) or 0)
-    if major < MIN_JAVA:
-        raise ProvisionError(f"DynamoDB Local {VERSION} needs Java {MIN_JAVA} or newer, found Java {major} "
-                             f"at {java}: {JAVA_FIX}")
-    return Java(java=java, javac=javac, version=major, banner=out.strip())
+    return find(f"DynamoDB Local {VERSION}", MIN_JAVA)
 
 
 # -- the jar ----------------------------------------------------------------------------------

@@ -332,7 +332,8 @@ class Mongo(Service):
 
         if self.flavor == "mongo-java-server":
             try:
-                java, javac, _ = install_mjs.find_java()
+                jvm = install_mjs.find_java()
+                java, javac = jvm.java, jvm.javac
             except ProvisionError as exc:
                 return [Check("java for mongo-java-server", False, str(exc), install_mjs.JAVA_FIX)]
             checks = [Check("java for mongo-java-server", bool(javac), f"{java}, javac {javac or 'missing'}",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
+from localdev.services.java import JAVA_FIX, Java
+from localdev.services.java import find_java as find
 
 VERSION = "1.47.0"
 MIN_JAVA = 17
@@ -50,9 +50,6 @@ JARS = (
     ("org.slf4j:slf4j-api:2.0.17", "7b751d952061954d5abfed7181c1f645d336091b679891591d63329c622eb832"),
     ("org.slf4j:slf4j-simple:2.0.17", "ddfea59ac074c6d3e24ac2c38622d2d963895e17f70b38ed4bdae4d780be6964"),
 )
-JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install default-jdk-headless`; "
-            "macOS: `brew install openjdk@17`) or point JAVA_HOME at one")
-
 
 def jar_name(coords: str) -> str:
     _, artifact, version = coords.split(":")
@@ -70,24 +67,8 @@ class Install:
         return os.pathsep.join([str(self.classes)] + [str(self.lib_dir / jar_name(c)) for c, _ in JARS])
 
 
-def find_java() -> tuple[str, str | None, str]:
-    """(java, javac or None, `java -version` banner); ProvisionError saying how to get Java 17+."""
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home, "bin", "java")) if home and Path(home, "bin", "java").exists() else which("java")
-    if not java:
-        raise ProvisionError(f"the mongo-java-server flavor needs Java, and no `java` was found: {JAVA_FIX}")
-    javac_path = Path(java).resolve().parent / "javac"
-    javac = str(javac_path) if javac_path.exists() else which("javac")
-    try:
-        banner = subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProvisionError(f"could not run {java} -version ({exc}): {JAVA_FIX}") from exc
-    match = re.search(r'version "(\d+)', banner)
-    if not match or int(match.group(1)) < MIN_JAVA:
-        raise ProvisionError(f"mongo-java-server {VERSION} needs Java {MIN_JAVA} or newer; {java} says "
-                             f"{banner.splitlines()[0] if banner else 'nothing'}: {JAVA_FIX}")
-    return java, javac, banner
+def find_java() -> Java:
+    return find(f"mongo-java-server {VERSION}", MIN_JAVA)
 
 
 def cached_lib() -> Path | None:
@@ -165,7 +146,8 @@ def _verify(staging: Path) -> None:
 
 def provision() -> Install:
     """Jars and the compiled launcher; idempotent, safe from concurrent processes."""
-    java, javac, banner = find_java()
+    jvm = find_java()
+    java, javac, banner = jvm.java, jvm.javac, jvm.banner
     lib = obtain_jars()
     built_for = f"{VERSION} release {MIN_JAVA}".encode()  # javac --release: the image's JRE runs it too
     key = hashlib.sha256(LAUNCHER_SOURCE.read_bytes() + banner.encode() + built_for).hexdigest()[:16]
