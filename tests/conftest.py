@@ -85,6 +85,11 @@ class ClusterHandle:
 
         poll_until(restarted, timeout, f"the agent to restart {service}")
 
+    def close(self) -> None:
+        """Stop the cluster and remove its data (the registry's pool first: it would hold PostgreSQL open)."""
+        self.cluster.namespaces.close()
+        self.cluster.down(purge=True)
+
     def ns_env(self, name: str) -> dict:
         return json.loads(self.cli("ns", "env", name, "--format", "json", check=True).stdout)
 
@@ -115,8 +120,7 @@ def make_cluster(tmp_path_factory):
 
     yield make
     for handle in made:
-        handle.cluster.namespaces.close()
-        handle.cluster.down(purge=True)
+        handle.close()
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +128,7 @@ def shared_cluster(tmp_path_factory):
     # The reaper stays out of the way: tests here look at interrupted and expired namespaces themselves.
     handle = start_cluster(tmp_path_factory, ["postgres"], extra="[agent]\nreap_interval = 3600\n")
     yield handle
-    handle.cluster.namespaces.close()
-    handle.cluster.down(purge=True)
+    handle.close()
 
 
 def all_services() -> list[str]:
@@ -161,5 +164,4 @@ def full_cluster(tmp_path_factory):
     handle = start_cluster(tmp_path_factory, ALL_SERVICES, {"aws": {"flavor": "ministack"}},
                            extra="[agent]\nreap_interval = 3600\n")
     yield handle
-    handle.cluster.namespaces.close()
-    handle.cluster.down(purge=True)
+    handle.close()

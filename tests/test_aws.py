@@ -30,8 +30,7 @@ def aws(request, tmp_path_factory):
     handle = start_cluster(tmp_path_factory, ["postgres", "aws"], {"aws": {"flavor": request.param}})
     handle.flavor = request.param
     yield handle
-    handle.cluster.namespaces.close()
-    handle.cluster.down(purge=True)
+    handle.close()
 
 
 def client(env: dict, service: str):

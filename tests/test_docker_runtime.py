@@ -84,8 +84,7 @@ def docker_cluster(tmp_path_factory):
 
     yield make
     for handle in made:
-        handle.cluster.namespaces.close()
-        handle.cluster.down(purge=True)
+        handle.close()
 
 
 def ours(engine, h, kind: str) -> list:

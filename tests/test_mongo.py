@@ -43,8 +43,7 @@ def superuser(h, db=META_DB):
 def mongo_cluster(tmp_path_factory):
     h = start_cluster(tmp_path_factory, ["postgres", "mongo"], FERRETDB)
     yield h
-    h.cluster.namespaces.close()
-    h.cluster.down(purge=True)
+    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -540,8 +540,7 @@ def flavor_db(request, tmp_path_factory):
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
     yield flavor, client.get_default_database(), {"uri": uri}
     client.close()
-    h.cluster.namespaces.close()
-    h.cluster.down(purge=True)
+    h.close()
     _write_results()
 
 

@@ -30,8 +30,7 @@ def client(uri: str, **kw) -> pymongo.MongoClient:
 def mjs_cluster(tmp_path_factory):
     h = start_cluster(tmp_path_factory, ["postgres", "mongo"], MJS)
     yield h
-    h.cluster.namespaces.close()
-    h.cluster.down(purge=True)
+    h.close()
 
 
 @pytest.fixture(scope="module")

@@ -64,8 +64,7 @@ def keys_under(h, db: int, prefix: str) -> list[str]:
 def redis_cluster(tmp_path_factory):
     h = start_cluster(tmp_path_factory, SERVICES)
     yield h
-    h.cluster.namespaces.close()
-    h.cluster.down(purge=True)
+    h.close()
 
 
 @pytest.fixture(scope="module")
@@ -586,5 +585,4 @@ def test_in_a_container_isolated_and_durable(tmp_path_factory):
         assert again.get("box-a:s") == "in a container" and 0 < again.ttl("box-a:s") <= 600
         again.close()
     finally:
-        h.cluster.namespaces.close()
-        h.cluster.down(purge=True)
+        h.close()

@@ -61,8 +61,7 @@ def run_soak(tmp_path_factory, cycles: int) -> tuple[dict[str, list[float]], lis
             time.sleep(2)
             samples[-1] = {**samples[-1], **sample(handle.cluster, list(handle.cluster.services))}
     finally:
-        handle.cluster.namespaces.close()
-        handle.cluster.down(purge=True)
+        handle.close()
     assert [s["cycle"] for s in samples] == [0, *range(10, cycles + 1, 10)]
     return series(samples), samples
 
