@@ -366,6 +366,11 @@ def compose(args) -> None:
 
 # -- parsing ----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
+    # No prefix matching: `ns create b --from a` must be refused, not read as `--from-ci` plus a stray name.
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # a usage error is bad input: our message format, exit 2
         raise BadInput(f"{message} (see `{self.prog} --help`)")
 

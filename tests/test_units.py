@@ -108,3 +108,13 @@ def test_config_namespace_max_connections_must_be_a_positive_int(value):
 def test_config_namespace_max_connections_default_and_value():
     assert validate({}, "defaults", None, {}).namespaces["max_connections"] == 20
     assert validate({"namespaces": {"max_connections": 5}}, "d", None, {}).namespaces["max_connections"] == 5
+
+
+@pytest.mark.parametrize("argv", [["ns", "create", "b", "--exist"], ["ns", "create", "--from-c"],
+                                  ["ns", "delete", "x", "--missing"], ["down", "--pur"]])
+def test_abbreviated_options_are_refused_not_guessed(argv):
+    from localdev.cli import build_parser
+    from localdev.errors import BadInput
+
+    with pytest.raises(BadInput, match="unrecognized arguments"):
+        build_parser().parse_args(argv)
