@@ -44,7 +44,7 @@ class Team:
         self.port = free_port()
         self.url = f"https://{SERVER_IP}:{self.port}"
         self.project = root / "server"
-        write_config(self.project, ["postgres", "dynamodb", "aws", "mongo"],
+        write_config(self.project, ["postgres", "dynamodb", "aws", "mongo", "redis"],
                      {"aws": {"flavor": "ministack", "allow_plaintext": True},
                       "dynamodb": {"allow_plaintext": True}},
                      extra="[agent]\nreap_interval = 3600\n")
@@ -117,6 +117,7 @@ def test_a_client_elsewhere_uses_the_cluster_with_tls_verified(team):
     assert "export LOCALDEV_NAMESPACE=pr-42" in shell and f"PGHOST={SERVER_IP}" in shell
     assert "sslmode=verify-full" in shell and "PGSSLMODE=verify-full" in shell
     assert "tls=true&tlsCAFile=" in shell  # the Mongo server speaks TLS too, verified against the pinned CA
+    assert "REDIS_URL='rediss://" in shell and "ssl_ca_certs=" in shell  # and Redis
     checks = (
         # psql over TLS, the server's name checked against the pinned CA
         "psql -Atc \"select current_user, ssl from pg_stat_ssl join pg_stat_activity using (pid) "
@@ -127,13 +128,18 @@ def test_a_client_elsewhere_uses_the_cluster_with_tls_verified(team):
         f"{sys.executable} -c \"import boto3, pymongo, os; "
         "print(sorted(boto3.client('dynamodb').list_tables()['TableNames'])); "
         "db = pymongo.MongoClient(os.environ['MONGODB_URI']).get_default_database(); "
-        "db.probe.insert_one({'from': 'client'}); print(db.probe.count_documents({}))\""
+        "db.probe.insert_one({'from': 'client'}); print(db.probe.count_documents({}))\";"
+        # redis-py over TLS, the server's name checked against the pinned CA
+        f"{sys.executable} -c \"import redis, os; r = redis.Redis.from_url(os.environ['REDIS_URL']); "
+        "p = os.environ['REDIS_KEY_PREFIX']; r.set(p + 'k', 'over-tls'); "
+        "print(type(r.connection_pool.get_connection()).__name__, r.get(p + 'k').decode())\""
     )
     out = team.net.run(team.net.client, "bash", "-c", shell + checks, env=clean_env(HOME=str(team.client_cwd)),
                        check=True).stdout.split("\n")
     assert out[0] == "ns_pr_42|t"  # its own role, over TLS
     assert any("pr-42-assets" in line for line in out)  # the example seeds' bucket
     assert "['carts']" in out and "1" in out
+    assert "SSLConnection over-tls" in out
 
     # the listener is where it was told to be, on no wildcard address
     listening = team.net.run(team.net.server, "ss", "-ltnH", env=clean_env(), check=True).stdout
@@ -182,6 +188,19 @@ def test_plain_tcp_to_the_tls_listener_fails(team):
     assert out.strip() == "False"
     proc = team.client("ns", "list", token="x", LOCALDEV_URL=f"http://{SERVER_IP}:{team.port}")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_redis_beyond_loopback_speaks_only_tls(team):
+    team.server("ns", "create", "plain-probe", "--no-seed")
+    try:
+        env = json.loads(team.server("ns", "env", "plain-probe", "--format", "json").stdout)
+        plain = env["REDIS_URL"].replace("rediss://", "redis://").split("?")[0]
+        probe = ("import redis, sys\ntry:\n    redis.Redis.from_url(sys.argv[1], socket_timeout=5).ping()\n"
+                 "    print('answered')\nexcept (redis.ConnectionError, redis.TimeoutError):\n    print('refused')")
+        out = team.net.run(team.net.client, sys.executable, "-c", probe, plain, env=clean_env(), check=True).stdout
+        assert out.strip() == "refused"
+    finally:
+        team.server("ns", "delete", "plain-probe")
 
 
 def test_pytest_with_four_workers_on_the_remote_cluster(team, tmp_path):

@@ -27,7 +27,7 @@ from secrets import token_hex
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import Check, Option, PytestClient, Secret, Service
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service
 from localdev.services.redis import install
 from localdev.services.redis.install import IMAGE, RedisNotFound
 from localdev.state import write_private
@@ -99,7 +99,7 @@ class Redis(Service):
 
     def _settings(self, data_dir: str, bind: str, port: int) -> list[tuple[str, str]]:
         return [
-            ("bind", bind), ("port", str(port)),
+            ("bind", bind), *self._port_settings(port),
             ("protected-mode", "yes"), ("daemonize", "no"),
             ("dir", data_dir), ("aclfile", f"{data_dir}/{ACL_FILE}"),
             # everysec: a killed server loses nothing it acknowledged (the write reached the kernel);
@@ -109,6 +109,26 @@ class Redis(Service):
             ("enable-debug-command", "no"), ("enable-module-command", "no"),
             ("logfile", '""'), ("loglevel", "notice"),
         ]
+
+    def _port_settings(self, port: int) -> list[tuple[str, str]]:
+        if not self.tls:
+            return [("port", str(port))]
+        # Beyond loopback the port speaks TLS only (port 0 turns the plain one off: redis binds both kinds
+        # to the same addresses). Clients are not asked for certificates: the ACL password authenticates.
+        assert self.ctx.server_cert is not None  # serves_tls() said so
+        cert = self.ctx.server_cert()
+        return [("port", "0"), ("tls-port", str(port)), ("tls-cert-file", str(cert.cert)),
+                ("tls-key-file", str(cert.key)), ("tls-ca-cert-file", str(cert.ca)), ("tls-auth-clients", "no")]
+
+    def serves_tls(self) -> bool:
+        return self.ctx.runtime == "native" and self.ctx.server_cert is not None
+
+    def _tls_kwargs(self) -> dict:
+        """redis-py's arguments for localdev's own connections: the cluster CA where the server speaks TLS."""
+        if not self.tls:
+            return {}
+        assert self.ctx.server_cert is not None
+        return {"ssl": True, "ssl_ca_certs": str(self.ctx.server_cert().ca)}
 
     def _acl_lines(self, password_hash: str) -> list[str]:
         return ["user default off resetchannels -@all",
@@ -168,7 +188,7 @@ class Redis(Service):
                 self._admin = redis.Redis(host=self.host, port=self.port, username=ADMIN,
                                           password=self.admin_password, socket_timeout=10,
                                           socket_connect_timeout=3, decode_responses=True,
-                                          client_name="localdev")
+                                          client_name="localdev", **self._tls_kwargs())
             return self._admin
 
     def _on(self, db: int):
@@ -176,7 +196,8 @@ class Redis(Service):
         import redis
 
         return redis.Redis(host=self.host, port=self.port, username=ADMIN, password=self.admin_password, db=db,
-                           socket_timeout=30, socket_connect_timeout=3, single_connection_client=True)
+                           socket_timeout=30, socket_connect_timeout=3, single_connection_client=True,
+                           **self._tls_kwargs())
 
     def ready(self) -> bool:
         import redis
@@ -263,9 +284,13 @@ class Redis(Service):
                              f"cluster; delete and create it again")
         return db
 
-    def _url(self, ns, host: str) -> str:
+    def _url(self, ns, host: str, ca_file: str = CA_FILE) -> str:
+        """`ca_file`: how a TLS URL names the CA's certificate (the placeholder a client fills, or a path)."""
         host = f"[{host}]" if ":" in host else host
-        return f"redis://{self.user(ns)}:{self.password(ns)}@{host}:{self.port}/{self._own_database(ns)}"
+        where = f"{self.user(ns)}:{self.password(ns)}@{host}:{self.port}/{self._own_database(ns)}"
+        if self.tls:  # redis-py passes an unknown query argument on to its SSL connection
+            return f"rediss://{where}?ssl_ca_certs={ca_file}"
+        return f"redis://{where}"
 
     def namespace_env(self, ns) -> dict[str, str]:
         return {"REDIS_URL": self._url(ns, self.client_host), "REDIS_KEY_PREFIX": self.key_prefix(ns)}
@@ -350,7 +375,8 @@ class Redis(Service):
         from localdev.services.redis.seeds import apply
 
         db = self._own_database(ns)
-        client = redis.Redis.from_url(self._url(ns, self.host), socket_timeout=60)  # from here, as its user
+        client = redis.Redis.from_url(self._url(ns, self.host, self._tls_kwargs().get("ssl_ca_certs", CA_FILE)),
+                                      socket_timeout=60)  # from here, as its user
         with undoing(commit=client.close) as undo:
             undo.add(client.close)  # the last step of a rollback
             apply(client, self.key_prefix(ns), fixtures, undo, partial(self.put_back, db), ns.name)
