@@ -234,3 +234,35 @@ def _port_of(config: Path, service: str) -> str:
     import tomllib
 
     return tomllib.loads(config.read_text())["services"][service]["port"]
+
+
+def test_ferretdb_beyond_loopback_speaks_only_tls(tmp_path):
+    """The ferretdb flavor (on PostgreSQL) with the cluster's certificate: pymongo from the other machine
+    verifies it against the CA, and a plain client gets no answer."""
+    net = Net()
+    project = tmp_path / "p"
+    write_config(project, ["postgres", "mongo"], {"mongo": {"flavor": "ferretdb"}},
+                 extra="[agent]\nreap_interval = 3600\n")
+    config = project / "localdev.toml"
+    config.write_text(f'host = "{SERVER_IP}"\n' + config.read_text())
+    env = clean_env(LOCALDEV_HOME=str(tmp_path / "home"), LOCALDEV_CONFIG=str(config))
+
+    def server(*args):
+        return net.run(net.server, sys.executable, "-m", "localdev.cli", *args, env=env, cwd=project, check=True)
+
+    try:
+        server("up")
+        server("ns", "create", "ferret-tls", "--no-seed")
+        uri = json.loads(server("ns", "env", "ferret-tls", "--format", "json").stdout)["MONGODB_URI"]
+        assert f"@{SERVER_IP}:" in uri and "authMechanism=PLAIN&tls=true&tlsCAFile=" in uri
+        probe = ("import pymongo, sys\n"
+                 "db = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000).get_default_database()\n"
+                 "db.probe.insert_one({'over': 'tls'}); print(db.probe.find_one({}, {'_id': 0})['over'])\n"
+                 "plain = sys.argv[1].split('&tls=')[0]\n"
+                 "try:\n    pymongo.MongoClient(plain, serverSelectionTimeoutMS=3000).admin.command('ping')\n"
+                 "    print('plain answered')\nexcept pymongo.errors.PyMongoError:\n    print('plain refused')")
+        out = net.run(net.client, sys.executable, "-c", probe, uri, env=clean_env(), check=True).stdout.split()
+        assert out == ["tls", "plain", "refused"]
+    finally:
+        net.run(net.server, sys.executable, "-m", "localdev.cli", "down", "--purge", env=env, cwd=project)
+        net.close()

@@ -137,8 +137,7 @@ class Mongo(Service):
     def native_spec(self) -> ProcessSpec:
         if self.flavor == "mongo-java-server":
             return self._mjs_native_spec()
-        argv = [str(install.ferretdb_binary(self.option("bin") or None)),
-                f"--listen-addr={self.ctx.host}:{self.port}",
+        argv = [str(install.ferretdb_binary(self.option("bin") or None)), *self._ferretdb_listen_args(),
                 # the debug server (metrics, pprof) defaults to 8088: ask the OS for a free port, on loopback
                 "--debug-addr=127.0.0.1:0",
                 "--telemetry=disable", f"--state-dir={self.data_dir / 'state'}", "--log-level=info"]
@@ -149,6 +148,16 @@ class Mongo(Service):
         # libpq-style variables in the caller's environment would fill gaps in the URL: leave none to fill
         env = {"PGPASSWORD": "", "PGPASSFILE": os.devnull, "PGSERVICEFILE": os.devnull}
         return ProcessSpec(argv=argv, env=env, cwd=self.data_dir, ports=[self.port], stop_timeout=10)
+
+    def _ferretdb_listen_args(self) -> list[str]:
+        if not self.tls:
+            return [f"--listen-addr={self.ctx.host}:{self.port}"]
+        # Beyond loopback only the TLS listener (an empty --listen-addr turns the plain one off). No
+        # --listen-tls-ca-file: FerretDB would then demand client certificates; the password authenticates.
+        assert self.ctx.server_cert is not None  # serves_tls() said so
+        cert = self.ctx.server_cert()
+        return ["--listen-addr=", f"--listen-tls={self.ctx.host}:{self.port}",
+                f"--listen-tls-cert-file={cert.cert}", f"--listen-tls-key-file={cert.key}"]
 
     def _mjs_argv(self, java: str, classpath: str, host: str, port: int, data: str) -> list[str]:
         return [java, f"-Xmx{self.option('heap')}", "-XX:+UseSerialGC",
@@ -163,7 +172,9 @@ class Mongo(Service):
                 "LOCALDEV_MONGO_ROOT_PASSWORD": self._secret("mongo_root_password")}
 
     def serves_tls(self) -> bool:
-        return self.flavor == "mongo-java-server" and self.ctx.runtime == "native" and self.ctx.server_cert is not None
+        # FerretDB on SQLite has no authentication: TLS would only hide that anyone can read everything.
+        return ((self.flavor == "mongo-java-server" or self.on_postgres) and self.ctx.runtime == "native"
+                and self.ctx.server_cert is not None)
 
     def _ca_file(self) -> str | None:
         """The cluster CA's certificate file, when this server speaks TLS (every connection then must)."""
@@ -371,6 +382,8 @@ class Mongo(Service):
         if self.on_postgres:
             # FerretDB v1 speaks only PLAIN (passed through to PostgreSQL as the namespace's role)
             uri = f"mongodb://{user}:{password}@{where}/{db}?authMechanism=PLAIN"
+            if self.tls:
+                uri += f"&tls=true&tlsCAFile={ca_file or self._ca_file()}"
         elif self.flavor == "mongo-java-server":
             # the drivers' default mechanism (SCRAM-SHA-256, negotiated); the path's database is the auth source
             uri = f"mongodb://{user}:{password}@{where}/{db}"
