@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -359,11 +360,8 @@ class Cluster:
         return ensure_server_cert(self.state, self._cert_names(parse_listen(listen)[0] if listen else ""))
 
     def _cert_names(self, listen_host: str) -> list[str]:
-        import socket
-
-        names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
-        return sorted(names | {h for h in (self.config.advertise_host, listen_host, self.config.host)
-                               if h not in WILDCARDS})
+        return sorted(_own_names() | {h for h in (self.config.advertise_host, listen_host, self.config.host)
+                                      if h not in WILDCARDS})
 
     def _listener_status(self) -> dict | None:
         listener = self.listener()
@@ -422,3 +420,12 @@ class Cluster:
     def close(self) -> None:
         for svc in (self._services or {}).values():
             svc.close()
+
+
+@functools.cache
+def _own_names() -> frozenset[str]:
+    """This machine's names, looked up once per process: getfqdn asks the resolver, which can take seconds
+    where DNS is slow or absent, and `status` needs the names on every call."""
+    import socket
+
+    return frozenset({"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()})
