@@ -32,7 +32,7 @@ def docker_available() -> bool:
     if host.startswith("unix://") and not os.path.exists(host[len("unix://"):]):
         return False
     try:
-        import docker  # optional extra
+        import docker  # a dependency, imported only where the container runtime is asked about
     except ImportError:
         return False
     try:

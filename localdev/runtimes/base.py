@@ -40,7 +40,7 @@ class ProcessState:
     running: bool
     pid: int | None = None
     detail: str = ""  # e.g. "exited", "not started", "killed (pid 123 gone)"
-    start_time: int | None = None  # the process's start time (clock ticks), so a reused pid is not ours
+    start_time: float | None = None  # the process's start time (epoch seconds), so a reused pid is not ours
 
 
 class Runtime(Protocol):

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from localdev.errors import LocalDevError
+from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessState
 from localdev.state import StateDir
 
@@ -74,8 +74,8 @@ class DockerRuntime:
             try:
                 import docker
             except ImportError:
-                raise EngineUnavailable("the docker runtime needs the docker package: "
-                                        "pip install 'localdev[docker]'") from None
+                raise BadInput("the docker runtime needs the docker package (a dependency of localdev "
+                                        "that this environment lacks): pip install docker") from None
             url = engine_url()
             try:
                 client = docker.DockerClient(base_url=url, timeout=120)

@@ -22,14 +22,24 @@ from localdev.state import StateDir
 from localdev.waiting import TimedOut, poll_until
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a live pid, or None."""
+def _proc_stat(pid: int) -> tuple[bool, float] | None:
+    """(is a zombie, start time in seconds since the epoch) of a pid, or None if there is none.
+
+    psutil, not /proc: the native runtime also runs on macOS, which has no /proc (every server would look
+    dead). The start time tells a reused pid from ours; rounded, as psutil derives it from clock ticks."""
+    import psutil
+
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            zombie = proc.status() == psutil.STATUS_ZOMBIE
+            try:
+                created = round(proc.create_time(), 2)
+            except psutil.ZombieProcess:  # some systems keep no start time for a zombie
+                return True, 0.0
+        return zombie, created
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return fields[0], int(fields[19])
 
 
 class NativeRuntime:
@@ -87,7 +97,7 @@ class NativeRuntime:
             raise LocalDevError(f"could not start {name} ({spec.argv[0]}): {answer or 'no answer from the spawner'}")
         pid = int(answer)
         stat = _proc_stat(pid)
-        record = {"pid": pid, "start_time": stat[1] if stat else None, "argv0": spec.argv[0]}
+        record = {"pid": pid, "created": stat[1] if stat else None, "argv0": spec.argv[0]}
         self._pid_file(name).write_text(json.dumps(record))
         return pid
 
@@ -102,13 +112,15 @@ class NativeRuntime:
         if not record:
             return ProcessState(False, None, "not started")
         pid = record["pid"]
+        # "created" (seconds); a record written before that has only /proc clock ticks, not comparable
+        created = record.get("created")
         stat = _proc_stat(pid)
-        if stat and stat[0] == "Z":
+        if stat and stat[0]:
             _reap(pid)
             stat = None
-        if stat is None or (record.get("start_time") is not None and stat[1] != record["start_time"]):
-            return ProcessState(False, pid, f"died (pid {pid} is gone)", record.get("start_time"))
-        return ProcessState(True, pid, "running", record.get("start_time"))
+        if stat is None or (created is not None and stat[1] != created):
+            return ProcessState(False, pid, f"died (pid {pid} is gone)", created)
+        return ProcessState(True, pid, "running", created)
 
 
     def stop(self, name: str, spec: ProcessSpec | None = None) -> None:
@@ -185,7 +197,7 @@ os._exit(0)
 """
 
 
-def _wait_reaped(pid: int, start_time: int | None, timeout: float = 10.0) -> None:
+def _wait_reaped(pid: int, start_time: float | None, timeout: float = 10.0) -> None:
     """Until a dead server's pid is gone: while it is a zombie (init reaps orphans about once a second),
     PostgreSQL's lock file check still sees its old postmaster "running" and refuses to start."""
     def gone() -> bool:
