@@ -39,6 +39,11 @@ def main(argv: list[str]) -> int:
             except LocalDevError as exc:
                 print(f"provision: {name}: {exc}", file=sys.stderr)
                 return False
+            except OSError as exc:  # a cache file this user cannot read or write: which one, not a traceback
+                where = f" ({exc.filename})" if exc.filename else ""
+                print(f"provision: {name}: {exc.strerror or exc}{where}: check the permissions of the cache "
+                      "(LOCALDEV_CACHE, default ~/.cache/localdev)", file=sys.stderr)
+                return False
 
         # In parallel: downloads wait on the network while a build uses the CPU.
         with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:

@@ -150,3 +150,38 @@ def test_up_refuses_a_server_too_small_for_localdev_and_one_namespace(tmp_path):
     assert ("[services.postgres] max_connections = 70 leaves 12 connections for namespaces after localdev's own 58"
             in proc.stderr and "raise it to at least 78" in proc.stderr and "nothing was started" in proc.stderr)
     assert not (tmp_path / "home" / "cluster.json").exists()
+
+
+def test_a_mongo_namespace_past_its_limit_is_refused_while_others_work(make_cluster):
+    """The Mongo server (mongo-java-server, our launcher) holds a namespace's user to its budget too:
+    authenticated connections past it fail their authentication, and closing one gives its slot back."""
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    handle = make_cluster(services=("postgres", "mongo"), extra="[namespaces]\nmax_connections = 5\n")
+    handle.cli("ns", "create", "hog", "--no-seed", "--max-connections", "3", check=True)
+    handle.cli("ns", "create", "other", "--no-seed", check=True)
+    hog_uri, other_uri = (handle.ns_env(n)["MONGODB_URI"] for n in ("hog", "other"))
+
+    def client(uri: str):
+        # one pooled connection each, authenticated by the ping (the monitor's own is never authenticated)
+        c = pymongo.MongoClient(uri, maxPoolSize=1, serverSelectionTimeoutMS=5000)
+        c.get_default_database().command("ping")
+        return c
+
+    held = [client(hog_uri) for _ in range(3)]
+    others = []
+    try:
+        for _ in range(2):
+            with pytest.raises(OperationFailure, match='too many connections for user "ns_hog" \\(its limit is 3\\)'):
+                client(hog_uri)
+        others = [client(other_uri) for _ in range(5)]  # the other namespace's whole budget, meanwhile
+        for i, c in enumerate(others):
+            c.get_default_database().items.insert_one({"i": i})
+        assert others[0].get_default_database().items.count_documents({}) == 5
+        held.pop().close()
+        held.append(client(hog_uri))  # the slot came back
+        assert held[-1].get_default_database().items.count_documents({}) == 0
+    finally:
+        for c in held + others:
+            c.close()

@@ -24,6 +24,8 @@
 // Users are made by localdev's root user with createUser/updateUser/dropUser/dropAllUsersFromDatabase,
 // each with readWrite on one database; only their SCRAM keys are kept (a users file, replaced
 // atomically), never a password. The root user's password comes from the environment.
+// A user made with customData.maxConnections = N may hold N authenticated connections at once; one more
+// fails its authentication with "too many connections for user" (the namespace's connection budget).
 //
 // Usage: java -cp <jars> MongoJavaServer --host H --port P --data FILE --users FILE
 //        (LOCALDEV_MONGO_ROOT_USER, LOCALDEV_MONGO_ROOT_PASSWORD in the environment)
@@ -246,12 +248,14 @@ public final class MongoJavaServer {
         final String name;
         final boolean root;
         final Map<String, Credential> mechanisms;  // "SCRAM-SHA-1" / "SCRAM-SHA-256"
+        final int maxConnections;  // authenticated connections at once; 0: no limit
 
-        User(String db, String name, boolean root, Map<String, Credential> mechanisms) {
+        User(String db, String name, boolean root, Map<String, Credential> mechanisms, int maxConnections) {
             this.db = db;
             this.name = name;
             this.root = root;
             this.mechanisms = mechanisms;
+            this.maxConnections = maxConnections;
         }
 
         String key() {
@@ -266,7 +270,7 @@ public final class MongoJavaServer {
 
         Users(Path file, String rootUser, String rootPassword) throws IOException {
             this.file = file;
-            this.root = new User("admin", rootUser, true, Scram.credentials(rootUser, rootPassword));
+            this.root = new User("admin", rootUser, true, Scram.credentials(rootUser, rootPassword), 0);
             if (Files.exists(file)) {
                 for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
                     if (line.isBlank()) {
@@ -274,12 +278,15 @@ public final class MongoJavaServer {
                     }
                     String[] f = line.split("\t");
                     Map<String, Credential> m = new LinkedHashMap<>();
-                    for (int i = 2; i + 4 < f.length + 1; i += 5) {
+                    int i = 2;
+                    for (; i + 4 < f.length + 1; i += 5) {
                         Base64.Decoder d = Base64.getDecoder();
                         m.put(f[i], new Credential(d.decode(f[i + 1]), Integer.parseInt(f[i + 2]),
                                 d.decode(f[i + 3]), d.decode(f[i + 4])));
                     }
-                    User u = new User(f[0], f[1], false, m);
+                    // A trailing "max=N" field (absent in files written before the limit existed: no limit)
+                    int max = i < f.length && f[i].startsWith("max=") ? Integer.parseInt(f[i].substring(4)) : 0;
+                    User u = new User(f[0], f[1], false, m, max);
                     byKey.put(u.key(), u);
                 }
             }
@@ -341,6 +348,9 @@ public final class MongoJavaServer {
                     sb.append('\t').append(m.getKey()).append('\t').append(e.encodeToString(c.salt))
                             .append('\t').append(c.iterations).append('\t').append(e.encodeToString(c.storedKey))
                             .append('\t').append(e.encodeToString(c.serverKey));
+                }
+                if (u.maxConnections > 0) {
+                    sb.append("\tmax=").append(u.maxConnections);
                 }
                 sb.append('\n');
             }
@@ -500,7 +510,7 @@ public final class MongoJavaServer {
                 case "saslstart":
                     return saslStart(st, db, query);
                 case "saslcontinue":
-                    return saslContinue(st, query);
+                    return saslContinue(channel, st, query);
                 case "logout":
                     st.user = null;
                     return ok(new Document());
@@ -668,8 +678,41 @@ public final class MongoJavaServer {
             if (lc.equals("updateuser") && !exists) {
                 throw new MongoServerError(11, "UserNotFound", "User " + name + "@" + db + " not found");
             }
-            users.put(new User(db, name, false, Scram.credentials(name, (String) pwd)));
+            users.put(new User(db, name, false, Scram.credentials(name, (String) pwd), maxConnections(query)));
             return ok(new Document());
+        }
+
+        // customData.maxConnections: MongoDB itself keeps customData and ignores it, so the same createUser
+        // works there; here it is the namespace's connection budget.
+        private static int maxConnections(Document query) {
+            Object custom = query.get("customData");
+            Object max = custom instanceof Document ? ((Document) custom).get("maxConnections") : null;
+            if (max == null) {
+                return 0;
+            }
+            if (!(max instanceof Number) || ((Number) max).intValue() < 1) {
+                throw new MongoServerError(2, "BadValue", "customData.maxConnections must be a whole number >= 1");
+            }
+            return ((Number) max).intValue();
+        }
+
+        // One authenticated connection more for `user` on `channel`, or the refusal a pool that is too big
+        // for its namespace's budget gets (PostgreSQL's wording, as that role's limit gives the same error).
+        private synchronized void admit(Channel channel, ChannelState st, User user) {
+            if (user.maxConnections > 0) {
+                int open = 0;
+                for (Map.Entry<Channel, ChannelState> e : channels.entrySet()) {
+                    User other = e.getValue().user;
+                    if (e.getKey() != channel && other != null && other.key().equals(user.key())) {
+                        open++;
+                    }
+                }
+                if (open >= user.maxConnections) {
+                    throw new MongoServerError(8000, "TooManyConnections", "too many connections for user \""
+                            + user.name + "\" (its limit is " + user.maxConnections + ")");
+                }
+            }
+            st.user = user;
         }
 
         private Document tenantCommand(Channel channel, User user, String db, String command, String lc,
@@ -865,14 +908,14 @@ public final class MongoJavaServer {
                     .append("payload", new BinData(serverFirst.getBytes(StandardCharsets.UTF_8))));
         }
 
-        private Document saslContinue(ChannelState st, Document query) {
+        private Document saslContinue(Channel channel, ChannelState st, Document query) {
             Conversation c = st.conversation;
             if (c == null) {
                 throw authFailed();
             }
             if (c.proven) {  // the client's empty last step, when it did not ask to skip it
                 st.conversation = null;
-                st.user = c.user;
+                admit(channel, st, c.user);
                 return ok(new Document("conversationId", 1).append("done", Boolean.TRUE)
                         .append("payload", new BinData(new byte[0])));
             }
@@ -908,7 +951,7 @@ public final class MongoJavaServer {
                 boolean skipEmpty = options instanceof Document
                         && Boolean.TRUE.equals(((Document) options).get("skipEmptyExchange"));
                 if (skipEmpty) {
-                    st.user = c.user;
+                    admit(channel, st, c.user);
                 } else {
                     c.proven = true;
                     st.conversation = c;

@@ -426,13 +426,15 @@ class Mongo(Service):
         from pymongo.errors import OperationFailure
 
         db = self.admin()[ns.db_name]
-        roles = [{"role": "readWrite", "db": ns.db_name}]
+        fields: dict[str, Any] = {"pwd": self.password(ns), "roles": [{"role": "readWrite", "db": ns.db_name}]}
+        if ns.max_connections is not None:  # the namespace's connection budget (our launcher enforces it)
+            fields["customData"] = {"maxConnections": int(ns.max_connections)}
         try:
-            db.command("createUser", ns.db_name, pwd=self.password(ns), roles=roles)
+            db.command("createUser", ns.db_name, **fields)
         except OperationFailure as exc:
             if exc.code != 51003:  # already exists: a create being redone
                 raise
-            db.command("updateUser", ns.db_name, pwd=self.password(ns), roles=roles)
+            db.command("updateUser", ns.db_name, **fields)
 
     def drop_namespace(self, ns) -> None:
         from pymongo.errors import ConnectionFailure, OperationFailure
