@@ -1,0 +1,131 @@
+"""Scale: many seeded namespaces made by concurrent creators on one native cluster, then what a user waits
+for with them present. One run prints everything side by side:
+
+- creating N seeded namespaces with C creators at once: failures (must be 0), wall time, create p50/p95;
+- the whole cluster's PSS (every process tree, the agent's included) before, at its peak while the
+  creators work, and after, so PSS per namespace = (after - before) / N;
+- with the N present: `ns create --print-env shell` seeded from the CLI (what a CI job runs) p50/p95,
+  and `ns list` p50.
+
+    python bench/scale.py [--namespaces 500] [--creators 8] [--probes 20]
+                          [--services postgres,dynamodb,aws,mongo] [--aws-flavor localstack]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import LOCALDEV, cli, cluster_pss_mb, save, summary, temp_project  # noqa: E402
+
+SEEDS = Path(__file__).parent.parent / "seeds"
+
+
+class PeakPss:
+    """The cluster's total PSS, sampled every `every` seconds in a thread; the highest seen."""
+
+    def __init__(self, home: Path, names: list[str], every: float = 1.0):
+        self.home, self.names, self.every = home, names, every
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def total(self) -> float:
+        return sum(cluster_pss_mb(self.home, ["agent", *self.names]).values())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.total())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--namespaces", type=int, default=500)
+    parser.add_argument("--creators", type=int, default=8)
+    parser.add_argument("--probes", type=int, default=20, help="timed CLI creates with the namespaces present")
+    parser.add_argument("--services", default="postgres,dynamodb,aws,mongo")
+    parser.add_argument("--aws-flavor", default="localstack")
+    args = parser.parse_args()
+    services = args.services.split(",")
+
+    from localdev.agent_client import AgentClient
+    from localdev.cluster import Cluster
+    from localdev.config import load
+
+    home, config, env = temp_project(services, {"aws": {"flavor": args.aws_flavor}})
+    cluster = Cluster(home=home, config=load(start=config.parent, environ={"LOCALDEV_CONFIG": str(config)}))
+    cluster.up(services=services)
+    try:
+        client = AgentClient(home)
+        client.create("warm-up", seed=True, seeds_dir=SEEDS)  # the first seeded create builds what later ones reuse
+        client.delete("warm-up")
+        time.sleep(2)
+        pss = PeakPss(home, services)
+        before = pss.total()
+        failures: list[str] = []
+        times: list[float] = []
+
+        def create(i: int) -> None:
+            t0 = time.perf_counter()
+            try:
+                client.create(f"scale-{i}", seed=True, seeds_dir=SEEDS)
+                times.append(time.perf_counter() - t0)
+            except Exception as exc:  # counted and shown: the figure that must be 0
+                failures.append(f"scale-{i}: {exc}")
+
+        t0 = time.perf_counter()
+        with pss, ThreadPoolExecutor(max_workers=args.creators) as pool:
+            list(pool.map(create, range(args.namespaces)))
+        wall = time.perf_counter() - t0
+        time.sleep(5)  # let pools and caches settle to their steady state
+        after = pss.total()
+
+        probes = []
+        for i in range(args.probes):
+            t = time.perf_counter()
+            subprocess.run([LOCALDEV, "ns", "create", f"probe-{i}", "--seeds", str(SEEDS), "--print-env", "shell"],
+                           env=env, check=True, capture_output=True)
+            probes.append(time.perf_counter() - t)
+            client.delete(f"probe-{i}")
+        listing = [cli(env, "ns", "list") for _ in range(5)]
+    finally:
+        cluster.namespaces.close()
+        cluster.down(purge=True)
+
+    per_ns = (after - before) / max(1, args.namespaces - len(failures))
+    result = {
+        "services": services, "aws_flavor": args.aws_flavor, "namespaces": args.namespaces,
+        "creators": args.creators, "failures": len(failures), "failure_samples": failures[:5],
+        "create_wall_s": round(wall, 2), "create": summary(times) if times else None,
+        "pss_mb": {"before": round(before, 1), "peak": round(pss.peak, 1), "after": round(after, 1),
+                   "per_namespace": round(per_ns, 2)},
+        "probe_create_print_env": summary(probes) if probes else None, "ns_list": summary(listing),
+    }
+    print(f"{args.namespaces} seeded namespaces by {args.creators} creators: {len(failures)} failures, "
+          f"{wall:.1f} s, create p50 {result['create']['p50'] * 1000:.0f} ms p95 "
+          f"{result['create']['p95'] * 1000:.0f} ms" if times else "no create succeeded")
+    print(f"PSS before {before:.0f} MB, peak {pss.peak:.0f} MB, after {after:.0f} MB: {per_ns:.2f} MB per namespace")
+    if probes:
+        probe, listed = result["probe_create_print_env"], result["ns_list"]
+        print(f"with them present: ns create --print-env shell (CLI, seeded) p50 {probe['p50'] * 1000:.0f} ms "
+              f"p95 {probe['p95'] * 1000:.0f} ms; ns list p50 {listed['p50'] * 1000:.0f} ms")
+    print(f"wrote {save('scale', result)}")
+
+
+if __name__ == "__main__":
+    main()
