@@ -38,7 +38,7 @@ class PostgresContainer(NamespaceContainer):
                                       "POSTGRES_PASSWORD"), (dbname, "dbname", "POSTGRES_DB")):
             if given or os.environ.get(variable):
                 self._ignored(what if given else variable, "the namespace has its own role and database (read "
-                              f"them from .username, .password, .dbname after start())")
+                              "them from .username, .password, .dbname after start())")
         self.username: str = username or os.environ.get("POSTGRES_USER", "test")
         self.password: str = password or os.environ.get("POSTGRES_PASSWORD", "test")
         self.dbname: str = dbname or os.environ.get("POSTGRES_DB", "test")
