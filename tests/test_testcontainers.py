@@ -28,7 +28,7 @@ def test_after_is_before_with_only_its_imports_changed():
     after = (EXAMPLE / "after.py").read_text().splitlines()
     assert len(before) == len(after)
     changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
-    assert changed == [(f"from testcontainers.{m} import {c}", f"from localdev.testcontainers.{m} import {c}")
+    assert changed == [(f"from testcontainers.community.{m} import {c}", f"from localdev.testcontainers import {c}")
                        for m, c in (("localstack", "LocalStackContainer"), ("mongodb", "MongoDbContainer"),
                                     ("postgres", "PostgresContainer"))]
 

@@ -9,9 +9,9 @@ import os
 
 import psycopg
 import pytest
-from localdev.testcontainers.localstack import LocalStackContainer
-from localdev.testcontainers.mongodb import MongoDbContainer
-from localdev.testcontainers.postgres import PostgresContainer
+from localdev.testcontainers import LocalStackContainer
+from localdev.testcontainers import MongoDbContainer
+from localdev.testcontainers import PostgresContainer
 
 POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "postgres:16")
 MONGO_IMAGE = os.environ.get("MONGO_IMAGE", "mongo:7.0")

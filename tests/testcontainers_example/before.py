@@ -9,9 +9,9 @@ import os
 
 import psycopg
 import pytest
-from testcontainers.localstack import LocalStackContainer
-from testcontainers.mongodb import MongoDbContainer
-from testcontainers.postgres import PostgresContainer
+from testcontainers.community.localstack import LocalStackContainer
+from testcontainers.community.mongodb import MongoDbContainer
+from testcontainers.community.postgres import PostgresContainer
 
 POSTGRES_IMAGE = os.environ.get("POSTGRES_IMAGE", "postgres:16")
 MONGO_IMAGE = os.environ.get("MONGO_IMAGE", "mongo:7.0")
