@@ -133,11 +133,11 @@ def ephemeral_cluster(services: list[str] | None = None, config=None, runtime: s
         labels: dict[str, str] = {}
         engine = label = None
         if chosen == "docker":
-            from testcontainers.core.labels import LABEL_SESSION_ID
-
             from localdev.runtimes import engine_url
 
-            labels = session_labels()
+            labels = session_labels()  # first: says so if testcontainers is missing
+            from testcontainers.core.labels import LABEL_SESSION_ID
+
             engine, label = engine_url(), f"{LABEL_SESSION_ID}={labels[LABEL_SESSION_ID]}"
         cluster = Cluster(home=home, config=cfg, labels=labels)
         reaper = _arm_reaper(home, tmp, engine, label)

@@ -143,3 +143,28 @@ def test_ephemeral_cluster_labels_everything_with_the_session_and_removes_it(tmp
         assert not root.exists()
     finally:
         client.close()
+
+
+@needs_engine
+def test_the_reapers_sweep_removes_its_session_only(tmp_path):
+    import uuid
+
+    from localdev.reaper import sweep
+
+    image = os.environ.get("LOCALDEV_TEST_IMAGE_POSTGRES") or "postgres:15.10-bookworm"
+    ours, other = str(uuid.uuid4()), str(uuid.uuid4())  # both made by this test, nobody else's
+    client = engine()
+    try:
+        for session in (ours, other):
+            labels = {"org.testcontainers.session-id": session}
+            client.containers.create(image, command=["true"], labels=labels)
+            client.volumes.create(f"localdev-test-{session}", labels=labels)
+            client.networks.create(f"localdev-test-{session}", labels=labels)
+        assert sweep(client, f"org.testcontainers.session-id={ours}") == 3
+        assert labelled(client, ours) == {"containers": [], "volumes": [], "networks": []}
+        left = labelled(client, other)
+        assert (len(left["containers"]), left["volumes"], left["networks"]) == (
+            1, [f"localdev-test-{other}"], [f"localdev-test-{other}"])
+    finally:
+        sweep(client, f"org.testcontainers.session-id={other}")
+        client.close()

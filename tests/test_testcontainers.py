@@ -168,3 +168,17 @@ def test_a_service_the_cluster_does_not_run_is_refused_and_leaves_nothing(shared
                        r"localdev cluster \(LOCALDEV_HOME=.*\) does not run: enable \[services.mongo\]"):
         tc.MongoDbContainer().start()
     assert leased(shared_cluster) == []
+
+
+def test_start_brings_up_the_local_cluster_when_it_is_down(make_cluster, monkeypatch):
+    handle = make_cluster(["postgres"])
+    handle.cluster.namespaces.close()
+    handle.cluster.down()  # a stopped cluster, as a user's between work days
+    monkeypatch.setenv("LOCALDEV_HOME", str(handle.home))
+    monkeypatch.setenv("LOCALDEV_CONFIG", str(handle.config_path))
+    monkeypatch.setattr(core, "_client", None)
+    try:
+        with tc.PostgresContainer(driver=None) as pg, psycopg.connect(pg.get_connection_url()) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (pg.dbname,)
+    finally:
+        handle.close()
