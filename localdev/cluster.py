@@ -52,9 +52,13 @@ def _quiet(_msg: str) -> None:
 
 
 class Cluster:
-    def __init__(self, home: Path | str | None = None, config: config_mod.Config | None = None):
+    def __init__(self, home: Path | str | None = None, config: config_mod.Config | None = None,
+                 labels: dict[str, str] | None = None):
+        """`labels`: put on everything the container runtime creates, besides its own (an ephemeral cluster's
+        session id); recorded by `up`, so the agent's restarts carry them too."""
         self.state = StateDir(Path(home) if home else None)
         self._config = config
+        self._labels = labels
         self._services: dict[str, Service] | None = None
         self._runtime: Runtime | None = None
         self._namespaces: Namespaces | None = None
@@ -72,6 +76,12 @@ class Cluster:
     @property
     def recorded(self) -> dict | None:
         return self.state.read_cluster()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        if self._labels is None:
+            self._labels = dict((self.recorded or {}).get("labels") or {})
+        return self._labels
 
     @property
     def service_names(self) -> list[str]:
@@ -116,7 +126,7 @@ class Cluster:
         if name == "docker":
             from localdev.runtimes.docker import DockerRuntime
 
-            return DockerRuntime(self.state, self.config.host)
+            return DockerRuntime(self.state, self.config.host, labels=self.labels)
         raise BadInput(f"unknown runtime {name!r}; use auto, native or docker")
 
     def spec(self, name: str):
@@ -193,7 +203,8 @@ class Cluster:
                                    "the agent cannot listen there: stop that program or choose another address "
                                    "([agent] listen, or `up --serve ADDR`); nothing was started")
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
-                                      "config": self.config.to_json(), "home": str(self.state.home)})
+                                      "config": self.config.to_json(), "home": str(self.state.home),
+                                      "labels": self.labels})
             results = in_waves(names, lambda n: self._start(n, progress))
             started = [n for n in names if results[n]]
             if agent:

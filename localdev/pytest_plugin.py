@@ -10,15 +10,16 @@ cluster does not run skips the test that asks for it.
   (kept with --localdev-keep; --localdev-namespace NAME reuses an existing one). It carries a short TTL
   (--localdev-ttl, default 1h), so a killed run leaves nothing that `localdev ns gc` does not remove.
 - The cluster is started if it is not running (one `up` for N xdist workers: `up` holds a file lock),
-  unless --localdev-no-autostart. --localdev-ephemeral starts a private throwaway cluster instead.
+  unless --localdev-no-autostart. --localdev-ephemeral starts a private throwaway cluster instead, which dies
+  with the session even on `kill -9` (localdev.ephemeral: a reaper process, testcontainers' labels).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,10 @@ class _Session:
         self.ephemeral = config.getoption("--localdev-ephemeral")
         self.project = config_mod.load(start=Path(str(config.rootpath)))
         self.cluster: Cluster | None = None
+        self._private = ExitStack()
+        self.client: AgentClient | None = None
         if self.ephemeral:
-            from localdev.ports import free_port
-
-            self.tmp = tempfile.mkdtemp(prefix="localdev-ephemeral-")
-            for options in self.project.services.values():
-                options["port"] = free_port()
-            self.cluster = Cluster(home=Path(self.tmp) / "home", config=self.project)
-            self.client = AgentClient(self.cluster.state.home)
+            pass  # made by ensure_up (localdev.ephemeral)
         elif remote() is not None:
             self.client = connect()  # a shared cluster on another machine: nothing to start here
         else:
@@ -77,9 +74,13 @@ class _Session:
             self.client = AgentClient(self.cluster.state.home)
 
     def ensure_up(self) -> None:
-        if self.ephemeral and self.cluster is not None:
-            self.cluster.up()
+        if self.ephemeral:
+            from localdev.ephemeral import ephemeral_cluster
+
+            eph = self._private.enter_context(ephemeral_cluster(config=self.project))
+            self.cluster, self.client = eph.cluster, eph.client
             return
+        assert self.client is not None
         if self.client.ping():
             return
         if self.cluster is None:
@@ -90,12 +91,7 @@ class _Session:
         self.cluster.up()
 
     def close(self) -> None:
-        if self.ephemeral and self.cluster is not None:
-            import shutil
-
-            self.cluster.namespaces.close()
-            self.cluster.down(purge=True)
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._private.close()  # an ephemeral cluster is removed (and its reaper told so)
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +100,7 @@ def _localdev_session(request):
     try:
         session.ensure_up()
     except LocalDevError as exc:
+        session.close()
         pytest.fail(f"localdev could not start the cluster: {exc}", pytrace=False)
     yield session
     session.close()

@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks that need more than one machine: network namespaces made here.
+"""Helpers for tests: `ephemeral_cluster()`, a private cluster that dies with the process (localdev.ephemeral);
+`Net`, for tests and benchmarks that need more than one machine: network namespaces made here.
 
 Only addresses from 10.213.0.0/24, only on interfaces inside the namespaces made here: nothing leaves
 this machine's own sandbox. Needs root and iproute2.
@@ -9,6 +10,10 @@ from __future__ import annotations
 import secrets
 import subprocess
 from pathlib import Path
+
+from localdev.ephemeral import Ephemeral, ephemeral_cluster
+
+__all__ = ["Ephemeral", "Net", "ephemeral_cluster"]
 
 SERVER_IP, CLIENT_IP = "10.213.0.1", "10.213.0.2"
 

@@ -51,9 +51,10 @@ def spec_digest(spec: ContainerSpec) -> str:
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, state: StateDir, host: str = "127.0.0.1"):
+    def __init__(self, state: StateDir, host: str = "127.0.0.1", labels: dict[str, str] | None = None):
         self.dirs = state
         self.host = host
+        self.extra_labels = labels or {}  # e.g. a test session's, which its reaper removes by
         self.cluster_id = cluster_id(state.home)
         self.network_name = f"localdev-{self.cluster_id}"
         self._client = None
@@ -89,7 +90,8 @@ class DockerRuntime:
         return self._client
 
     def _labels(self, service: str | None = None) -> dict[str, str]:
-        labels = {LABEL: "1", f"{LABEL}.cluster": self.cluster_id, f"{LABEL}.home": str(self.dirs.home)}
+        labels = {**self.extra_labels, LABEL: "1", f"{LABEL}.cluster": self.cluster_id,
+                  f"{LABEL}.home": str(self.dirs.home)}
         if service:
             labels[f"{LABEL}.service"] = service
         return labels
