@@ -68,9 +68,12 @@ def _progress_bar(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
+    # on stderr, which was checked: stdout may be what a script reads (`--print-env`)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
+                  console=Console(stderr=True)) as bar:
         tasks: dict[str, TaskID] = {}  # services seed in parallel: one bar each
 
         def update(service: str, message: str, fraction: float | None) -> None:
