@@ -28,9 +28,9 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
     for action in _walk(parser):
         if action.metavar == NAMESPACE:
-            action.complete = shtab.cmd(NAMES_COMMAND)  # type: ignore[attr-defined]
+            action.complete = shtab.cmd(NAMES_COMMAND)
         elif action.metavar == "DIR":
-            action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+            action.complete = shtab.DIRECTORY
         elif action.metavar == "FILE":
-            action.complete = shtab.FILE  # type: ignore[attr-defined]
+            action.complete = shtab.FILE
     return shtab.complete(parser, shell=shell)
