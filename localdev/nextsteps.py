@@ -9,24 +9,19 @@ import time
 from pathlib import Path
 
 
-def _when(expires_at: float | None, now: float) -> str:
+def _when(expires_at: float | None) -> str:
+    from localdev.cli import _ago
+
     if expires_at is None:
         return "never (no TTL)"
-    left = expires_at - now
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if left >= size:
-            span = f"{left / size:.0f}{unit}"
-            break
-    else:
-        span = f"{max(left, 0):.0f}s"
-    return f"in {span}, at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(expires_at))}"
+    return f"{_ago(expires_at)}, at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(expires_at))}"
 
 
-def next_steps(info: dict, seeds_dir: Path | None, now: float | None = None) -> str:
+def next_steps(info: dict, seeds_dir: Path | None) -> str:
     name = info["name"]
     seeded = f"; seeded from {seeds_dir}" if info.get("seed_hash") and seeds_dir else ""
     lines = [f"namespace {name} is ready: {', '.join(info['services'])}{seeded}",
-             f"  expires   {_when(info['expires_at'], time.time() if now is None else now)}"
+             f"  expires   {_when(info['expires_at'])}"
              " (the agent deletes it then)",
              f"  use it    eval \"$(localdev ns env {name} --format shell)\"",
              f"            localdev ns env {name} --format dotenv > .env",

@@ -325,3 +325,23 @@ def test_gitlab_ci_with_a_team_cluster(tmp_path, project, team_cluster):
     assert one_passed(lab.log[1][1].stdout) and (lab.dirs[1] / "namespace.txt").read_text() == "pr-8"
     assert "namespace pr-8 deleted" in lab.log[2][1].stdout
     assert [n["name"] for n in json.loads(team_cluster.cli("ns", "list", "--json", check=True).stdout)] == []
+
+
+def test_ns_env_github_and_gitlab_carry_exactly_the_settings(shared_cluster, tmp_path):
+    shared_cluster.cli("ns", "create", "ci-formats", "--no-seed", check=True)
+    try:
+        env = shared_cluster.ns_env("ci-formats")
+        target = tmp_path / "github_env"
+        target.write_text("EARLIER=kept\n")
+        proc = shared_cluster.cli("ns", "env", "ci-formats", "--format", "github", env={"GITHUB_ENV": str(target)},
+                                  check=True)
+        assert parse_github_env(target.read_text()) == {"EARLIER": "kept", **env}
+        assert set(parse_masks(proc.stdout)) == {env["PGPASSWORD"]}  # a postgres-only cluster's one secret
+        assert proc.stdout.splitlines() == [f"::add-mask::{env['PGPASSWORD']}"]  # nothing else on stdout
+        gitlab = shared_cluster.cli("ns", "env", "ci-formats", "--format", "gitlab", check=True).stdout
+        assert parse_gitlab_dotenv(gitlab) == env
+        # outside GitHub Actions: refused, nothing written anywhere
+        refused = shared_cluster.cli("ns", "env", "ci-formats", "--format", "github")
+        assert refused.returncode == 2 and "$GITHUB_ENV" in refused.stderr and refused.stdout == ""
+    finally:
+        shared_cluster.cli("ns", "delete", "ci-formats", "--missing-ok")
