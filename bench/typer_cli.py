@@ -1,4 +1,4 @@
-"""localdev's command tree written with typer, for bench/cli_startup.py: the same commands and options, each
+"""localdev's command tree written with typer, for bench/cli_library.py: the same commands and options, each
 calling the same function of localdev.cli, so the two differ only in the CLI library (parsing, help, dispatch).
 Not shipped: `localdev` itself is argparse."""
 

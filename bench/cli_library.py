@@ -3,7 +3,7 @@ with a few namespaces) through localdev's argparse CLI and through the same comm
 (bench/typer_cli.py, calling the same functions), beside a bare interpreter start. Runs alternate, so load on
 the machine falls on both alike.
 
-    .venv/bin/python bench/cli_startup.py [--runs 20]      (typer: pip install -e '.[bench]')
+    .venv/bin/python bench/cli_library.py [--runs 20]      (typer: pip install -e '.[bench]')
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
         import typer as typer_module
 
         # the figures scale with the machine's load: it is recorded beside them
-        path = save("cli_startup", {"runs": args.runs, "typer_version": typer_module.__version__,
+        path = save("cli_library", {"runs": args.runs, "typer_version": typer_module.__version__,
                                     "load_average_1m": os.getloadavg()[0], "results": results})
         print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"saved {path}")
