@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import ssl
 import subprocess
 import urllib.error
@@ -137,4 +138,11 @@ def test_team_dashboard_is_behind_a_token_and_shows_what_it_may_see(team, browse
     cookie = next(c for c in context.cookies() if c["name"].startswith("localdev_dashboard_"))
     assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert token not in page.content()
+
+    # the supervisor's events come in as they happen: a killed PostgreSQL, restarted by the agent
+    pid = json.loads(team.cli("status", "--json", check=True).stdout)["services"]["postgres"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    page.wait_for_selector('#events tr:has-text("restarted")', timeout=60_000)
+    assert page.inner_text('#events tbody tr:nth-child(2) td:nth-child(3)') == "died"
+    page.wait_for_selector('tr[data-namespace="mine"]', timeout=REFRESH_WAIT)  # and the namespaces are back
     context.close()
