@@ -520,11 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fingerprint", help="refuse unless the CA has this SHA-256 fingerprint")
     _command(sub, "logout", logout, "Forget the shared cluster `login` pointed this machine at.")
 
-    p = _command(sub, "dashboard", dashboard, "Print a one-time URL of the cluster's read-only web dashboard (local: "
-                                              "on 127.0.0.1; team mode: on the agent's listener).")
+    p = _command(sub, "dashboard", dashboard, "Print a one-time URL of the cluster's read-only web page.")
     p.add_argument("--port", type=_positive_int, metavar="N", help="local listener's port (default: a free one)")
-    p = _command(sub, "completion", completion, "Print shell completion: "
-                                                "eval \"$(localdev completion bash)\" (or zsh; fish: | source).")
+    p = _command(sub, "completion", completion, "Print a shell completion script (bash, zsh or fish).")
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
     p = _command(sub, "compose", compose, "Write a docker-compose.yml generated from the same service specs.")
     p.add_argument("--output", type=Path, default=Path("compose/docker-compose.yml"), help="file to write")
