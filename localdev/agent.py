@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route
 
 from localdev.cluster import Cluster
+from localdev.dashboard import Dashboard
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.progress import listening
 from localdev.seedpack import SeedStore
@@ -48,11 +49,14 @@ def _error(exc: Exception) -> JSONResponse:
 
 
 def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | None = None,
-              advertise_from_request: bool = False) -> Starlette:
+              advertise_from_request: bool = False, dashboard: Dashboard | None = None,
+              tls: bool = False) -> Starlette:
     """The namespace API. `authenticate` says who asks (None, the Unix socket: the local user, an admin; TCP: a
     token). `advertise_from_request`: env answers name the services by the host the client used for the
-    agent, unless the config names an `advertise_host`."""
+    agent, unless the config names an `advertise_host`. `dashboard`: the agent's one (its sessions); on TCP
+    its pages are served here too, `tls` telling whether its cookie may only travel encrypted."""
     ns = cluster.namespaces
+    dashboard = dashboard or Dashboard(cluster)
     store = SeedStore(cluster.state.home / "seeds")
     everyone = ("admin", "ci", "reader")
 
@@ -104,7 +108,16 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
                              max_connections=body.get("max_connections"))
         if body.get("env"):  # `ns create --print-env`: the settings in the same answer, one round trip
             info["env"] = ns.env(info["name"], owner=who.owner, ca_file="here" if who is LOCAL else None)
+            if body.get("masks"):
+                info["masks"] = ns.secret_values(info["name"], owner=who.owner)
         return info
+
+    def env(request, body, who):
+        settings = ns.env(name(request), owner=who.owner, ca_file="here" if who is LOCAL else None)
+        if not flag(request, "masks"):
+            return settings
+        # which values a CI log must hide (`--format github`); the values are in the settings already
+        return {"env": settings, "masks": ns.secret_values(name(request), owner=who.owner)}
 
     def seed(request, body, who):
         folder, label = seeds_of(body, who)
@@ -136,9 +149,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         Route("/namespaces/{name}", handler(lambda r, b, w: ns.get(name(r), owner=w.owner)), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b, w: {"deleted": ns.delete(
             name(r), missing_ok=flag(r, "missing_ok"), owner=w.owner)}, creators), methods=["DELETE"]),
-        Route("/namespaces/{name}/env", handler(lambda r, b, w: ns.env(
-            name(r), owner=w.owner, ca_file="here" if w is LOCAL else None), creators),
-              methods=["GET"]),
+        Route("/namespaces/{name}/env", handler(env, creators), methods=["GET"]),
         Route("/namespaces/{name}/seed", handler(seed, creators, lambda r, b: name(r)), methods=["POST"]),
         Route("/gc", handler(lambda r, b, w: {"names": ns.gc(dry_run=flag(r, "dry_run"))}, admins), methods=["POST"]),
         Route("/seeds/{digest}", handler(lambda r, b, w: {"present": store.path(r.path_params["digest"]) is not None},
@@ -150,7 +161,15 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         Route("/tokens/{name}", handler(lambda r, b, w: ns.tokens.revoke(name(r)), admins),
               methods=["DELETE"]),
         Route("/ca.pem", _ca_pem(cluster), methods=["GET"]),
+        # a one-time URL of the dashboard: on the local listener it opens (socket), or on this TCP listener
+        Route("/dashboard/sessions", handler(lambda r, b, w: {"url": dashboard.local_url(b.get("port")) if
+                                                              authenticate is None else dashboard.remote_url(r, w)}),
+              methods=["POST"]),
     ]
+    if authenticate is not None:
+        listener = cluster.listener()
+        port = listener.port if listener else 0
+        routes += dashboard.page_routes(cookie=f"localdev_dashboard_{port}", secure=tls)
     return Starlette(routes=routes)
 
 
@@ -354,11 +373,13 @@ def main(argv: list[str] | None = None) -> None:
         return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                              ssl_certfile=certfile, ssl_keyfile=keyfile))
 
-    servers = [(server(build_app(cluster)), bind_socket(cluster.state.agent_socket))]
+    dashboard = Dashboard(cluster)
+    servers = [(server(build_app(cluster, dashboard=dashboard)), bind_socket(cluster.state.agent_socket))]
     listener = cluster.listener()
     if listener is not None:
-        app = build_app(cluster, token_auth(cluster), advertise_from_request=not cluster.config.advertise_host)
         cert = listener.cert
+        app = build_app(cluster, token_auth(cluster), advertise_from_request=not cluster.config.advertise_host,
+                        dashboard=dashboard, tls=cert is not None)
         servers.append((server(app, str(cert.cert) if cert else None, str(cert.key) if cert else None),
                         bind_tcp(listener.host, listener.port)))
         log.info("agent serving %s", listener.url)

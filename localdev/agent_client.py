@@ -196,14 +196,17 @@ class AgentClient:
             return self._maybe_streamed(path, body, on_progress)
 
     def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None,
-               with_env: bool = False, max_connections: int | None = None) -> dict:
-        """`with_env`: the namespace's settings come back in the same answer, under "env". `max_connections`:
-        its connection budget (None: the cluster's default)."""
+               with_env: bool = False, max_connections: int | None = None, with_masks: bool = False) -> dict:
+        """`with_env`: the namespace's settings come back in the same answer, under "env" (and, `with_masks`,
+        the secret values among them under "masks"). `max_connections`: its connection budget (None: the
+        cluster's default)."""
         body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env,
-                "max_connections": max_connections}
+                "max_connections": max_connections, "masks": with_masks}
         info = self._with_seeds("/namespaces", body, seeds_dir if seed else None, on_progress)
         if "env" in info:
             info["env"] = self._local_paths(info["env"])
+        if with_masks:
+            _masked(info)
         return info
 
     def list(self) -> builtins.list[dict]:
@@ -215,6 +218,11 @@ class AgentClient:
     def env(self, name) -> dict:
         """The namespace's settings; TLS settings name this machine's pinned copy of the cluster CA."""
         return self._local_paths(self.request("GET", f"/namespaces/{quote(name, safe='')}/env"))
+
+    def env_and_masks(self, name) -> tuple[dict, builtins.list[str]]:
+        """The settings, and the secret values among them (for a CI log to mask)."""
+        answer = self.request("GET", f"/namespaces/{quote(name, safe='')}/env", query={"masks": "1"})
+        return self._local_paths(_masked(answer)["env"]), answer["masks"]
 
     def _local_paths(self, env: dict) -> dict:
         if any(CA_FILE in v for v in env.values()):
@@ -250,3 +258,10 @@ class AgentClient:
 
     def token_revoke(self, name: str) -> dict:
         return self.request("DELETE", f"/tokens/{quote(name, safe='')}")
+
+
+def _masked(answer) -> dict:
+    if not isinstance(answer, dict) or "masks" not in answer:
+        raise LocalDevError("the cluster's agent does not say which settings are secret (it predates CI formats): "
+                            "upgrade localdev on the cluster, or use --format shell or dotenv")
+    return answer

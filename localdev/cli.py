@@ -68,9 +68,12 @@ def _progress_bar(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True) as bar:
+    # on stderr, which was checked: stdout may be what a script reads (`--print-env`)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True,
+                  console=Console(stderr=True)) as bar:
         tasks: dict[str, TaskID] = {}  # services seed in parallel: one bar each
 
         def update(service: str, message: str, fraction: float | None) -> None:
@@ -232,17 +235,24 @@ def ns_create(args) -> None:
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
                                seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env),
-                               max_connections=max_connections)
+                               max_connections=max_connections, with_masks=args.print_env == "github")
     if args.print_env:  # one process and one request instead of `ns create` then `ns env`
-        sys.stdout.write(format_env(info["env"], args.print_env))
+        _write_env(info["name"], info["env"], args.print_env, info.get("masks"))
     elif args.json:
         _out(info)
+    elif sys.stdout.isatty():
+        from localdev.nextsteps import next_steps
+
+        print(next_steps(info, seeds_dir))
     else:
         print(f"namespace {info['name']} ready (expires {_ago(info['expires_at'])}); "
               f"`localdev ns env {info['name']}` prints its credentials")
 
 
 def ns_list(args) -> None:
+    if args.names:  # for shell completion: a tab press must not hang on an agent that does not answer
+        sys.stdout.write("".join(f"{i['name']}\n" for i in _agent(timeout=2).list()))
+        return
     items = _agent().list()
     if args.json:
         _out(items)
@@ -268,10 +278,25 @@ def ns_gc(args) -> None:
     print(f"{verb} {len(names)} namespace(s)" + (": " + ", ".join(names) if names else ""))
 
 
-FORMATS = ("dotenv", "shell", "json")
+FORMATS = ("dotenv", "shell", "json", "github", "gitlab")
+
+
+def _write_env(name: str, env: dict[str, str], fmt: str, masks: list[str] | None = None) -> None:
+    if fmt != "github":
+        sys.stdout.write(format_env(env, fmt))
+        return
+    from localdev.ci_env import write_github_env
+
+    sys.stdout.write(write_github_env(env, masks or []))
+    print(f"localdev: namespace {name}: {len(env)} settings added to $GITHUB_ENV for the next steps "
+          f"({len(masks or [])} secrets masked in the log)", file=sys.stderr)
 
 
 def format_env(env: dict[str, str], fmt: str) -> str:
+    if fmt == "gitlab":
+        from localdev.ci_env import gitlab_dotenv
+
+        return gitlab_dotenv(env)
     if fmt == "json":
         return json.dumps(env, indent=2)
     if fmt == "shell":
@@ -293,7 +318,11 @@ def ns_env(args) -> None:
     from localdev.names import validate_name
 
     validate_name(args.name)
-    sys.stdout.write(format_env(_agent().env(args.name), args.format))
+    if args.format == "github":
+        env, masks = _agent().env_and_masks(args.name)
+        _write_env(args.name, env, "github", masks)
+    else:
+        _write_env(args.name, _agent().env(args.name), args.format)
 
 
 def seed(args) -> None:
@@ -355,6 +384,22 @@ def logout(args) -> None:
     from localdev.profile import logout as do_logout
 
     print("logged out" if do_logout() else "not logged in")
+
+
+def completion(args) -> None:
+    from localdev.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+
+
+def dashboard(args) -> None:
+    client = _agent(timeout=30)
+    if client.remote and args.port:
+        raise BadInput(f"--port is for a local cluster's dashboard; {client.url} serves it on its own listener")
+    url = client.request("POST", "/dashboard/sessions", {"port": args.port})["url"]
+    print(url)
+    print("localdev: open it in a browser; the link works once (it opens a session) and for 10 minutes",
+          file=sys.stderr)
 
 
 def compose(args) -> None:
@@ -434,21 +479,24 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print the namespace as JSON")
     output.add_argument("--print-env", choices=FORMATS, metavar="FORMAT",
                         help="then print its connection settings as `ns env --format FORMAT` does (dotenv, shell, "
-                             "json), e.g. eval \"$(localdev ns create pr-1 --print-env shell)\"")
+                             "json, github, gitlab), e.g. eval \"$(localdev ns create pr-1 --print-env shell)\"")
     p = _command(ns_sub, "list", ns_list, "Namespaces with their age, expiry, labels and services (never credentials).")
     _json_flag(p)
+    p.add_argument("--names", action="store_true", help="only the names, one a line (scripts, shell completion)")
     p = _command(ns_sub, "delete", ns_delete, "Delete a namespace and everything it owns in every service.")
-    p.add_argument("name")
+    p.add_argument("name", metavar="NAMESPACE")
     p.add_argument("--missing-ok", action="store_true")
     p = _command(ns_sub, "gc", ns_gc, "Delete every expired (or half-created) namespace now.")
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     p = _command(ns_sub, "env", ns_env, "Print a namespace's connection settings (eval-safe with --format shell).")
-    p.add_argument("name")
-    p.add_argument("--format", choices=FORMATS, default="dotenv")
+    p.add_argument("name", metavar="NAMESPACE")
+    p.add_argument("--format", choices=FORMATS, default="dotenv",
+                   help="dotenv, shell (export lines), json; github: append to $GITHUB_ENV, masking the secrets; "
+                        "gitlab: a dotenv report (docs/ci.md)")
 
     p = _command(sub, "seed", seed, "Apply the seeds to an existing namespace again (e.g. after an emulator lost "
                                     "its state).")
-    p.add_argument("name")
+    p.add_argument("name", metavar="NAMESPACE")
     p.add_argument("--seeds", type=Path, metavar="DIR", help="fixtures directory (default: config's seeds)")
     p.add_argument("--service", action="append", help="only this service (repeatable)")
     tok = sub.add_parser("token", help="Team mode: tokens for other machines (create, list, revoke).",
@@ -472,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fingerprint", help="refuse unless the CA has this SHA-256 fingerprint")
     _command(sub, "logout", logout, "Forget the shared cluster `login` pointed this machine at.")
 
+    p = _command(sub, "dashboard", dashboard, "Print a one-time URL of the cluster's read-only web page.")
+    p.add_argument("--port", type=_positive_int, metavar="N", help="local listener's port (default: a free one)")
+    p = _command(sub, "completion", completion, "Print a shell completion script (bash, zsh or fish).")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"))
     p = _command(sub, "compose", compose, "Write a docker-compose.yml generated from the same service specs.")
     p.add_argument("--output", type=Path, default=Path("compose/docker-compose.yml"), help="file to write")
     return parser

@@ -289,6 +289,33 @@ class Namespaces:
             env = {k: v.replace(CA_FILE, path) for k, v in env.items()}
         return env
 
+    def secret_values(self, name: str, owner: str | None = None) -> builtins.list[str]:
+        """Every secret the namespace holds (as its settings carry them), for a CI log to mask."""
+        validate_name(name)
+        with self.pool().connection() as conn:
+            row = self._ready_row(conn, name, owner)
+        return sorted({v for group in row["secrets"].values() for v in group.values() if v})
+
+    def sizes(self, owner: str | None = None) -> dict[str, dict[str, int]]:
+        """{namespace: {service: bytes}} for the ready namespaces, as far as each service can tell cheaply;
+        a service that fails to answer is left out (the dashboard shows its sizes as unknown)."""
+        from psycopg.rows import dict_row
+
+        with self.pool().connection() as conn:
+            rows = conn.cursor(row_factory=dict_row).execute(
+                "SELECT name, services, secrets, region FROM namespaces WHERE state = 'ready'"
+                " AND (%s::text IS NULL OR owner = %s)", (owner, owner)).fetchall()
+        out: dict[str, dict[str, int]] = {r["name"]: {} for r in rows}
+        for service in self.cluster.service_names:
+            members = [self._namespace(r) for r in rows if service in r["services"]]
+            try:
+                found = self.cluster.services[service].namespace_sizes(members) if members else {}
+            except Exception:  # a service restarting: unknown this time
+                continue
+            for name, size in found.items():
+                out[name][service] = size
+        return out
+
     def _env(self, ns: Namespace, services: builtins.list[str]) -> dict[str, str]:
         """The union of what each service contributes; a key a service did not declare is its bug, said loudly."""
         env = {"LOCALDEV_NAMESPACE": ns.name}

@@ -33,6 +33,11 @@ fi
 packages=$(.venv/bin/python -m localdev.provision --debian-packages)
 read -r -d '' -a need <<< "$packages" || true
 command -v ss >/dev/null || need+=(iproute2)
+if [ "$extras" = ".[test]" ]; then
+  # The tests drive a real headless browser (the dashboard, through playwright, which cannot download its
+  # own browser here) and the completion scripts' shells.
+  for tool in chromium zsh fish; do command -v "$tool" >/dev/null || need+=("$tool"); done
+fi
 [ ${#need[@]} -eq 0 ] || { say "installing ${need[*]}"; apt_install "${need[@]}"; }
 say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
 clients=""

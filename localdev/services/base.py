@@ -234,6 +234,11 @@ class Service:
 
         raise BadInput(f"{folder}: {cls.name} does not take fixtures")
 
+    def namespace_sizes(self, namespaces: list[Namespace]) -> dict[str, int]:
+        """Bytes each namespace takes here, by name, for the dashboard; a namespace left out is unknown
+        (the default: a service that cannot tell cheaply says nothing rather than a guess)."""
+        return {}
+
     def check_namespace(self, ns: Namespace) -> str | None:
         """None if the namespace's state here is intact; else a sentence saying what was lost and what to do.
 

@@ -269,6 +269,12 @@ class DynamoDB(Service):
             for table in page.get("TableNames", []):
                 delete_table(client, table)
 
+    def namespace_sizes(self, namespaces) -> dict[str, int]:
+        """The namespace's database files (native runtime only: a container's are inside its volume)."""
+        if self.ctx.runtime != "native":
+            return {}
+        return {ns.name: sum(p.stat().st_size for p in self._db_files(access_key_id(ns))) for ns in namespaces}
+
     # -- database files (native runtime: data_dir is the -dbPath) ---------------------------
     def _db_files(self, key: str) -> list[Path]:
         if not self.data_dir.is_dir():

@@ -270,6 +270,15 @@ class Postgres(Service):
             for db in ("postgres", "template1"):
                 conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
 
+    def namespace_sizes(self, namespaces) -> dict[str, int]:
+        by_db = {ns.db_name: ns.name for ns in namespaces}
+        if not by_db:
+            return {}
+        with self.pool().connection() as conn:
+            rows = conn.execute("SELECT datname, pg_database_size(oid) FROM pg_database WHERE datname = ANY(%s)",
+                                (list(by_db),)).fetchall()
+        return {by_db[db]: size for db, size in rows}
+
     def make_pool(self, dbname: str, max_size: int, name: str):
         """Warm autocommit admin connections; each checked on checkout, so a server restart costs no failure."""
         from psycopg_pool import ConnectionPool
