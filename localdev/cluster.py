@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -160,6 +161,8 @@ class Cluster:
     def up(self, services: list[str] | None = None, runtime: str | None = None,
            progress: Callable[[str], None] = _quiet, agent: bool = True, serve: str | None = None) -> dict:
         """`serve`: also listen on TCP at this address (team mode), as `[agent] listen` does."""
+        if agent:
+            self._check_socket_path()
         self.state.ensure()
         with self.state.lock():
             recorded = self.recorded
@@ -361,6 +364,14 @@ class Cluster:
                           "detail": agent_state.detail, "socket": str(self.state.agent_socket),
                           "listener": self._listener_status()},
                 "events": self.events(limit=10), "problems": self._problems(results)}
+
+    def _check_socket_path(self) -> None:
+        # The kernel's limit for a Unix socket's path (sun_path, 108 bytes with its NUL): past it the agent
+        # cannot bind and dies at start with nothing better to say.
+        sock = str(self.state.agent_socket)
+        if len(os.fsencode(sock)) > 107:
+            raise BadInput(f"LOCALDEV_HOME {self.state.home} is too long for the agent's socket ({sock} is "
+                           f"{len(os.fsencode(sock))} bytes; Unix sockets allow 107): choose a shorter LOCALDEV_HOME")
 
     def server_cert(self) -> ServerCert:
         """The cluster CA's server certificate, for every name clients may use (the agent's and the services')."""

@@ -118,3 +118,13 @@ def test_abbreviated_options_are_refused_not_guessed(argv):
 
     with pytest.raises(BadInput, match="unrecognized arguments"):
         build_parser().parse_args(argv)
+
+
+def test_a_home_too_long_for_the_agents_socket_is_refused_before_anything_is_made(tmp_path):
+    from localdev.cluster import Cluster
+    from localdev.errors import BadInput
+
+    home = tmp_path / ("h" * 110)
+    with pytest.raises(BadInput, match="too long for the agent's socket"):
+        Cluster(home=home).up(services=["postgres"])
+    assert not home.exists()
