@@ -82,10 +82,11 @@ def test_env_names_the_emulator_and_a_12_digit_account(aws):
 
 
 def test_listens_on_loopback_only(aws):
-    port = aws.cluster.services["aws"].port
-    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    addresses = {line.split()[3] for line in out.splitlines() if line.strip()}
-    assert addresses == {f"127.0.0.1:{port}"}, out
+    svc = aws.cluster.services["aws"]
+    for port in (svc.port, svc.backend_port):  # the gateway's, and the emulator's own behind it
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        addresses = {line.split()[3] for line in out.splitlines() if line.strip()}
+        assert addresses == {f"127.0.0.1:{port}"}, out
 
 
 def test_two_namespaces_do_not_see_each_others_queues_buckets_topics(aws):
@@ -112,28 +113,26 @@ def test_two_namespaces_do_not_see_each_others_queues_buckets_topics(aws):
     assert ta not in topics_b and len(topics_b) == 1
 
 
-def test_cross_account_bucket_access_is_what_the_readme_says(aws):
+def test_cross_account_access_is_refused_by_the_gateway(aws):
     a, b = new_ns(aws, "xa-a"), new_ns(aws, "xa-b")
     client(a, "s3").create_bucket(Bucket="xa-a-private")
     client(a, "s3").put_object(Bucket="xa-a-private", Key="secret", Body=b"a only")
     s3b = client(b, "s3")
-    if aws.flavor == "ministack":  # enforced: another account is refused
-        for call in (lambda: s3b.get_object(Bucket="xa-a-private", Key="secret"),
-                     lambda: s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x"),
-                     lambda: s3b.list_objects_v2(Bucket="xa-a-private")):
-            with pytest.raises(ClientError) as err:
-                call()
-            assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        assert aws_cli(b, "s3", "ls", "s3://xa-a-private", check=False).returncode != 0
-    else:  # LocalStack does not enforce it: the README says so plainly
-        assert s3b.get_object(Bucket="xa-a-private", Key="secret")["Body"].read() == b"a only"
-        s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x")
-        assert "intruder" in aws_cli(b, "s3", "ls", "s3://xa-a-private").stdout
-    # Neither flavor checks who sends to a queue given its URL (the README says so): only listings are separate.
+    # enforced on both flavors (LocalStack alone would allow it): the gateway knows who owns the bucket
+    for call in (lambda: s3b.get_object(Bucket="xa-a-private", Key="secret"),
+                 lambda: s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x"),
+                 lambda: s3b.list_objects_v2(Bucket="xa-a-private")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "AccessDenied"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert aws_cli(b, "s3", "ls", "s3://xa-a-private", check=False).returncode != 0
+    # ...and so is sending to another account's queue by its URL (neither emulator checks that)
     qa = client(a, "sqs").create_queue(QueueName="inbox")["QueueUrl"]
-    client(b, "sqs").send_message(QueueUrl=qa, MessageBody="from b")
-    got = client(a, "sqs").receive_message(QueueUrl=qa, WaitTimeSeconds=2).get("Messages", [])
-    assert [m["Body"] for m in got] == ["from b"]
+    with pytest.raises(ClientError) as err:
+        client(b, "sqs").send_message(QueueUrl=qa, MessageBody="from b")
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert client(a, "sqs").receive_message(QueueUrl=qa, WaitTimeSeconds=1).get("Messages", []) == []
 
 
 def test_bucket_names_are_global_across_accounts(aws):

@@ -158,6 +158,9 @@ def test_sqs_and_sns_references_name_their_accounts():
     form = {"content-type": "application/x-www-form-urlencoded"}
     query_api = classify.classify("sqs", "POST", f"/{other}/q", "", form, b"Action=PurgeQueue", BASES)
     assert query_api.protocol == "query" and classify.foreign(query_api, own) == other
+    localstack_url = json.dumps({"QueueUrl": f"http://h:1/queue/us-east-1/{other}/q"}).encode()
+    target = classify.classify("sqs", "POST", "/", "", {"x-amz-target": "AmazonSQS.PurgeQueue"}, localstack_url, BASES)
+    assert classify.foreign(target, own) == other
     sub = classify.classify("sns", "POST", "/", "", form, urllib.parse.urlencode(
         {"Action": "Subscribe", "TopicArn": f"arn:aws:sns:us-east-1:{own}:t", "Protocol": "sqs",
          "Endpoint": f"arn:aws:sqs:us-east-1:{other}:q"}).encode(), BASES)
@@ -240,8 +243,12 @@ def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
             "UnrecognizedClientException"
     # an unsigned request is refused too
     assert raw("GET", env["AWS_ENDPOINT_URL"] + "/")[0] == 403
-    counts = json.loads(gw.cli("status", "--json", check=True).stdout)["gateway"]["namespaces"]
-    assert counts["creds"]["denied"] >= 4 and counts["(unknown)"]["denied"] >= 7
+    def counted():  # (the gateway writes its counts every second)
+        counts = json.loads(gw.cli("status", "--json", check=True).stdout)["gateway"]["namespaces"]
+        return counts if counts.get("creds", {}).get("denied") == 4 and counts["(unknown)"]["denied"] >= 8 else None
+
+    counts = poll_until(counted, 10, "the gateway's counts")
+    assert counts["creds"]["requests"] == 4 and counts["creds"]["errors"] == 4
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("status", "--json").stdout
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("logs", "gateway").stdout
 

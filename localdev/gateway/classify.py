@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 REFERENCE_PARAMS = frozenset({"QueueUrl", "TopicArn", "TargetArn", "SubscriptionArn", "ResourceArn", "Endpoint",
                               "SourceArn", "DestinationArn", "QueueOwnerAWSAccountId"})
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):")
-QUEUE_URL_RE = re.compile(r"^/(\d{12})/[^/]+/?$")
+# a queue URL's path: /ACCOUNT/NAME, or LocalStack's path strategy /queue/REGION/ACCOUNT/NAME
+QUEUE_URL_RE = re.compile(r"^(?:/queue/[a-z0-9-]+)?/(\d{12})/[^/]+/?$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 # The health endpoints of the emulators: anyone may ask whether the service is up.
 OPEN_PATHS = frozenset({"/_localstack/health", "/_ministack/health"})

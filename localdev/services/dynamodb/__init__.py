@@ -1,9 +1,10 @@
 """DynamoDB Local: Amazon's real DynamoDB Local, one database per namespace access key.
 
 Started without `-sharedDb`, DynamoDB Local keeps one SQLite database per access key id +
-region, and it ignores the secret key. A namespace's access key id (a random 12-digit account id
-kept in the registry, shared with the AWS emulator) is therefore its credential: a client that
-knows a namespace's name but not its key lands in some other, empty database.
+region, and it ignores the secret key. So it listens on a private loopback port behind localdev's AWS
+gateway (localdev/gateway/), which checks each request's signature with the namespace's secret and lets
+no other key through: only a namespace's own key (a random 12-digit account id kept in the registry,
+shared with the AWS emulator) reaches its database.
 
 DynamoDB Local listens on every interface and has no bind option; natively we start it through
 our launcher (localdev/services/dynamodb/LoopbackDynamoDB.java), which binds its Jetty connector to the
