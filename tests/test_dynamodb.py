@@ -302,12 +302,13 @@ def test_container_healthcheck_is_a_real_list_tables(make_cluster):
     live DynamoDB Local and fail on something that is not one."""
     h = make_cluster(services=("dynamodb",), agent=False)
     svc = h.cluster.services["dynamodb"]
-    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}") for a in svc.container_spec().healthcheck]
+    # (inside its container the check talks to DynamoDB Local itself: here, the server behind the gateway)
+    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.backend_port}") for a in svc.container_spec().healthcheck]
     assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
     with socket.socket() as other:  # a listener that is not DynamoDB Local
         other.bind(("127.0.0.1", 0))
         other.listen()
-        wrong = [a.replace(f":{svc.port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
+        wrong = [a.replace(f":{svc.backend_port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
         assert subprocess.run(wrong, capture_output=True, timeout=30).returncode != 0
 
 
