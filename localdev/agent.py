@@ -32,6 +32,7 @@ from starlette.routing import Route
 from localdev.cluster import GATEWAY, Cluster
 from localdev.dashboard import Dashboard
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
+from localdev.ports import bind_tcp
 from localdev.progress import listening
 from localdev.seedpack import SeedStore
 from localdev.services.base import ADVERTISED_HOST
@@ -360,18 +361,6 @@ def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return tokens.verify(token.strip() if scheme.lower() == "bearer" else None)
     return authenticate
-
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: a TLS response goes out as several small writes, and with Nagle
-    # each waited for the client's delayed ACK (about 40 ms a request).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    return sock
 
 
 async def serve_all(servers: list) -> None:

@@ -237,15 +237,21 @@ class Cluster:
     def _choose_backend_ports(self, names: list[str]) -> None:
         """A private loopback port for each service behind the gateway, unless the config names one; recorded
         with the config, so every later command (and the gateway) agrees until the next `down`."""
-        from localdev.ports import free_port
+        from localdev.ports import free_port, port_in_use
 
+        # The previous run's choice is kept while it is free, so a process that still holds this cluster's
+        # config from before a `down` (a test, a notebook) reaches the back end after the next `up`.
+        before = ((self.recorded or {}).get("config") or {}).get("services", {})
         taken = {int(o["port"]) for o in self.config.services.values()}
         for name in self.gateway_services(names):
             options = self.config.services[name]
             if not options.get("backend_port"):
-                port = free_port()
-                while port in taken:
+                port = int(before.get(name, {}).get("backend_port") or 0)
+                busy = port and not self.runtime.state(name).running and port_in_use("127.0.0.1", port)
+                if not port or port in taken or busy:
                     port = free_port()
+                    while port in taken:
+                        port = free_port()
                 options["backend_port"] = port
             taken.add(int(options["backend_port"]))
 
@@ -272,21 +278,26 @@ class Cluster:
 
     def start_gateway(self, progress: Callable[[str], None] = _quiet) -> None:
         """Start the gateway unless it runs (or nothing is behind it), and wait until its ports answer."""
-        native = self._native()
         if not self.gateway_services():
             return
         with self.state.lock(f"service-{GATEWAY}"):
-            if native.state(GATEWAY).running and self.gateway_ready():
-                return
-            progress("gateway: starting")
-            native.start(GATEWAY, self.gateway_spec())
-            try:
-                poll_until(self.gateway_ready, 30, "the AWS gateway", interval=0.02,
-                           fail=lambda: None if native.state(GATEWAY).running else
-                           "the AWS gateway exited during start-up: see `localdev logs gateway`")
-            except TimedOut:
-                raise LocalDevError("the AWS gateway did not listen within 30s: see `localdev logs gateway`") from None
-            progress("gateway: ready")
+            self._start_own(GATEWAY, self.gateway_spec(), self.gateway_ready, "the AWS gateway", progress)
+
+    def _start_own(self, name: str, spec: ProcessSpec, answers: Callable[[], bool], what: str,
+                   progress: Callable[[str], None]) -> None:
+        """Start a process of ours (the agent, the gateway) unless it runs and answers; wait until it answers."""
+        native = self._native()  # a process of ours on every runtime
+        if native.state(name).running and answers():
+            return
+        progress(f"{name}: starting")
+        native.start(name, spec)
+        try:
+            poll_until(answers, 30, what, interval=0.05,
+                       fail=lambda: None if native.state(name).running else
+                       f"{what} exited during start-up: see `localdev logs {name}`")
+        except TimedOut:
+            raise LocalDevError(f"{what} did not answer within 30s: see `localdev logs {name}`") from None
+        progress(f"{name}: ready")
 
     def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
         """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""
@@ -340,18 +351,7 @@ class Cluster:
         from localdev.agent_client import AgentClient
 
         client = AgentClient(self.state.home)
-        native = self._native()  # the agent is a process of ours on every runtime
-        if native.state(AGENT).running and client.ping():
-            return
-        progress("agent: starting")
-        native.start(AGENT, self.agent_spec())
-        try:
-            poll_until(client.ping, 30, "the cluster agent", interval=0.05,
-                       fail=lambda: None if native.state(AGENT).running else
-                       "the cluster agent exited during start-up: see `localdev logs agent`")
-        except TimedOut:
-            raise LocalDevError("the cluster agent did not answer within 30s: see `localdev logs agent`") from None
-        progress("agent: ready")
+        self._start_own(AGENT, self.agent_spec(), client.ping, "the cluster agent", progress)
 
     def _native(self):
         """Where the agent runs, whatever runs the services: a process of ours (the runtime keeps no state

@@ -1,8 +1,8 @@
 """The AWS emulator's conformance suite: the same namespace, isolation and seeding tests for each flavor,
 against a real emulator started the way users start it, checked with real boto3 and the real AWS CLI.
 
-Where the flavors differ (cross-account bucket access), the test pins down what each one does, so the
-README's isolation table stays true.
+Cross-account access is refused by localdev's AWS gateway on both flavors (LocalStack alone allows it):
+the tests pin that down, so the README's isolation table stays true.
 """
 
 from __future__ import annotations
@@ -169,9 +169,14 @@ def test_delete_leaves_nothing_behind(aws):
     assert len(before["buckets"]) == 2 and len(before["queues"]) == 2 and len(before["topics"]) == 1
 
     aws.cli("ns", "delete", "del-a", check=True)
-    assert listings(env) == {"buckets": [], "queues": [], "topics": []}
-    assert json.loads(aws_cli(env, "sqs", "list-queues").stdout or "{}").get("QueueUrls", []) == []
-    assert aws_cli(env, "s3", "ls").stdout.strip() == ""
+    with pytest.raises(ClientError) as err:  # the gateway no longer knows the key...
+        client(env, "s3").list_buckets()
+    assert err.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    # ...and the account is empty in the emulator itself (asked behind the gateway, with the same key)
+    behind = {**env, "AWS_ENDPOINT_URL": aws.cluster.services["aws"].endpoint}
+    assert listings(behind) == {"buckets": [], "queues": [], "topics": []}
+    assert json.loads(aws_cli(behind, "sqs", "list-queues").stdout or "{}").get("QueueUrls", []) == []
+    assert aws_cli(behind, "s3", "ls").stdout.strip() == ""
     # the bucket names are free again for any account
     other = new_ns(aws, "del-b")
     client(other, "s3").create_bucket(Bucket="del-a-one")
@@ -285,7 +290,7 @@ def test_emulator_writes_only_under_localdev_home(aws):
     env = new_ns(aws, "files-a")
     client(env, "s3").create_bucket(Bucket="files-a-b")
     client(env, "s3").put_object(Bucket="files-a-b", Key="k", Body=b"body")
-    data, port = aws.home / "data" / "aws", aws.cluster.services["aws"].port
+    data, port = aws.home / "data" / "aws", aws.cluster.services["aws"].backend_port
     if aws.flavor == "localstack":  # object bodies: moved from /tmp/localstack-s3-storage by our launcher
         assert (data / "s3" / "files-a-b").is_dir()
         assert not os.path.exists("/tmp/localstack-s3-storage/files-a-b")

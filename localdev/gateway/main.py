@@ -18,6 +18,7 @@ from localdev.gateway.http import MAX_HEAD, Backend
 from localdev.gateway.registry import Registry
 from localdev.gateway.server import Endpoint, Gateway
 from localdev.gateway.stats import FILE, Stats
+from localdev.ports import bind_tcp
 
 log = logging.getLogger("localdev.gateway")
 # Names under which S3 clients address buckets as `bucket.<name>` (virtual-hosted style); IPs never are.
@@ -67,8 +68,6 @@ async def serve(cluster: Cluster) -> None:
     config = cluster.config
     bases = {*VIRTUAL_BASES, *(h for h in (config.advertise_host, config.host) if h and not _is_ip(h))}
     gateway = Gateway(registry, stats, tuple(bases))
-    from localdev.agent import bind_tcp
-
     servers = []
     for name in cluster.gateway_services():
         svc = cluster.services[name]

@@ -128,7 +128,8 @@ class Gateway:
             status, headers, body = render(ex.api, ex.protocol, refusal.kind, str(refusal), refusal.extra,
                                            head=head.method == "HEAD")
             # An unread body cannot be skipped safely: AWS, too, closes the connection then.
-            close = not ex.body_read and (body_length(head) or 0) > 0 or not head.keep_alive()
+            length = body_length(head)
+            close = not ex.body_read and (length is None or length > 0) or not head.keep_alive()
             writer.write(response_bytes(status, headers, body, close=close))
             await writer.drain()
             return not close
@@ -339,9 +340,10 @@ class Gateway:
                 backend.give_back(conn)
             else:
                 conn[1].close()
-        close_client = not ex.head.keep_alive() or "close" in response.lower.get("connection", "").lower() and \
-            "content-length" not in response.lower and "chunked" not in response.lower.get("transfer-encoding", "")
-        return not close_client
+        # A body the back end delimited by closing reached the client the same way: that connection ends too.
+        delimited = ("content-length" in response.lower or "chunked" in response.lower.get("transfer-encoding", "")
+                     or ex.head.method == "HEAD" or response.status in (204, 304))
+        return ex.head.keep_alive() and delimited
 
     async def _send_replayable(self, backend: Backend, data: bytes, deadline: float):
         """Send a request whose bytes we hold; a connection that dies before answering (a back end killed,
