@@ -47,6 +47,41 @@ def figures(gateway: list[float], direct: list[float]) -> dict:
     return out
 
 
+def check_cpu(env: dict, rounds: int = 3000) -> float:
+    """The gateway's own work for one GetItem (parse, SigV4 check, classification, re-signing), in-process:
+    what it adds without the extra hop and the scheduling a busy machine adds to it (seconds)."""
+    import hashlib
+    import urllib.parse
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from localdev.gateway import classify, sigv4
+    from localdev.gateway.http import parse_head
+
+    body = b'{"TableName": "bench", "Key": {"pk": {"S": "k"}}}'
+    request = AWSRequest("POST", "http://127.0.0.1:8000/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"})
+    credentials = Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    SigV4Auth(credentials, "dynamodb", "us-east-1").add_auth(request)
+    prepared = request.prepare()
+    raw = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n" + b"".join(
+        f"{k}: {v}\r\n".encode() for k, v in prepared.headers.items()) + b"\r\n"
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        head = parse_head(raw)
+        signed = sigv4.parse(head.lower, urllib.parse.parse_qsl(head.query, keep_blank_values=True))
+        assert signed is not None
+        canonical = sigv4.canonical_request(head.method, head.path, head.query, head.header_list, signed,
+                                            hashlib.sha256(body).hexdigest())
+        text = sigv4.string_to_sign(signed, canonical)
+        assert sigv4.matches(sigv4.sign(env["AWS_SECRET_ACCESS_KEY"], signed, text), signed.signature)
+        classify.classify("dynamodb", head.method, head.path, head.query, head.lower, body, ())
+        sigv4.sign("test", signed, text)
+    return (time.perf_counter() - t0) / rounds
+
+
 def throughput(call, threads: int, seconds: float) -> float:
     done = [0] * threads
     stop = time.perf_counter() + seconds
@@ -123,6 +158,11 @@ def main() -> None:
                                  "ratio": round(rps_gateway / rps_direct, 3)}
         print(f"GetItem with {args.threads} threads: {rps_gateway:.0f} req/s through the gateway, {rps_direct:.0f} "
               f"direct ({rps_gateway / rps_direct:.0%})")
+        cpu = check_cpu(env)
+        results["check_cpu_us"] = round(cpu * 1e6, 1)
+        results["load_average"] = os.getloadavg()
+        print(f"the gateway's own checks per GetItem, in-process: {cpu * 1e6:.0f} us; "
+              f"load average during the run {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"saved {save('gateway', results)}")
     finally:
         cluster.namespaces.close()
