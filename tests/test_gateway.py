@@ -249,6 +249,11 @@ def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
 
     counts = poll_until(counted, 10, "the gateway's counts")
     assert counts["creds"]["requests"] == 4 and counts["creds"]["errors"] == 4
+    from localdev.dashboard import Dashboard
+    from localdev.tokens import LOCAL
+
+    shown = {n["name"]: n["aws"] for n in Dashboard(gw.cluster).snapshot(LOCAL)["namespaces"]}
+    assert shown["creds"] == {"requests": 4, "errors": 4, "denied": 4}
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("status", "--json").stdout
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("logs", "gateway").stdout
 
