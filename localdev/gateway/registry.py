@@ -53,23 +53,29 @@ class Registry:
         return LISTENING_TTL if self._listening else FALLBACK_TTL
 
     async def caller(self, access_key: str) -> Caller | None:
-        now = time.monotonic()
-        hit = self._keys.get(access_key)
-        if hit is not None and now < hit[1]:
-            return hit[0]
-        found = await asyncio.to_thread(self._query, ownership.namespace_of_key, access_key)
-        caller = Caller(found[0], access_key, found[1]) if found and found[1] else None
-        self._keys[access_key] = (caller, now + (self._ttl() if caller else NEGATIVE_TTL))
-        return caller
+        async def fetch():
+            found = await asyncio.to_thread(self._query, ownership.namespace_of_key, access_key)
+            return Caller(found[0], access_key, found[1]) if found and found[1] else None
+
+        return await self._cached(self._keys, access_key, fetch)
 
     async def owner(self, bucket: str) -> str | None:
+        async def fetch():
+            return await asyncio.to_thread(self._query, ownership.bucket_owner, bucket)
+
+        return await self._cached(self._owners, bucket, fetch)
+
+    async def _cached(self, cache: dict, key: str, fetch):
         now = time.monotonic()
-        hit = self._owners.get(bucket)
+        hit = cache.get(key)
         if hit is not None and now < hit[1]:
             return hit[0]
-        owner = await asyncio.to_thread(self._query, ownership.bucket_owner, bucket)
-        self._owners[bucket] = (owner, now + self._ttl())
-        return owner
+        value = await fetch()
+        # an unknown key is asked again soon (its namespace may be being created); anything else lives until
+        # a notification evicts it
+        ttl = self._ttl() if value is not None or cache is self._owners else NEGATIVE_TTL
+        cache[key] = (value, now + ttl)
+        return value
 
     async def record(self, bucket: str, namespace: str) -> None:
         await asyncio.to_thread(self._query, ownership.record_bucket, bucket, namespace)
