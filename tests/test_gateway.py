@@ -21,8 +21,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-
 from conftest import start_cluster
+
 from localdev.gateway import classify, sigv2, sigv4
 from localdev.gateway.http import parse_head
 from localdev.waiting import poll_until
@@ -117,7 +117,8 @@ def test_aws_chunked_signatures_follow_the_documented_example():
                 "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
                 "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"]
     for chunk, want in zip((b"a" * 65536, b"a" * 1024, b""), expected, strict=True):
-        got = sigv4.sign("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", signed, sigv4.chunk_string_to_sign(signed, previous, hashlib.sha256(chunk).hexdigest()))
+        text = sigv4.chunk_string_to_sign(signed, previous, hashlib.sha256(chunk).hexdigest())
+        got = sigv4.sign("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", signed, text)  # (the docs' example secret)
         assert got == want
         previous = got
 
@@ -214,6 +215,7 @@ def raw(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
+@pytest.mark.slow
 def test_the_gateway_owns_the_ports_users_see(gw):
     env = new_ns(gw, "ports")
     dynamodb, aws = gw.cluster.services["dynamodb"], gw.cluster.services["aws"]
@@ -227,6 +229,7 @@ def test_the_gateway_owns_the_ports_users_see(gw):
     assert "gateway: dynamodb on 127.0.0.1" in gw.cli("logs", "gateway", check=True).stdout
 
 
+@pytest.mark.slow
 def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
     env = new_ns(gw, "creds")
     wrong, unknown = {"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, {"AWS_ACCESS_KEY_ID": "999999999999"}
@@ -258,6 +261,7 @@ def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("logs", "gateway").stdout
 
 
+@pytest.mark.slow
 def test_own_access_works_on_every_api(gw):
     env = new_ns(gw, "own")
     s3 = client(env, "s3")
@@ -278,11 +282,13 @@ def test_own_access_works_on_every_api(gw):
     client(env, "sns").publish(TopicArn=topic, Message="x")
     ddb = client(env, "dynamodb")
     ddb.create_table(TableName="orders", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
     ddb.put_item(TableName="orders", Item={"pk": {"S": "1"}})
     assert ddb.get_item(TableName="orders", Key={"pk": {"S": "1"}})["Item"] == {"pk": {"S": "1"}}
 
 
+@pytest.mark.slow
 def test_another_namespace_is_denied_and_ownership_goes_with_the_namespace(gw):
     a, b = new_ns(gw, "owner-a"), new_ns(gw, "owner-b")
     s3a, s3b = client(a, "s3"), client(b, "s3")
@@ -315,6 +321,7 @@ def test_another_namespace_is_denied_and_ownership_goes_with_the_namespace(gw):
     assert error_of(lambda: client(a, "dynamodb").list_tables())[0] == "UnrecognizedClientException"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [None, "s3v4"])
 def test_presigned_get_and_put_with_the_namespace_secret_then_expiry(gw, sig):
     env = new_ns(gw, f"pre-{sig or 'default'}")
@@ -373,6 +380,7 @@ def chunked_put(env: dict, bucket: str, key: str, chunks: list[bytes], tamper: b
     return response.status, response.read()
 
 
+@pytest.mark.slow
 def test_aws_chunked_upload_checks_every_chunk(gw):
     env = new_ns(gw, "chunked")
     s3 = client(env, "s3")
@@ -386,13 +394,15 @@ def test_aws_chunked_upload_checks_every_chunk(gw):
     assert error_of(lambda: s3.head_object(Bucket="chunked-b", Key="forged")) == ("404", 404)
 
 
+@pytest.mark.slow
 def test_kill_9_of_dynamodb_local_while_a_client_loops_loses_no_request(gw):
     if gw.flavor != "ministack":
         pytest.skip("DynamoDB Local is the same in both clusters: once is enough")
     env = new_ns(gw, "crashloop")
     ddb = client(env, "dynamodb")
     ddb.create_table(TableName="loop", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
     pid = gw.cluster.runtime.state("dynamodb").pid
     failures: list[str] = []
     written = 0
@@ -414,6 +424,7 @@ def test_kill_9_of_dynamodb_local_while_a_client_loops_loses_no_request(gw):
     assert any(e["service"] == "dynamodb" and e["event"] == "restarted" for e in gw.cluster.events(limit=50))
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_gateway_is_restarted_by_the_supervisor(gw):
     env = new_ns(gw, "gwkill")
     native = gw.cluster._native()
