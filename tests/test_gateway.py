@@ -395,6 +395,29 @@ def test_aws_chunked_upload_checks_every_chunk(gw):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("size", [1000, 3 << 20])  # read whole / streamed on with its last piece held back
+def test_a_body_that_does_not_match_its_signed_hash_is_never_stored(gw, size):
+    env = new_ns(gw, f"hash-{size}")
+    s3 = client(env, "s3")
+    bucket = f"hash-{size}-b"
+    s3.create_bucket(Bucket=bucket)
+    signed_body, sent_body = b"a" * size, b"b" * size
+    request = AWSRequest("PUT", f"{env['AWS_ENDPOINT_URL']}/{bucket}/obj", data=signed_body,
+                         headers={"X-Amz-Content-SHA256": hashlib.sha256(signed_body).hexdigest()})
+    target, headers = _signed(request, S3SigV4Auth(Credentials(env["AWS_ACCESS_KEY_ID"],
+                                                               env["AWS_SECRET_ACCESS_KEY"]), "s3", "us-east-1"))
+    split = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"])
+    conn = http.client.HTTPConnection(split.hostname, split.port, timeout=30)
+    conn.putrequest("PUT", target, skip_host=True, skip_accept_encoding=True)
+    for name, value in headers:
+        conn.putheader(name, value)
+    conn.endheaders(sent_body)
+    response = conn.getresponse()
+    assert (response.status, b"<Code>XAmzContentSHA256Mismatch</Code>" in response.read()) == (400, True)
+    assert error_of(lambda: s3.head_object(Bucket=bucket, Key="obj")) == ("404", 404)
+
+
+@pytest.mark.slow
 def test_kill_9_of_dynamodb_local_while_a_client_loops_loses_no_request(gw):
     if gw.flavor != "ministack":
         pytest.skip("DynamoDB Local is the same in both clusters: once is enough")
