@@ -237,6 +237,9 @@ def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
     assert error_of(lambda: client(env, "sqs", **wrong).list_queues()) == ("SignatureDoesNotMatch", 403)
     assert error_of(lambda: client(env, "sns", **wrong).list_topics()) == ("SignatureDoesNotMatch", 403)
     assert error_of(lambda: client(env, "dynamodb", **wrong).list_tables()) == ("InvalidSignatureException", 400)
+    # an upload is refused from its head (boto3 waits for 100 Continue), before its body is read
+    assert error_of(lambda: client(env, "s3", **wrong).put_object(Bucket="creds-b", Key="k", Body=b"x" * (2 << 20))) \
+        == ("SignatureDoesNotMatch", 403)
     assert error_of(lambda: client(env, "s3", **unknown).list_buckets()) == ("InvalidAccessKeyId", 403)
     assert error_of(lambda: client(env, "sqs", **unknown).list_queues()) == ("InvalidClientTokenId", 403)
     assert error_of(lambda: client(env, "dynamodb", **unknown).list_tables()) == ("UnrecognizedClientException", 400)
@@ -248,15 +251,15 @@ def test_wrong_secret_and_unknown_key_get_aws_errors(gw):
     assert raw("GET", env["AWS_ENDPOINT_URL"] + "/")[0] == 403
     def counted():  # (the gateway writes its counts every second)
         counts = json.loads(gw.cli("status", "--json", check=True).stdout)["gateway"]["namespaces"]
-        return counts if counts.get("creds", {}).get("denied") == 4 and counts["(unknown)"]["denied"] >= 8 else None
+        return counts if counts.get("creds", {}).get("denied") == 5 and counts["(unknown)"]["denied"] >= 8 else None
 
     counts = poll_until(counted, 10, "the gateway's counts")
-    assert counts["creds"]["requests"] == 4 and counts["creds"]["errors"] == 4
+    assert counts["creds"]["requests"] == 5 and counts["creds"]["errors"] == 5
     from localdev.dashboard import Dashboard
     from localdev.tokens import LOCAL
 
     shown = {n["name"]: n["aws"] for n in Dashboard(gw.cluster).snapshot(LOCAL)["namespaces"]}
-    assert shown["creds"] == {"requests": 4, "errors": 4, "denied": 4}
+    assert shown["creds"] == {"requests": 5, "errors": 5, "denied": 5}
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("status", "--json").stdout
     assert env["AWS_SECRET_ACCESS_KEY"] not in gw.cli("logs", "gateway").stdout
 
