@@ -29,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from localdev.cluster import Cluster
+from localdev.cluster import GATEWAY, Cluster
 from localdev.dashboard import Dashboard
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
+from localdev.ports import bind_tcp
 from localdev.progress import listening
 from localdev.seedpack import SeedStore
 from localdev.services.base import ADVERTISED_HOST
@@ -247,6 +248,7 @@ class Supervisor(threading.Thread):
         recorded = self.cluster.recorded
         if not recorded or recorded.get("desired") != "up":
             return
+        self.check_gateway()
         for name in recorded["services"]:
             if self.cluster.runtime.state(name).running:
                 continue
@@ -282,6 +284,29 @@ class Supervisor(threading.Thread):
                     self.backoff[name] = (min(delay * 2, 30.0), time.monotonic() + delay)
             finally:
                 lock.release()
+
+
+    def check_gateway(self) -> None:
+        """The AWS gateway is restarted like a service: at once, then with backoff if it keeps failing."""
+        native = self.cluster._native()
+        if native.state(GATEWAY).running or not self.cluster.gateway_services():
+            return
+        delay, next_at = self.backoff.get(GATEWAY, (1.0, 0.0))
+        if time.monotonic() < next_at:
+            return
+        state = native.state(GATEWAY)
+        if state.detail == "not started":
+            return  # `up` starts it; `down` removed its pid file
+        log.warning("the gateway is down (%s): restarting", state.detail)
+        self.cluster.record_event(GATEWAY, "died", state.detail)
+        try:
+            self.cluster.start_gateway()
+            self.cluster.record_event(GATEWAY, "restarted")
+            self.backoff.pop(GATEWAY, None)
+        except Exception as exc:
+            self.cluster.record_event(GATEWAY, "restart failed", str(exc))
+            log.warning("restarting the gateway failed: %s (next try in %.0fs)", exc, delay)
+            self.backoff[GATEWAY] = (min(delay * 2, 30.0), time.monotonic() + delay)
 
 
 class Reaper(threading.Thread):
@@ -336,18 +361,6 @@ def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         return tokens.verify(token.strip() if scheme.lower() == "bearer" else None)
     return authenticate
-
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: a TLS response goes out as several small writes, and with Nagle
-    # each waited for the client's delayed ACK (about 40 ms a request).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(512)
-    return sock
 
 
 async def serve_all(servers: list) -> None:

@@ -159,6 +159,10 @@ def _render_status(data: dict, as_json: bool) -> None:
     rows = [[name, s["state"], f"{s['host']}:{s['port']}", str(s["pid"] or "-"), s["detail"]]
             for name, s in data["services"].items()]
     agent = data["agent"]
+    gateway = data.get("gateway")
+    if gateway:  # the AWS gateway owns the ports of the services behind it
+        rows.append(["gateway", gateway["state"], ", ".join(f"{n} :{p}" for n, p in gateway["ports"].items()),
+                     str(gateway["pid"] or "-"), gateway["detail"]])
     rows.append(["agent", "running" if agent["running"] else "stopped", agent.get("socket", ""),
                  str(agent.get("pid") or "-"), agent.get("detail", "")])
     _table(f"localdev cluster ({data['runtime'] or 'not started'}) — {data['home']}",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from localdev.runtimes.base import Runtime
 
 AGENT = "agent"
+GATEWAY = "gateway"  # localdev's AWS gateway (localdev/gateway/): a process of ours on every runtime
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -100,7 +101,7 @@ class Cluster:
                 ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
                                      options=cfg.services[name], services=self._services,
                                      namespaces=cfg.namespaces, advertise_host=cfg.advertise_host,
-                                     server_cert=self.server_cert)
+                                     server_cert=self.server_cert, registry=lambda: self.namespaces.pool())
                 self._services[name] = cls(ctx)
         return self._services
 
@@ -197,6 +198,7 @@ class Cluster:
                 self.services[name].check()
                 self.services[name].check_exposure()
             self._check_ports(names)
+            self._choose_backend_ports(names)
             listener = self.listener() if agent else None  # before anything starts: a bad cert path is bad input
             if listener is not None and not self._native().state(AGENT).running:
                 from localdev.ports import port_in_use
@@ -210,6 +212,7 @@ class Cluster:
                                       "labels": self.labels})
             results = in_waves(names, lambda n: self._start(n, progress))
             started = [n for n in names if results[n]]
+            self.start_gateway(progress)
             if agent:
                 if was_listening != self.config.agent["listen"]:  # the agent reads its listener at start
                     self._native().stop(AGENT, self.agent_spec())
@@ -218,13 +221,83 @@ class Cluster:
         return self.status()
 
     def _check_ports(self, names: list[str]) -> None:
-        """Every port a service that is not running will take must be free, before any service starts."""
+        """Every port a service (or the gateway) that is not running will take must be free, before any starts."""
         from localdev.ports import port_in_use, port_taken
 
         for name in names:
             svc = self.services[name]
-            if not self.runtime.state(name).running and port_in_use(self.config.host, svc.port):
-                raise port_taken(name, self.config.host, svc.port, started_nothing=True)
+            if not self.runtime.state(name).running and port_in_use(svc.bind_host, svc.backend_port):
+                raise port_taken(name, svc.bind_host, svc.backend_port, started_nothing=True)
+        if not self._native().state(GATEWAY).running:
+            for name in self.gateway_services(names):
+                svc = self.services[name]
+                if port_in_use(self.config.host, svc.port):
+                    raise port_taken(name, self.config.host, svc.port, started_nothing=True)
+
+    def _choose_backend_ports(self, names: list[str]) -> None:
+        """A private loopback port for each service behind the gateway, unless the config names one; recorded
+        with the config, so every later command (and the gateway) agrees until the next `down`."""
+        from localdev.ports import free_port, port_in_use
+
+        # The previous run's choice is kept while it is free, so a process that still holds this cluster's
+        # config from before a `down` (a test, a notebook) reaches the back end after the next `up`.
+        before = ((self.recorded or {}).get("config") or {}).get("services", {})
+        taken = {int(o["port"]) for o in self.config.services.values()}
+        for name in self.gateway_services(names):
+            options = self.config.services[name]
+            if not options.get("backend_port"):
+                port = int(before.get(name, {}).get("backend_port") or 0)
+                busy = port and not self.runtime.state(name).running and port_in_use("127.0.0.1", port)
+                if not port or port in taken or busy:
+                    port = free_port()
+                    while port in taken:
+                        port = free_port()
+                options["backend_port"] = port
+            taken.add(int(options["backend_port"]))
+
+    # -- the AWS gateway ------------------------------------------------------------
+    def gateway_services(self, names: list[str] | None = None) -> list[str]:
+        """The services the gateway fronts, of `names` (default: the cluster's)."""
+        names = self.service_names if names is None else names
+        return [n for n in names if self.services[n].behind_gateway]
+
+    def gateway_spec(self) -> ProcessSpec:
+        return ProcessSpec(argv=[sys.executable, "-m", "localdev.gateway", "--home", str(self.state.home)],
+                           env={"PYTHONUNBUFFERED": "1"}, stop_timeout=5)
+
+    def gateway_ready(self) -> bool:
+        """Every port it owns accepts a connection."""
+        import socket
+
+        for name in self.gateway_services():
+            try:
+                socket.create_connection((self.services[name].host, self.services[name].port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+    def start_gateway(self, progress: Callable[[str], None] = _quiet) -> None:
+        """Start the gateway unless it runs (or nothing is behind it), and wait until its ports answer."""
+        if not self.gateway_services():
+            return
+        with self.state.lock(f"service-{GATEWAY}"):
+            self._start_own(GATEWAY, self.gateway_spec(), self.gateway_ready, "the AWS gateway", progress)
+
+    def _start_own(self, name: str, spec: ProcessSpec, answers: Callable[[], bool], what: str,
+                   progress: Callable[[str], None]) -> None:
+        """Start a process of ours (the agent, the gateway) unless it runs and answers; wait until it answers."""
+        native = self._native()  # a process of ours on every runtime
+        if native.state(name).running and answers():
+            return
+        progress(f"{name}: starting")
+        native.start(name, spec)
+        try:
+            poll_until(answers, 30, what, interval=0.05,
+                       fail=lambda: None if native.state(name).running else
+                       f"{what} exited during start-up: see `localdev logs {name}`")
+        except TimedOut:
+            raise LocalDevError(f"{what} did not answer within 30s: see `localdev logs {name}`") from None
+        progress(f"{name}: ready")
 
     def verify_namespaces(self, started: list[str], progress: Callable[[str], None] = _quiet) -> dict:
         """After services (re)started, record which namespaces lost state in them (in-memory emulators)."""
@@ -278,18 +351,7 @@ class Cluster:
         from localdev.agent_client import AgentClient
 
         client = AgentClient(self.state.home)
-        native = self._native()  # the agent is a process of ours on every runtime
-        if native.state(AGENT).running and client.ping():
-            return
-        progress("agent: starting")
-        native.start(AGENT, self.agent_spec())
-        try:
-            poll_until(client.ping, 30, "the cluster agent", interval=0.05,
-                       fail=lambda: None if native.state(AGENT).running else
-                       "the cluster agent exited during start-up: see `localdev logs agent`")
-        except TimedOut:
-            raise LocalDevError("the cluster agent did not answer within 30s: see `localdev logs agent`") from None
-        progress("agent: ready")
+        self._start_own(AGENT, self.agent_spec(), client.ping, "the cluster agent", progress)
 
     def _native(self):
         """Where the agent runs, whatever runs the services: a process of ours (the runtime keeps no state
@@ -322,6 +384,9 @@ class Cluster:
                         progress(f"{name}: stopping")
                         self.runtime.stop(name, self.stop_spec(name))
 
+                # Clients are refused at once rather than held while their back end goes away.
+                with self.state.lock(f"service-{GATEWAY}"):
+                    self._native().stop(GATEWAY, self.gateway_spec())
                 # Dependants first; every service is stopped even if one fails, then the failures are raised.
                 in_waves(recorded["services"], stop, dependants_first=True, keep_going=True)
                 progress("agent: stopping")
@@ -363,6 +428,7 @@ class Cluster:
                 "agent": {"running": agent_state.running, "pid": agent_state.pid if agent_state.running else None,
                           "detail": agent_state.detail, "socket": str(self.state.agent_socket),
                           "listener": self._listener_status()},
+                "gateway": self._gateway_status(recorded),
                 "events": self.events(limit=10), "problems": self._problems(results)}
 
     def _check_socket_path(self) -> None:
@@ -372,6 +438,23 @@ class Cluster:
         if len(os.fsencode(sock)) > 107:
             raise BadInput(f"LOCALDEV_HOME {self.state.home} is too long for the agent's socket ({sock} is "
                            f"{len(os.fsencode(sock))} bytes; Unix sockets allow 107): choose a shorter LOCALDEV_HOME")
+
+    def _gateway_status(self, recorded: dict) -> dict | None:
+        """The gateway's process, the ports it owns, and its per-namespace request counts (no credentials)."""
+        from localdev.gateway.stats import FILE, read
+
+        fronted = self.gateway_services()
+        if not fronted:
+            return None
+        st = self._native().state(GATEWAY)
+        healthy = st.running and self.gateway_ready()
+        stats = read(self.state.run(GATEWAY) / FILE) if st.running else None
+        return {"state": "healthy" if healthy else ("unhealthy" if st.running else "stopped" if
+                recorded.get("desired") == "down" or st.detail == "not started" else "dead"),
+                "pid": st.pid if st.running else None, "detail": st.detail,
+                "ports": {n: self.services[n].port for n in fronted},
+                "backends": {n: self.services[n].backend_port for n in fronted},
+                "namespaces": (stats or {}).get("namespaces", {})}
 
     def server_cert(self) -> ServerCert:
         """The cluster CA's server certificate, for every name clients may use (the agent's and the services')."""
@@ -424,10 +507,10 @@ class Cluster:
 
     # -- logs ---------------------------------------------------------------------
     def logs(self, name: str, tail: int | None = None, follow: bool = False):
-        if name == AGENT:
-            return self._native().logs(AGENT, tail, follow)
+        if name in (AGENT, GATEWAY):
+            return self._native().logs(name, tail, follow)
         if name not in service_classes():
-            raise BadInput(f"unknown service {name!r}; known: {', '.join(service_classes())}, agent")
+            raise BadInput(f"unknown service {name!r}; known: {', '.join(service_classes())}, agent, gateway")
         return self.runtime.logs(name, tail, follow)
 
     # -- namespaces -----------------------------------------------------------------

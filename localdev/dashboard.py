@@ -104,6 +104,7 @@ class Dashboard:
         items = self.cluster.namespaces.list(owner=who.owner) if status["services"].get("postgres", {}).get(
             "state") == "healthy" else []
         sizes = self._cached_sizes(who.owner) if items else {}
+        aws = (status.get("gateway") or {}).get("namespaces", {})  # the AWS gateway's counts, by name
         return {
             "now": time.time(), "home": status["home"], "state": status["state"], "runtime": status["runtime"],
             "viewer": {"name": who.name, "role": who.role},
@@ -113,7 +114,8 @@ class Dashboard:
             "namespaces": [{"name": i["name"], "state": i["state"], "created_at": i["created_at"],
                             "expires_at": i["expires_at"], "labels": i["labels"], "owner": i["owner"],
                             "services": i["services"], "sizes": sizes.get(i["name"], {}),
-                            "max_connections": i["max_connections"], "problems": i["problems"]} for i in items],
+                            "max_connections": i["max_connections"], "problems": i["problems"],
+                            "aws": aws.get(i["name"])} for i in items],
             "events": [{"time": e["time"], "service": e["service"], "event": e["event"],
                         "detail": e.get("detail", "")} for e in status["events"]][-20:],
         }

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
+from localdev.gateway.ownership import SCHEMA as GATEWAY_SCHEMA
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_max_connections, validate_name
 from localdev.services import in_waves
 from localdev.services.base import CA_FILE
@@ -91,7 +92,7 @@ class Namespaces:
             conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
             with self.postgres.connect(REGISTRY_DB) as registry:
                 # one simple query: one transaction, so the migration is whole or not at all
-                registry.execute(SCHEMA + TOKENS_SCHEMA)
+                registry.execute(SCHEMA + TOKENS_SCHEMA + GATEWAY_SCHEMA)
 
     def close(self) -> None:
         with self._pool_lock:

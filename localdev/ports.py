@@ -44,3 +44,16 @@ def port_taken(service: str, host: str, port: int, started_nothing: bool = False
     return BadInput(f"port {port} on {host} is already in use by another program, so {service} cannot start: "
                     f"stop that program or choose another port ([services.{service}] port = ... in localdev.toml, "
                     f"or LOCALDEV_{service.upper()}_PORT)" + ("; nothing was started" if started_nothing else ""))
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (the agent's team-mode listener, the AWS gateway's ports)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: a TLS response goes out as several small writes, and with Nagle
+    # each waited for the client's delayed ACK (about 40 ms a request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock

@@ -1,8 +1,8 @@
 """The AWS emulator's conformance suite: the same namespace, isolation and seeding tests for each flavor,
 against a real emulator started the way users start it, checked with real boto3 and the real AWS CLI.
 
-Where the flavors differ (cross-account bucket access), the test pins down what each one does, so the
-README's isolation table stays true.
+Cross-account access is refused by localdev's AWS gateway on both flavors (LocalStack alone allows it):
+the tests pin that down, so the README's isolation table stays true.
 """
 
 from __future__ import annotations
@@ -82,10 +82,11 @@ def test_env_names_the_emulator_and_a_12_digit_account(aws):
 
 
 def test_listens_on_loopback_only(aws):
-    port = aws.cluster.services["aws"].port
-    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
-    addresses = {line.split()[3] for line in out.splitlines() if line.strip()}
-    assert addresses == {f"127.0.0.1:{port}"}, out
+    svc = aws.cluster.services["aws"]
+    for port in (svc.port, svc.backend_port):  # the gateway's, and the emulator's own behind it
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        addresses = {line.split()[3] for line in out.splitlines() if line.strip()}
+        assert addresses == {f"127.0.0.1:{port}"}, out
 
 
 def test_two_namespaces_do_not_see_each_others_queues_buckets_topics(aws):
@@ -112,28 +113,26 @@ def test_two_namespaces_do_not_see_each_others_queues_buckets_topics(aws):
     assert ta not in topics_b and len(topics_b) == 1
 
 
-def test_cross_account_bucket_access_is_what_the_readme_says(aws):
+def test_cross_account_access_is_refused_by_the_gateway(aws):
     a, b = new_ns(aws, "xa-a"), new_ns(aws, "xa-b")
     client(a, "s3").create_bucket(Bucket="xa-a-private")
     client(a, "s3").put_object(Bucket="xa-a-private", Key="secret", Body=b"a only")
     s3b = client(b, "s3")
-    if aws.flavor == "ministack":  # enforced: another account is refused
-        for call in (lambda: s3b.get_object(Bucket="xa-a-private", Key="secret"),
-                     lambda: s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x"),
-                     lambda: s3b.list_objects_v2(Bucket="xa-a-private")):
-            with pytest.raises(ClientError) as err:
-                call()
-            assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-        assert aws_cli(b, "s3", "ls", "s3://xa-a-private", check=False).returncode != 0
-    else:  # LocalStack does not enforce it: the README says so plainly
-        assert s3b.get_object(Bucket="xa-a-private", Key="secret")["Body"].read() == b"a only"
-        s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x")
-        assert "intruder" in aws_cli(b, "s3", "ls", "s3://xa-a-private").stdout
-    # Neither flavor checks who sends to a queue given its URL (the README says so): only listings are separate.
+    # enforced on both flavors (LocalStack alone would allow it): the gateway knows who owns the bucket
+    for call in (lambda: s3b.get_object(Bucket="xa-a-private", Key="secret"),
+                 lambda: s3b.put_object(Bucket="xa-a-private", Key="intruder", Body=b"x"),
+                 lambda: s3b.list_objects_v2(Bucket="xa-a-private")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "AccessDenied"
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert aws_cli(b, "s3", "ls", "s3://xa-a-private", check=False).returncode != 0
+    # ...and so is sending to another account's queue by its URL (neither emulator checks that)
     qa = client(a, "sqs").create_queue(QueueName="inbox")["QueueUrl"]
-    client(b, "sqs").send_message(QueueUrl=qa, MessageBody="from b")
-    got = client(a, "sqs").receive_message(QueueUrl=qa, WaitTimeSeconds=2).get("Messages", [])
-    assert [m["Body"] for m in got] == ["from b"]
+    with pytest.raises(ClientError) as err:
+        client(b, "sqs").send_message(QueueUrl=qa, MessageBody="from b")
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert client(a, "sqs").receive_message(QueueUrl=qa, WaitTimeSeconds=1).get("Messages", []) == []
 
 
 def test_bucket_names_are_global_across_accounts(aws):
@@ -170,9 +169,14 @@ def test_delete_leaves_nothing_behind(aws):
     assert len(before["buckets"]) == 2 and len(before["queues"]) == 2 and len(before["topics"]) == 1
 
     aws.cli("ns", "delete", "del-a", check=True)
-    assert listings(env) == {"buckets": [], "queues": [], "topics": []}
-    assert json.loads(aws_cli(env, "sqs", "list-queues").stdout or "{}").get("QueueUrls", []) == []
-    assert aws_cli(env, "s3", "ls").stdout.strip() == ""
+    with pytest.raises(ClientError) as err:  # the gateway no longer knows the key...
+        client(env, "s3").list_buckets()
+    assert err.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    # ...and the account is empty in the emulator itself (asked behind the gateway, with the same key)
+    behind = {**env, "AWS_ENDPOINT_URL": aws.cluster.services["aws"].endpoint}
+    assert listings(behind) == {"buckets": [], "queues": [], "topics": []}
+    assert json.loads(aws_cli(behind, "sqs", "list-queues").stdout or "{}").get("QueueUrls", []) == []
+    assert aws_cli(behind, "s3", "ls").stdout.strip() == ""
     # the bucket names are free again for any account
     other = new_ns(aws, "del-b")
     client(other, "s3").create_bucket(Bucket="del-a-one")
@@ -286,7 +290,7 @@ def test_emulator_writes_only_under_localdev_home(aws):
     env = new_ns(aws, "files-a")
     client(env, "s3").create_bucket(Bucket="files-a-b")
     client(env, "s3").put_object(Bucket="files-a-b", Key="k", Body=b"body")
-    data, port = aws.home / "data" / "aws", aws.cluster.services["aws"].port
+    data, port = aws.home / "data" / "aws", aws.cluster.services["aws"].backend_port
     if aws.flavor == "localstack":  # object bodies: moved from /tmp/localstack-s3-storage by our launcher
         assert (data / "s3" / "files-a-b").is_dir()
         assert not os.path.exists("/tmp/localstack-s3-storage/files-a-b")

@@ -103,20 +103,19 @@ def test_namespaces_isolated_by_access_key_boto3_and_cli(make_cluster):
     assert b.scan(TableName="orders")["Items"] == []
     assert a.scan(TableName="orders")["Count"] == 1
 
-    # Knowing a namespace's name (or its database name) is not knowing its key.
-    for guess in ("alpha", "ALPHA", "000000000000", "localdevprobe", env_b["AWS_ACCESS_KEY_ID"]):
-        client = ddb(env_a, AWS_ACCESS_KEY_ID=guess)
-        try:
-            found = client.get_item(TableName="orders", Key={"pk": {"S": "o-1"}})
-        except ClientError as exc:
-            assert exc.response["Error"]["Code"] == "ResourceNotFoundException"
-        else:
-            assert guess == env_b["AWS_ACCESS_KEY_ID"] and "Item" not in found  # beta's own, empty, orders
-        assert client.list_tables()["TableNames"] == ([] if guess != env_b["AWS_ACCESS_KEY_ID"] else ["orders"])
-    with pytest.raises(ClientError, match="UnrecognizedClientException"):  # DynamoDB Local's own key check
-        ddb(env_a, AWS_ACCESS_KEY_ID="ns_alpha").list_tables()
-    # The secret key is ignored by DynamoDB Local: the access key id alone is the credential.
-    assert ddb(env_a, AWS_SECRET_ACCESS_KEY="wrong").list_tables()["TableNames"] == ["orders"]
+    # Knowing a namespace's name (or its database name) is not knowing its key: the gateway refuses any key
+    # that is no namespace's, before DynamoDB Local sees it (no fresh empty database for a guess).
+    for guess in ("alpha", "ALPHA", "000000000000", "localdevprobe", "ns_alpha", "1" * 243):
+        with pytest.raises(ClientError) as err:
+            ddb(env_a, AWS_ACCESS_KEY_ID=guess).list_tables()
+        assert err.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    # The secret is checked too (SigV4, by the gateway): another namespace's key with a's secret is refused.
+    for wrong in ({"AWS_SECRET_ACCESS_KEY": "wrong"}, {"AWS_ACCESS_KEY_ID": env_b["AWS_ACCESS_KEY_ID"]}):
+        with pytest.raises(ClientError) as err:
+            ddb(env_a, **wrong).list_tables()
+        assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert not [p for p in h.cluster.services["dynamodb"].data_dir.glob("*.db")
+                if not p.name.startswith((env_a["AWS_ACCESS_KEY_ID"], env_b["AWS_ACCESS_KEY_ID"], "localdevprobe"))]
 
 
 def test_delete_releases_and_removes_the_database_at_once_and_data_survives_down_up(make_cluster):
@@ -148,8 +147,9 @@ def test_delete_releases_and_removes_the_database_at_once_and_data_survives_down
     assert [n for n in open_dbs() if n.startswith(key)] == []
     assert not list(svc.data_dir.glob("*.dropped"))
     assert ddb(env_keep).get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"]
-    # A request with the deleted key gets a fresh empty database, released again by an idempotent drop.
-    assert ddb(env_gone).list_tables()["TableNames"] == []
+    # The deleted key is refused by the gateway (no fresh empty database); a second drop is harmless.
+    with pytest.raises(ClientError, match="UnrecognizedClientException"):
+        ddb(env_gone).list_tables()
     svc.drop_namespace(Namespace(gone, secrets={"aws": {"access_key_id": key, "secret_access_key": "x"}}))
     assert not any(p.exists() for p in gone_files)
 
@@ -184,13 +184,14 @@ def test_kill_9_is_detected_and_repaired_by_up(make_cluster):
 
 def test_listens_on_loopback_only(make_cluster):
     h = make_cluster(services=("dynamodb",), agent=False)
-    port = h.cluster.services["dynamodb"].port
-    assert listeners(port) == {f"127.0.0.1:{port}"}
-    # The kernel's own tables: exactly one listener, 127.0.0.1 (0100007F), no 0.0.0.0 or [::].
-    assert proc_net_listeners(port) == {"0100007F"}
-    for address in non_loopback_addresses():
-        with pytest.raises(OSError):
-            socket.create_connection((address, port), timeout=2).close()
+    svc = h.cluster.services["dynamodb"]
+    for port in (svc.port, svc.backend_port):  # the gateway's, and DynamoDB Local's own behind it
+        assert listeners(port) == {f"127.0.0.1:{port}"}
+        # The kernel's own tables: exactly one listener, 127.0.0.1 (0100007F), no 0.0.0.0 or [::].
+        assert proc_net_listeners(port) == {"0100007F"}
+        for address in non_loopback_addresses():
+            with pytest.raises(OSError):
+                socket.create_connection((address, port), timeout=2).close()
     # ...while it does answer on loopback.
     assert h.cluster.services["dynamodb"].ready()
 
@@ -301,12 +302,13 @@ def test_container_healthcheck_is_a_real_list_tables(make_cluster):
     live DynamoDB Local and fail on something that is not one."""
     h = make_cluster(services=("dynamodb",), agent=False)
     svc = h.cluster.services["dynamodb"]
-    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}") for a in svc.container_spec().healthcheck]
+    # (inside its container the check talks to DynamoDB Local itself: here, the server behind the gateway)
+    check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{svc.backend_port}") for a in svc.container_spec().healthcheck]
     assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
     with socket.socket() as other:  # a listener that is not DynamoDB Local
         other.bind(("127.0.0.1", 0))
         other.listen()
-        wrong = [a.replace(f":{svc.port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
+        wrong = [a.replace(f":{svc.backend_port}/", f":{other.getsockname()[1]}/") for a in check] + ["--max-time", "2"]
         assert subprocess.run(wrong, capture_output=True, timeout=30).returncode != 0
 
 

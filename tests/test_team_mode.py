@@ -45,8 +45,7 @@ class Team:
         self.url = f"https://{SERVER_IP}:{self.port}"
         self.project = root / "server"
         write_config(self.project, ["postgres", "dynamodb", "aws", "mongo", "redis"],
-                     {"aws": {"flavor": "ministack", "allow_plaintext": True},
-                      "dynamodb": {"allow_plaintext": True}},
+                     {"aws": {"flavor": "ministack"}},
                      extra="[agent]\nreap_interval = 3600\n")
         config = self.project / "localdev.toml"
         config.write_text(f'host = "{SERVER_IP}"\n' + config.read_text())
@@ -118,6 +117,9 @@ def test_a_client_elsewhere_uses_the_cluster_with_tls_verified(team):
     assert "sslmode=verify-full" in shell and "PGSSLMODE=verify-full" in shell
     assert "tls=true&tlsCAFile=" in shell  # the Mongo server speaks TLS too, verified against the pinned CA
     assert "REDIS_URL='rediss://" in shell and "ssl_ca_certs=" in shell  # and Redis
+    # DynamoDB and the emulator behind the AWS gateway, which terminates TLS with the cluster's certificate
+    assert f"AWS_ENDPOINT_URL=https://{SERVER_IP}:" in shell and f"AWS_ENDPOINT_URL_DYNAMODB=https://{SERVER_IP}:" in shell
+    assert "AWS_CA_BUNDLE=" in shell
     checks = (
         # psql over TLS, the server's name checked against the pinned CA
         "psql -Atc \"select current_user, ssl from pg_stat_ssl join pg_stat_activity using (pid) "
@@ -219,13 +221,14 @@ def test_pytest_with_four_workers_on_the_remote_cluster(team, tmp_path):
 
 def test_a_service_that_cannot_do_tls_refuses_to_leave_loopback(tmp_path):
     project = tmp_path / "p"
-    write_config(project, ["postgres", "dynamodb"])
+    # (DynamoDB and the emulator can now: the AWS gateway terminates TLS for them; FerretDB on SQLite cannot)
+    write_config(project, ["postgres", "mongo"], {"mongo": {"flavor": "ferretdb", "backend": "sqlite"}})
     config = project / "localdev.toml"
     config.write_text('host = "0.0.0.0"\n' + config.read_text())
     env = clean_env(LOCALDEV_HOME=str(tmp_path / "home"), LOCALDEV_CONFIG=str(config))
     proc = subprocess.run([sys.executable, "-m", "localdev.cli", "up"], env=env, cwd=project, capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 2 and "dynamodb cannot serve TLS here" in proc.stderr and "allow_plaintext" in proc.stderr
+    assert proc.returncode == 2 and "mongo cannot serve TLS here" in proc.stderr and "allow_plaintext" in proc.stderr
     with socket.socket() as probe:  # nothing started
         assert probe.connect_ex(("127.0.0.1", int(_port_of(config, "postgres")))) != 0
 

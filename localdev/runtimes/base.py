@@ -33,6 +33,7 @@ class ContainerSpec:
     volumes: dict[str, str] = field(default_factory=dict)  # volume name (per cluster) -> container path
     healthcheck: list[str] | None = None  # CMD form, for engines/compose that run healthchecks
     user: str | None = None
+    publish_host: str | None = None  # where its ports are published, if not the bind host (behind the gateway)
 
 
 @dataclass

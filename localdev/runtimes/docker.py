@@ -124,9 +124,10 @@ class DockerRuntime:
             self._remove(container)
         from localdev.ports import port_in_use, port_taken
 
+        publish = spec.publish_host or self.host
         for port in spec.ports.values():
-            if port_in_use(self.host, port):
-                raise port_taken(name, self.host, port)
+            if port_in_use(publish, port):
+                raise port_taken(name, publish, port)
         self._ensure_image(name, spec.image)
         with self._lock:
             network = self._ensure_network()
@@ -136,7 +137,7 @@ class DockerRuntime:
             container = self.client.containers.run(
                 spec.image, command=spec.command or None, name=self.container_name(name), detach=True,
                 environment=spec.env, user=spec.user or None, labels={**self._labels(name), f"{LABEL}.spec": digest},
-                ports={f"{cport}/tcp": (self.host, hport) for cport, hport in spec.ports.items()},
+                ports={f"{cport}/tcp": (publish, hport) for cport, hport in spec.ports.items()},
                 volumes=volumes, network=network.name,
                 networking_config={network.name: self.client.api.create_endpoint_config(aliases=[name])})
         except docker.errors.APIError as exc:

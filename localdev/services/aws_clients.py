@@ -12,18 +12,33 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 
+from localdev.config import Option
 from localdev.names import new_account_id, new_secret
-from localdev.services.base import Secret
+from localdev.services.base import CA_FILE, Secret
 
 # Both AWS endpoints take one key pair per namespace (the "aws" secret group): the access key id is a random
 # 12-digit account id, which DynamoDB Local keeps one database per and the emulators map to an account.
 SECRETS = (Secret("aws", "access_key_id", new_account_id), Secret("aws", "secret_access_key", lambda: new_secret(30)))
-CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE")
+# Both sit behind localdev's gateway (localdev/gateway/), on a private loopback port; 0: `up` picks a free one.
+GATEWAY_OPTIONS = {"backend_port": Option(0, int, help="the server's own loopback port behind the gateway "
+                                                       "(default: a free one, chosen at `up`)")}
 
 
-def credentials_env(ns) -> dict[str, str]:
-    return {"AWS_ACCESS_KEY_ID": access_key_id(ns), "AWS_SECRET_ACCESS_KEY": ns.secret("aws", "secret_access_key"),
-            "AWS_REGION": ns.region, "AWS_DEFAULT_REGION": ns.region}
+def public_url(svc) -> str:
+    """The gateway's endpoint for a service behind it, as `ns env` gives it: https with the cluster CA beyond
+    loopback (team mode), where the gateway terminates TLS."""
+    host = svc.client_host
+    where = f"[{host}]" if ":" in host else host
+    return f"{'https' if svc.tls else 'http'}://{where}:{svc.port}"
+
+
+def credentials_env(ns, tls: bool = False) -> dict[str, str]:
+    env = {"AWS_ACCESS_KEY_ID": access_key_id(ns), "AWS_SECRET_ACCESS_KEY": ns.secret("aws", "secret_access_key"),
+           "AWS_REGION": ns.region, "AWS_DEFAULT_REGION": ns.region}
+    if tls:  # boto3 and the AWS CLI verify the gateway's certificate against the cluster CA
+        env["AWS_CA_BUNDLE"] = CA_FILE
+    return env
 
 
 def access_key_id(ns) -> str:

@@ -49,6 +49,8 @@ class ServiceContext:
     advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
     # The cluster's server certificate (made on first use), for a service that serves TLS beyond loopback.
     server_cert: Callable[[], ServerCert] | None = None
+    # The registry's connection pool (the namespaces' table), for a service that records what a namespace owns.
+    registry: Callable[[], Any] | None = None
 
 
 
@@ -102,6 +104,10 @@ class Service:
     # True: its namespaces' state lives in memory, so after every (re)start each one is asked with
     # check_namespace() what it lost, and the registry records it for `status` and `ns list`.
     loses_state_on_restart: ClassVar[bool] = False
+    # Non-empty: the service sits behind localdev's AWS gateway (localdev/gateway/), which owns its `port` and
+    # forwards to it on a private loopback `backend_port`; the value is the API an unsigned request is refused as.
+    behind_gateway: ClassVar[str] = ""
+    backend_secret: ClassVar[str] = "test"  # what the gateway re-signs requests with for it
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -110,6 +116,16 @@ class Service:
     @property
     def port(self) -> int:
         return int(self.ctx.options["port"])
+
+    @property
+    def backend_port(self) -> int:
+        """Where the server itself listens: `port`, unless the gateway owns that (then a private port `up` chose)."""
+        return int(self.ctx.options.get("backend_port") or 0) or self.port
+
+    @property
+    def bind_host(self) -> str:
+        """Where the server itself binds: behind the gateway, only loopback (the gateway faces the network)."""
+        return "127.0.0.1" if self.behind_gateway else self.ctx.host
 
     @property
     def host(self) -> str:

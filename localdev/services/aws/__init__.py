@@ -57,7 +57,9 @@ class Aws(Service):
     env_keys = ("AWS_ENDPOINT_URL", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
     loses_state_on_restart = True  # see the module's docstring: neither flavor keeps state here
+    behind_gateway = "s3"
     options = {
+        **aws_clients.GATEWAY_OPTIONS,
         "flavor": Option("localstack", str, ("localstack", "ministack"), help="which emulator"),
         "python": Option("", str, help="a Python >= 3.13 for LocalStack (default: PATH, then pyenv)"),
         "image": Option("", str, help="container image (default: the flavor's pinned image)"),
@@ -75,7 +77,16 @@ class Aws(Service):
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The emulator itself, behind the gateway (localdev's own clients: seeding, readiness)."""
+        return f"http://127.0.0.1:{self.backend_port}"
+
+    @property
+    def public_host(self) -> str:
+        """host:port of the gateway as clients name it (the emulator puts it in the queue URLs it makes)."""
+        return f"{self.ctx.advertise_host or self.host}:{self.port}"
+
+    def serves_tls(self) -> bool:
+        return True  # the gateway terminates TLS in front of it, on every runtime
 
     # -- obtaining it -----------------------------------------------------------
     def _venv_python(self) -> Path:
@@ -131,9 +142,9 @@ class Aws(Service):
             # -I: the user's PYTHONPATH (or a project's own `localstack` module) must not leak into the venv.
             argv = [self._spec_python(), "-I", str(launcher)]
             env = {
-                "GATEWAY_LISTEN": f"{self.ctx.host}:{self.port}",
-                "LOCALDEV_BIND_HOST": self.ctx.host,
-                "LOCALSTACK_HOST": f"{self.ctx.advertise_host or self.host}:{self.port}",  # queue URLs resolve
+                "GATEWAY_LISTEN": f"{self.bind_host}:{self.backend_port}",
+                "LOCALDEV_BIND_HOST": self.bind_host,
+                "LOCALSTACK_HOST": self.public_host,  # queue URLs name the gateway's port
                 "SQS_ENDPOINT_STRATEGY": "path",
                 "OVERRIDE_IN_DOCKER": "0",
                 "FILESYSTEM_ROOT": str(data / "fs"),
@@ -151,15 +162,15 @@ class Aws(Service):
         else:
             argv = [self._spec_python(), "-I", "-m", "ministack"]
             env = {
-                "GATEWAY_PORT": str(self.port),
-                "BIND_HOST": self.ctx.host,
+                "GATEWAY_PORT": str(self.backend_port),
+                "BIND_HOST": self.bind_host,  # (queue URLs take the Host header, which the gateway passes on)
                 "STATE_DIR": str(data / "state"),
                 "S3_DATA_DIR": str(data / "s3"),
                 "PERSIST_STATE": "0",
                 "S3_PERSIST": "0",
             }
             stop_timeout = 5.0
-        return ProcessSpec(argv=argv, env={**common, **env}, cwd=data, ports=[self.port],
+        return ProcessSpec(argv=argv, env={**common, **env}, cwd=data, ports=[self.backend_port],
                            stop_signal=signal.SIGTERM, stop_timeout=stop_timeout)
 
     def image(self) -> str:
@@ -168,7 +179,7 @@ class Aws(Service):
     def container_spec(self) -> ContainerSpec:
         health = f"http://127.0.0.1:4566{HEALTH[self.flavor]}"
         if self.flavor == "localstack":
-            env = {"LOCALSTACK_HOST": f"{self.ctx.advertise_host or self.host}:{self.port}",
+            env = {"LOCALSTACK_HOST": self.public_host,
                    "SQS_ENDPOINT_STRATEGY": "path",
                    "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1"}
             if self.image() != LOCALSTACK_IMAGE and os.environ.get("LOCALSTACK_AUTH_TOKEN"):
@@ -178,7 +189,8 @@ class Aws(Service):
         else:
             env = {"GATEWAY_PORT": "4566", "PERSIST_STATE": "0", "S3_PERSIST": "0"}
             check = ["python", "-c", f"import urllib.request; urllib.request.urlopen({health!r}, timeout=2)"]
-        return ContainerSpec(image=self.image(), env=env, ports={4566: self.port}, healthcheck=check)
+        return ContainerSpec(image=self.image(), env=env, ports={4566: self.backend_port}, publish_host="127.0.0.1",
+                             healthcheck=check)
 
     def _health(self) -> bool:
         try:
@@ -215,6 +227,15 @@ class Aws(Service):
                                  config=Config(connect_timeout=3, read_timeout=30,
                                                retries={"max_attempts": 2, "mode": "standard"},
                                                s3={"addressing_style": "path"}))
+
+    def record_bucket(self, ns, bucket: str, owned: bool = True) -> None:
+        """Tell the registry (which the gateway reads) that `ns` owns `bucket` now, or no longer."""
+        from localdev.gateway import ownership
+
+        if self.ctx.registry is None:
+            return
+        with self.ctx.registry().connection() as conn:
+            (ownership.record_bucket if owned else ownership.forget_bucket)(conn, bucket, ns.name)
 
     def ns_client(self, ns, service: str):
         return self.client(service, access_key_id(ns), ns.secret("aws", "secret_access_key"), ns.region)
@@ -254,7 +275,7 @@ class Aws(Service):
 
     # -- namespaces ------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": f"http://{self.client_host}:{self.port}", **aws_clients.credentials_env(ns)}
+        return {"AWS_ENDPOINT_URL": aws_clients.public_url(self), **aws_clients.credentials_env(ns, self.tls)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         """Idempotent: an account needs no creating, only its marker (also how a lost one is restored)."""

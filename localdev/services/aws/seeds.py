@@ -116,7 +116,8 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
                     raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
                                         "global): delete it there or rename seeds/aws/s3/" + folder) from None
                 raise
-            undo.add(partial(_remove_bucket, svc, s3), name)
+            undo.add(partial(_remove_bucket, svc, ns, s3), name)
+        svc.record_bucket(ns, name)  # seeded buckets are the namespace's, as those it makes through the gateway
         for key, path in objects:
             if not made:
                 undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
@@ -129,9 +130,10 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
             undo.add(sqs.delete_queue, QueueUrl=url)
 
 
-def _remove_bucket(svc, s3, bucket: str) -> None:
+def _remove_bucket(svc, ns, s3, bucket: str) -> None:
     svc._empty_bucket(s3, bucket)
     s3.delete_bucket(Bucket=bucket)
+    svc.record_bucket(ns, bucket, owned=False)
 
 
 def _former_object(s3, bucket: str, key: str) -> dict | None:

@@ -1,9 +1,10 @@
 """DynamoDB Local: Amazon's real DynamoDB Local, one database per namespace access key.
 
 Started without `-sharedDb`, DynamoDB Local keeps one SQLite database per access key id +
-region, and it ignores the secret key. A namespace's access key id (a random 12-digit account id
-kept in the registry, shared with the AWS emulator) is therefore its credential: a client that
-knows a namespace's name but not its key lands in some other, empty database.
+region, and it ignores the secret key. So it listens on a private loopback port behind localdev's AWS
+gateway (localdev/gateway/), which checks each request's signature with the namespace's secret and lets
+no other key through: only a namespace's own key (a random 12-digit account id kept in the registry,
+shared with the AWS emulator) reaches its database.
 
 DynamoDB Local listens on every interface and has no bind option; natively we start it through
 our launcher (localdev/services/dynamodb/LoopbackDynamoDB.java), which binds its Jetty connector to the
@@ -50,7 +51,9 @@ class DynamoDB(Service):
     default_port = 8000
     env_keys = ("AWS_ENDPOINT_URL_DYNAMODB", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
+    behind_gateway = "dynamodb"
     options = {
+        **aws_clients.GATEWAY_OPTIONS,
         "jar": Option("", str, help="path to DynamoDBLocal.jar (its DynamoDBLocal_lib beside it); "
                                     "default: LOCALDEV_DYNAMODB_JAR, else fetched into the cache"),
         "cds": Option(True, bool, help="record and use an AppCDS class archive (faster start)"),
@@ -66,10 +69,11 @@ class DynamoDB(Service):
     # -- where it lives -------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
-        return self._url(self.host)
+        """DynamoDB Local itself, behind the gateway (localdev's own clients: seeding, readiness)."""
+        return f"http://127.0.0.1:{self.backend_port}"
 
-    def _url(self, host: str) -> str:
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+    def serves_tls(self) -> bool:
+        return True  # the gateway terminates TLS in front of it, on every runtime
 
     # -- running --------------------------------------------------------------------------
     def check(self) -> None:
@@ -98,9 +102,9 @@ class DynamoDB(Service):
         self._remove_dropped_files()
 
     def native_spec(self) -> ProcessSpec:
-        argv = self._installed().argv(port=self.port, db_path=self.data_dir, host=self.ctx.host or "127.0.0.1")
+        argv = self._installed().argv(port=self.backend_port, db_path=self.data_dir, host=self.bind_host)
         # SIGTERM: the launcher's shutdown hook stops Jetty and closes the SQLite files.
-        return ProcessSpec(argv=argv, cwd=self.data_dir, ports=[self.port], stop_timeout=15.0)
+        return ProcessSpec(argv=argv, cwd=self.data_dir, ports=[self.backend_port], stop_timeout=15.0)
 
     def container_spec(self) -> ContainerSpec:
         # The image's entrypoint is `java` in /home/dynamodblocal; the same flags as natively.
@@ -111,7 +115,7 @@ class DynamoDB(Service):
             command=["-XX:TieredStopAtLevel=1", "-Djava.library.path=./DynamoDBLocal_lib",
                      "-jar", "DynamoDBLocal.jar", "-port", str(CONTAINER_PORT),
                      "-dbPath", CONTAINER_DATA, "-disableTelemetry"],
-            ports={CONTAINER_PORT: self.port},
+            ports={CONTAINER_PORT: self.backend_port}, publish_host="127.0.0.1",
             volumes={"dynamodb-data": CONTAINER_DATA},
             # A fresh named volume is owned by root, and the image's user (uid 1000) cannot write to it.
             user="root",
@@ -188,7 +192,8 @@ class DynamoDB(Service):
     # -- namespaces -----------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
         validate_access_key(access_key_id(ns))
-        return {"AWS_ENDPOINT_URL_DYNAMODB": self._url(self.client_host), **aws_clients.credentials_env(ns)}
+        return {"AWS_ENDPOINT_URL_DYNAMODB": aws_clients.public_url(self),
+                **aws_clients.credentials_env(ns, self.tls)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         env = self.namespace_env(ns)  # validates the key before any request

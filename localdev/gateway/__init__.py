@@ -1,0 +1,1 @@
+"""The AWS gateway in front of DynamoDB Local and the AWS emulator (see server.py)."""

@@ -1,0 +1,3 @@
+from localdev.gateway.main import main
+
+main()
