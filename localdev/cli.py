@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--delete", metavar="SNAP", help="delete this snapshot and free its storage")
     p = _command(ns_sub, "snapshots", ns_snapshots, "The snapshots, with their source and age.")
     _json_flag(p)
-    p = _command(ns_sub, "reset", ns_reset, "Put a namespace back to its seeded state (or --to SNAP); same credentials.")
+    p = _command(ns_sub, "reset", ns_reset, "Reset a namespace to its seeded state (or --to SNAP), same credentials.")
     p.add_argument("name")
     p.add_argument("--to", metavar="SNAP", help="a snapshot (default: what its create made)")
     _json_flag(p)

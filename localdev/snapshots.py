@@ -53,6 +53,10 @@ class Copier(Protocol):
     """A service's copy primitive. `sid` names the snapshot's storage (derivable from it alone, so an
     interrupted take is found again); `part` is what take() returned, kept in the registry."""
 
+    # Whether a seeded create is faster copying the seed snapshot than replaying the fixtures (DynamoDB Local
+    # writes an item at a time; an emulator's PutObject costs what its CopyObject does).
+    copies_seeds: bool
+
     def take(self, ns: Namespace, sid: str, idle: bool) -> dict:
         """Copy the namespace's current state into the snapshot's storage. `idle`: nobody can be connected
         (a create that has not answered yet), so a copy that needs the source idle may be used."""
@@ -289,18 +293,21 @@ class Snapshots:
         return row if row and row["state"] == "ready" else None
 
     def fill_seeded(self, ns: Namespace, services: builtins.list[str], fixtures) -> None:
-        """A seeded create: copy the seed snapshot of this content if there is one (PostgreSQL keeps its
-        template and spare clones); else replay, then keep what was made as that snapshot."""
-        snap = self.seed_snapshot(fixtures.content_hash)
+        """A seeded create: copy the seed snapshot of this content if there is one, in the services where that
+        is faster (`Copier.copies_seeds`; PostgreSQL keeps its template and spare clones); else replay, then
+        keep what was made as that snapshot. With `[namespaces] seed_snapshots = false` every create replays."""
         parts = fixtures.per_service
+        copying = self.cluster.config.namespaces.get("seed_snapshots", True)
+        snap = self.seed_snapshot(fixtures.content_hash) if copying else None
 
         def one(svc):
-            if snap and svc.name != "postgres" and svc.name in snap["parts"] and self.copier(svc.name):
-                return self.copier(svc.name).create(ns, snap["id"], snap["parts"][svc.name])
+            copier = self.copier(svc.name) if snap and svc.name in snap["parts"] else None
+            if snap is not None and copier is not None and copier.copies_seeds:
+                return copier.create(ns, snap["id"], snap["parts"][svc.name])
             return svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
 
         self.namespaces._for_services(services, one)
-        if snap is None:
+        if copying and snap is None:
             self._keep_seeded(ns, services, fixtures.content_hash)
 
     def _keep_seeded(self, ns: Namespace, services: builtins.list[str], seed_hash: str) -> None:

@@ -32,6 +32,8 @@ def store_account(sid: str) -> str:
 
 
 class AccountCopier:
+    copies_seeds = False  # a copy costs what a PutObject of the seed file does
+
     def __init__(self, svc):
         self.svc = svc
 
@@ -76,7 +78,8 @@ class AccountCopier:
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
             store = stack.enter_context(self._store(sid, "s3"))
-            kwargs = {} if ns.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+            kwargs = {} if ns.region == "us-east-1" else {
+                "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
             for bucket in part["buckets"]:
                 name = f"{ns.name}-{bucket['rest']}"
                 if len(name) > 63:

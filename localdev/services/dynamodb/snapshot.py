@@ -29,6 +29,8 @@ from localdev.services.dynamodb import install as provisioning
 
 
 class FileCopier:
+    copies_seeds = True  # a file copy instead of one write per item
+
     def __init__(self, svc):
         self.svc = svc
 

@@ -17,6 +17,8 @@ def db_of(sid: str) -> str:
 
 
 class DatabaseCopier:
+    copies_seeds = True  # raw BSON, never parsed: cheaper than Extended JSON
+
     def __init__(self, svc):
         self.svc = svc
 

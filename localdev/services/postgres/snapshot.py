@@ -34,6 +34,8 @@ def db_of(sid: str) -> str:
 
 
 class TemplateCopier:
+    copies_seeds = False  # seeded creates keep the seed template and its spare clones
+
     def __init__(self, pg):
         self.pg = pg
 

@@ -23,6 +23,8 @@ def marker(sid: str) -> str:
 
 
 class KeyCopier:
+    copies_seeds = False  # a COPY costs what the seed's SET does
+
     def __init__(self, svc):
         self.svc = svc
 
