@@ -156,23 +156,17 @@ class Snapshots:
 
     # -- taking ---------------------------------------------------------------------------
     def _take(self, conn, name: str, kind: str, ns: Namespace, services: builtins.list[str], idle: bool,
-              owner: str | None) -> dict:
-        """Under the snapshot's lock (held on `conn`): record, copy every service in parallel, mark ready."""
+              owner: str | None, hints: dict | None = None) -> dict:
+        """Under the snapshot's lock (held on `conn`): record, copy every service in parallel, mark ready.
+        `hints`: {service: more for its part} (a seed snapshot's PostgreSQL template)."""
         copiers = self._copiers(services, f"snapshot namespace {ns.name!r}")
         sid = secrets.token_hex(6)
         conn.execute("INSERT INTO snapshots (name, id, kind, state, source, services, owner) "
                      "VALUES (%s, %s, %s, 'creating', %s, %s, %s)", (name, sid, kind, ns.name, services, owner))
         parts: dict[str, dict] = {}
         try:
-            with ThreadPoolExecutor(max_workers=len(copiers) or 1) as pool:
-                futures = {s: pool.submit(c.take, ns, sid, idle) for s, c in copiers.items()}
-            failed = [(s, f.exception()) for s, f in futures.items() if f.exception() is not None]
-            parts = {s: f.result() for s, f in futures.items() if f.exception() is None}
-            if failed:
-                service, exc = failed[0]
-                if isinstance(exc, BadInput):
-                    raise exc
-                raise LocalDevError(f"snapshot of {ns.name!r} failed in {service}: {exc}") from exc
+            parts = _parallel(list(copiers), lambda s: copiers[s].take(ns, sid, idle), f"snapshot of {ns.name!r}",
+                              done=parts)
         except BaseException:
             try:
                 self._drop_storage({"name": name, "id": sid, "services": services, "parts": parts})
@@ -180,6 +174,9 @@ class Snapshots:
             except Exception:
                 pass  # left 'creating': the next snapshot command rolls it back
             raise
+        for service, more in (hints or {}).items():
+            if service in parts:
+                parts[service] = {**parts[service], **more}
         conn.execute("UPDATE snapshots SET state = 'ready', parts = %s WHERE name = %s", (json.dumps(parts), name))
         row = self._row(conn, name)
         assert row is not None
@@ -308,9 +305,11 @@ class Snapshots:
 
         self.namespaces._for_services(services, one)
         if copying and snap is None:
-            self._keep_seeded(ns, services, fixtures.content_hash)
+            sql = parts.get("postgres")
+            hints = {"postgres": {"template": sql.template, "template_owner": sql.owner}} if sql and sql.files else {}
+            self._keep_seeded(ns, services, fixtures.content_hash, hints)
 
-    def _keep_seeded(self, ns: Namespace, services: builtins.list[str], seed_hash: str) -> None:
+    def _keep_seeded(self, ns: Namespace, services: builtins.list[str], seed_hash: str, hints: dict) -> None:
         """Take the seed snapshot of a namespace just made (nobody can be connected yet: its credentials
         have not been handed out). One builder at a time; a cluster whose services cannot copy has none."""
         with_copier = [s for s in services if self.copier(s) is not None]
@@ -320,7 +319,7 @@ class Snapshots:
         with self._conn() as conn, advisory_lock(conn, name, space=SNAPSHOTS, try_only=True) as mine:
             if not mine or self._row(conn, name):
                 return
-            self._take(conn, name, "seed", ns, with_copier, True, None)
+            self._take(conn, name, "seed", ns, with_copier, True, None, hints)
         self._forget_old_seeds()
 
     def _forget_old_seeds(self) -> None:
@@ -381,12 +380,29 @@ class Snapshots:
                      (json.dumps({"reset": f"an interrupted reset: run `localdev ns reset {ns.name}` again"}),
                       ns.name))
 
-        def one(svc):
-            part = snap["parts"].get(svc.name) if snap else None
-            copiers[svc.name].reset(ns, snap["id"] if part is not None and snap else None, part)
+        def one(service: str) -> None:
+            part = snap["parts"].get(service) if snap else None
+            copiers[service].reset(ns, snap["id"] if part is not None and snap else None, part)
 
-        self.namespaces._for_services(services, one)
+        # One wave: a reset needs no service's part of another (the namespace's role and schema stay).
+        _parallel(services, one, f"resetting namespace {ns.name!r}")
         conn.execute("UPDATE namespaces SET problems = problems - 'reset' WHERE name = %s", (ns.name,))
+
+
+def _parallel(names: builtins.list[str], fn, doing: str, done: dict | None = None) -> dict:
+    """`fn(name)` for every name at once; {name: result}. Failures are raised after all have ended (BadInput as it
+    is), the results of those that succeeded left in `done` first, for the caller's rollback."""
+    done = {} if done is None else done
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        futures = {n: pool.submit(fn, n) for n in names}
+    failed = [(n, f.exception()) for n, f in futures.items() if f.exception() is not None]
+    done.update({n: f.result() for n, f in futures.items() if f.exception() is None})
+    if failed:
+        name, exc = failed[0]
+        if isinstance(exc, BadInput):
+            raise exc
+        raise LocalDevError(f"{doing} failed in {name}: {exc}") from exc
+    return done
 
 
 @contextmanager

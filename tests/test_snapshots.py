@@ -118,6 +118,13 @@ def plain(st: dict) -> dict:
     return json.loads(json.dumps(st, default=repr))
 
 
+def assert_same(got: dict, want: dict) -> None:
+    """Equal state, service by service (a failure names the services that differ and shows them)."""
+    got, want = plain(got), plain(want)
+    differ = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+    assert not differ, differ
+
+
 def test_branch_of_a_live_namespace_is_a_copy_and_independent(full):
     full.cli("ns", "create", "br-src", "--seeds", SEEDS, check=True)
     src_env = full.ns_env("br-src")
@@ -132,7 +139,7 @@ def test_branch_of_a_live_namespace_is_a_copy_and_independent(full):
     assert new_env["AWS_ACCESS_KEY_ID"] != src_env["AWS_ACCESS_KEY_ID"]
     copy = state(new_env)
     assert copy["pg_owners"] == {"ns_br_new"}  # the copy's objects are its own role's
-    assert plain(copy) == plain({**src_before, "pg_owners": {"ns_br_new"}})
+    assert_same(copy, {**src_before, "pg_owners": {"ns_br_new"}})
 
     # writes on either side stay there
     write_everywhere(new_env, "branch")
@@ -171,18 +178,31 @@ def test_snapshot_create_from_it_reset_to_it_and_delete_it(full):
     assert [(s["name"], s["source"]) for s in listed if s["name"] == "sn-one"] == [("sn-one", "sn-src")]
     write_everywhere(src_env, "later")  # after the snapshot: not in it
 
+    # a key with a TTL is kept by the snapshot with the time it had left, however long the snapshot lives
+    with redis.Redis.from_url(src_env["REDIS_URL"]) as r:
+        r.set(src_env["REDIS_KEY_PREFIX"] + "short", "s", px=6000)
+        full.cli("ns", "snapshot", "sn-src", "--as", "sn-ttl", check=True)
+        poll_until(lambda: not r.exists(src_env["REDIS_KEY_PREFIX"] + "short"), 30, "the key to expire")
+    full.cli("ns", "create", "sn-ttl-copy", "--from", "sn-ttl", check=True)
+    ttl_env = full.ns_env("sn-ttl-copy")
+    with redis.Redis.from_url(ttl_env["REDIS_URL"]) as r:
+        assert r.get(ttl_env["REDIS_KEY_PREFIX"] + "short") == b"s"
+        assert 0 < r.pttl(ttl_env["REDIS_KEY_PREFIX"] + "short") <= 6000
+    full.cli("ns", "delete", "sn-ttl-copy", check=True)
+    full.cli("ns", "snapshot", "--delete", "sn-ttl", check=True)
+
     full.cli("ns", "create", "sn-copy", "--from", "sn-one", check=True)
     copy_env = full.ns_env("sn-copy")
-    assert plain({**state(copy_env), "pg_owners": None}) == plain({**taken, "pg_owners": None})
+    assert_same({**state(copy_env), "pg_owners": None}, {**taken, "pg_owners": None})
 
     # reset to the snapshot: the snapshot's state, same credentials
     full.cli("ns", "reset", "sn-src", "--to", "sn-one", check=True)
-    assert plain(state(src_env)) == plain(taken)
+    assert_same(state(src_env), taken)
 
     # the snapshot is its own copy: writes to a namespace made from it do not change it
     write_everywhere(copy_env, "copy")
     full.cli("ns", "create", "sn-copy2", "--from", "sn-one", check=True)
-    assert plain({**state(full.ns_env("sn-copy2")), "pg_owners": None}) == plain({**taken, "pg_owners": None})
+    assert_same({**state(full.ns_env("sn-copy2")), "pg_owners": None}, {**taken, "pg_owners": None})
 
     snap_id = _snapshot_ids(full)["sn-one"]
     full.cli("ns", "snapshot", "--delete", "sn-one", check=True)
@@ -208,11 +228,11 @@ def test_reset_gives_back_the_seeded_state_with_the_same_credentials(full):
     proc = full.cli("ns", "reset", "rs-a", check=True)
     assert "credentials are unchanged" in proc.stdout
     assert full.ns_env("rs-a") == env
-    assert plain(state(env)) == plain(seeded)
+    assert_same(state(env), seeded)
 
     # a second namespace of the same seeds was copied from the seed snapshot, and equals the first
     full.cli("ns", "create", "rs-b", "--seeds", SEEDS, check=True)
-    assert plain({**state(full.ns_env("rs-b")), "pg_owners": None}) == plain({**seeded, "pg_owners": None})
+    assert_same({**state(full.ns_env("rs-b")), "pg_owners": None}, {**seeded, "pg_owners": None})
 
     # an unseeded namespace resets to empty
     full.cli("ns", "create", "rs-empty", "--no-seed", check=True)

@@ -53,7 +53,7 @@ class AccountCopier:
                                    "and only that prefix can be swapped for the copy's")
                 target = f"ldsnap-{sid}-{n}"
                 store.create_bucket(Bucket=target)
-                _copy_objects(s3, bucket, store, target)
+                _copy_objects(s3, bucket, store, target, self.svc)
                 buckets.append({"rest": bucket[len(ns.name) + 1:], "store": target})
             queues = []
             for url in found["queues"]:
@@ -71,10 +71,12 @@ class AccountCopier:
 
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
         env = self.svc.create_namespace(ns)
-        self._fill(ns, sid, part)
+        self._fill(ns, sid, part, set())
         return env
 
-    def _fill(self, ns, sid: str, part: dict) -> None:
+    def _fill(self, ns, sid: str, part: dict, existing: set[str]) -> None:
+        """Put the snapshot's buckets, objects, queues and topics in the namespace's account; the buckets in
+        `existing` are there already, empty."""
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
             store = stack.enter_context(self._store(sid, "s3"))
@@ -85,8 +87,9 @@ class AccountCopier:
                 if len(name) > 63:
                     raise BadInput(f"aws: the copy of bucket '…-{bucket['rest']}' would be named {name!r}, longer "
                                    "than the 63 characters S3 allows: use a shorter namespace name")
-                s3.create_bucket(Bucket=name, **kwargs)
-                _copy_objects(store, bucket["store"], s3, name)
+                if name not in existing:
+                    s3.create_bucket(Bucket=name, **kwargs)
+                _copy_objects(store, bucket["store"], s3, name, self.svc)
             redrives = {}
             for queue in part["queues"]:
                 attrs = dict(queue["attributes"])
@@ -100,10 +103,24 @@ class AccountCopier:
                 sns.create_topic(Name=topic["name"], Attributes=topic["attributes"])
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
-        self.svc.drop_namespace(ns)
-        self.svc.create_namespace(ns)
+        """Buckets the snapshot has too are emptied and kept (no delete and create); every other bucket, every
+        queue (with its messages) and every topic go; then the snapshot's are put back. The account's marker
+        stays."""
+        wanted = {f"{ns.name}-{b['rest']}" for b in (part or {}).get("buckets", [])}
+        with ExitStack() as stack:
+            s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
+            found = self.svc.resources(ns)
+            for bucket in found["buckets"]:
+                self.svc._empty_bucket(s3, bucket)
+                if bucket not in wanted:
+                    s3.delete_bucket(Bucket=bucket)
+            for url in found["queues"]:
+                sqs.delete_queue(QueueUrl=url)
+            for arn in found["topics"]:
+                sns.delete_topic(TopicArn=arn)
+        self.svc.create_namespace(ns)  # the marker, in case the emulator lost it
         if part is not None and sid is not None:
-            self._fill(ns, sid, part)
+            self._fill(ns, sid, part, wanted & set(found["buckets"]))
 
     def drop(self, sid: str, part: dict | None) -> None:
         with self._store(sid, "s3") as store:
@@ -112,12 +129,12 @@ class AccountCopier:
                 store.delete_bucket(Bucket=bucket["Name"])
 
 
-def _copy_objects(src, src_bucket: str, dst, dst_bucket: str) -> None:
+def _copy_objects(src, src_bucket: str, dst, dst_bucket: str, svc) -> None:
     """Every object of `src_bucket` into `dst_bucket`: CopyObject by `dst`'s account, or, where the emulator
-    refuses that across accounts, a GetObject by `src` and a PutObject by `dst`."""
+    refuses that across accounts (remembered on the service), a GetObject by `src` and a PutObject by `dst`."""
     from botocore.exceptions import ClientError
 
-    server_side = True
+    server_side = getattr(svc, "cross_account_copy", True)
     for page in src.get_paginator("list_objects_v2").paginate(Bucket=src_bucket):
         for obj in page.get("Contents", []):
             key = obj["Key"]
@@ -129,7 +146,7 @@ def _copy_objects(src, src_bucket: str, dst, dst_bucket: str) -> None:
                 except ClientError as exc:
                     if error_code(exc) not in ("AccessDenied", "403"):
                         raise
-                    server_side = False
+                    server_side = svc.cross_account_copy = False
             got = src.get_object(Bucket=src_bucket, Key=key)
             dst.put_object(Bucket=dst_bucket, Key=key, Body=got["Body"].read(),
                            ContentType=got.get("ContentType") or "application/octet-stream",

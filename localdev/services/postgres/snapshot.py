@@ -120,12 +120,21 @@ class TemplateCopier:
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
         """The database is dropped (its sessions are ended: a reset takes the data they were using) and cloned
-        again; the role, its password and so every setting in `ns env` stay."""
+        again; the role, its password and so every setting in `ns env` stay. Back to a seeded state, a spare
+        clone of the seed template is renamed instead while that template is there (the same content: the
+        seed snapshot was cloned from a namespace made of it, before anyone could connect)."""
         self._drop_db(ns.db_name)
         if part is None:
             self.pg.create_namespace(ns)
+        elif part.get("template") and self._exists(part["template"]):
+            self.pg.create_namespace(ns, template=part["template"])
+            self._adopt(ns, {"owner": part["template_owner"]})
         else:
             self.create(ns, sid or "", part)
+
+    def _exists(self, db: str) -> bool:
+        with self.pg.pool().connection() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
 
     def _drop_db(self, name: str) -> None:
         from psycopg import sql

@@ -33,12 +33,22 @@ class KeyCopier:
             db = self.svc._free_database(set(self.svc._acl_users().values()))
             conn = self.svc._on(db)
             try:
-                conn.set(marker(sid), ns.name)
+                conn.hset(marker(sid), ".", ns.name)
             finally:
                 conn.close()
-        prefix = self.svc.key_prefix(ns)
-        keys = _copy(self.svc._on(self.svc._own_database(ns)), prefix, marker(sid) + ":", db)
-        return {"db": db, "keys": keys}
+        ttls = _copy(self.svc._on(self.svc._own_database(ns)), self.svc.key_prefix(ns), marker(sid) + ":", db)
+        # The copies keep no TTL (a snapshot must not lose keys as time passes): the remaining time of each is
+        # kept in the marker and given again to the key a create or reset puts back.
+        conn = self.svc._on(db)
+        try:
+            pipe = conn.pipeline(transaction=False)
+            for rest, pttl in ttls.items():
+                pipe.persist(marker(sid).encode() + b":" + rest)
+                pipe.hset(marker(sid), b"t:" + rest, pttl)
+            pipe.execute()
+        finally:
+            conn.close()
+        return {"db": db, "keys": len(ttls)}
 
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
         env = self.svc.create_namespace(ns)
@@ -46,7 +56,21 @@ class KeyCopier:
         return env
 
     def _fill(self, ns, sid: str, part: dict) -> None:
-        _copy(self.svc._on(part["db"]), marker(sid) + ":", self.svc.key_prefix(ns), self.svc._own_database(ns))
+        store = self.svc._on(part["db"])
+        try:
+            kept = {k[2:]: int(v) for k, v in store.hgetall(marker(sid)).items() if k.startswith(b"t:")}
+        finally:
+            store.close()
+        db, prefix = self.svc._own_database(ns), self.svc.key_prefix(ns)
+        _copy(self.svc._on(part["db"]), marker(sid) + ":", prefix, db)
+        conn = self.svc._on(db)
+        try:
+            pipe = conn.pipeline(transaction=False)
+            for rest, pttl in kept.items():
+                pipe.pexpire(prefix.encode() + rest, pttl)
+            pipe.execute()
+        finally:
+            conn.close()
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
         self.svc._unlink(self.svc._own_database(ns), self.svc.key_prefix(ns))
@@ -65,21 +89,30 @@ class KeyCopier:
             conn.close()
 
 
-def _copy(conn, prefix: str, into_prefix: str, into_db: int) -> int:
-    """COPY every key under `prefix` of `conn`'s database to `into_prefix` + the rest, in database `into_db`."""
-    copied = 0
+def _copy(conn, prefix: str, into_prefix: str, into_db: int) -> dict[bytes, int]:
+    """COPY every key under `prefix` of `conn`'s database to `into_prefix` + the rest, in database `into_db`;
+    returns {rest: remaining TTL in ms} of the keys copied that had one."""
+    ttls: dict[bytes, int] = {}
     try:
         pipe = conn.pipeline(transaction=False)
-        pending = 0
+        batch: list[bytes] = []
+
+        def flush() -> None:
+            answers = pipe.execute()
+            for rest, pttl, copied in zip(batch, answers[0::2], answers[1::2], strict=True):
+                if copied and pttl > 0:
+                    ttls[rest] = pttl
+            batch.clear()
+
         for key in conn.scan_iter(match=f"{prefix}*", count=1000):
-            rest = key[len(prefix):] if isinstance(key, bytes) else key[len(prefix):].encode()
+            rest = key[len(prefix):]
+            pipe.pttl(key)
             pipe.execute_command("COPY", key, into_prefix.encode() + rest, "DB", into_db, "REPLACE")
-            pending += 1
-            if pending == BATCH:
-                copied += sum(pipe.execute())
-                pending = 0
-        if pending:
-            copied += sum(pipe.execute())
+            batch.append(rest)
+            if len(batch) == BATCH:
+                flush()
+        if batch:
+            flush()
     finally:
         conn.close()
-    return copied
+    return ttls
