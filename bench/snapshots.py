@@ -120,6 +120,14 @@ def main() -> None:
             subprocess.run([LOCALDEV, "ns", "reset", "ex-first"], env=env, check=True, stdout=subprocess.DEVNULL)
             cli_resets.append(time.perf_counter() - t0)
         rows["example: ns reset (cli)"] = summary(cli_resets)
+        from localdev.agent_client import AgentClient
+
+        agent, fixture_resets = AgentClient(home), []
+        for _ in range(args.rounds):  # what the localdev_reset fixture does before each test
+            t0 = time.perf_counter()
+            agent.reset("ex-first")
+            fixture_resets.append(time.perf_counter() - t0)
+        rows["example: localdev_reset fixture (agent client)"] = summary(fixture_resets)
         result["example_copy_per_service"] = {k: summary(v) for k, v in sorted(copy_times.items())}
         copy_times.clear()
         api.delete("ex-first")

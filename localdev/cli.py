@@ -227,6 +227,8 @@ def ns_create(args) -> None:
     # like the TTL: the project's default travels with the request (a remote cluster's config is not yours)
     max_connections = args.max_connections or cfg.namespaces["max_connections"]
     seeds = args.seeds
+    if args.from_source and seeds is not None:
+        raise BadInput("--from copies its source's data and applies no seeds: drop --seeds")
     if seeds is not None and not seeds.is_dir():
         raise BadInput(f"--seeds {seeds}: not a directory")
     seeds_dir = (seeds.resolve() if seeds else cfg.seeds_dir) if args.seed and not args.from_source else None

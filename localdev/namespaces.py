@@ -162,9 +162,9 @@ class Namespaces:
         services = list(self.cluster.service_names)
         fixtures = None
         if seed and seeds_dir and from_ is None:
-            from localdev.seeding import load_fixtures
+            from localdev.snapshots import load_fixtures
 
-            fixtures = load_fixtures(seeds_dir, services)  # validated in full before anything is touched
+            fixtures = load_fixtures(seeds_dir, services)  # validated in full (once per content) before anything
         with self._locked(name) as conn, ExitStack() as source:
             row = self._row(conn, name)
             if row and owner is not None and row["owner"] != owner:

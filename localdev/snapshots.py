@@ -19,8 +19,11 @@ import builtins
 import json
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
@@ -387,6 +390,32 @@ class Snapshots:
         # One wave: a reset needs no service's part of another (the namespace's role and schema stay).
         _parallel(services, one, f"resetting namespace {ns.name!r}")
         conn.execute("UPDATE namespaces SET problems = problems - 'reset' WHERE name = %s", (ns.name,))
+
+
+_VALIDATED: OrderedDict[tuple, object] = OrderedDict()
+_VALIDATED_LOCK = threading.Lock()
+
+
+def load_fixtures(seeds_dir, services: builtins.list[str]):
+    """`localdev.seeding.load_fixtures`, once per content: a set whose every file has the size and modification
+    time it had when it was validated is not read again (a seeded create that copies its snapshot would
+    otherwise spend longer validating 50 000 items than copying them). A changed file is validated anew."""
+    from localdev.seeding import load_fixtures as load
+
+    root = Path(seeds_dir).resolve()
+    signature = tuple(sorted((str(p.relative_to(root)), st.st_size, st.st_mtime_ns)
+                             for p in root.rglob("*") if p.is_file() and (st := p.stat())))
+    key = (str(root), tuple(services), signature)
+    with _VALIDATED_LOCK:
+        if key in _VALIDATED:
+            _VALIDATED.move_to_end(key)
+            return _VALIDATED[key]
+    fixtures = load(seeds_dir, services)
+    with _VALIDATED_LOCK:
+        _VALIDATED[key] = fixtures
+        while len(_VALIDATED) > 16:
+            _VALIDATED.popitem(last=False)
+    return fixtures
 
 
 def _parallel(names: builtins.list[str], fn, doing: str, done: dict | None = None) -> dict:

@@ -294,6 +294,7 @@ def test_bad_input_exits_2_and_makes_nothing(full):
         (("ns", "reset", "bad-src", "--to", "no-such-snap"), "no snapshot"),
         (("ns", "snapshot", "--delete", "no-such-snap"), "no snapshot"),
         (("ns", "create", "bad-new", "--fro", "bad-snap"), "unrecognized"),
+        (("ns", "create", "bad-new", "--from", "bad-snap", "--seeds", SEEDS), "applies no seeds"),
     ]
     for args, words in cases:
         proc = full.cli(*args)
