@@ -129,16 +129,19 @@ class Snapshots:
         return {s: c for s, c in found.items() if c is not None}
 
     def repair(self) -> builtins.list[str]:
-        """Roll back snapshots whose command was interrupted (not ready, nobody holds their lock)."""
+        """Roll back snapshots whose command was interrupted (not ready, or a branch snapshot whose create is
+        gone: nobody holds their lock)."""
         with self._conn() as conn:
             names = [r[0] for r in conn.execute(
-                "SELECT s.name FROM snapshots s WHERE s.state <> 'ready' AND NOT EXISTS (SELECT 1 FROM pg_locks l "
+                "SELECT s.name FROM snapshots s WHERE (s.state <> 'ready' OR s.kind = 'branch') AND NOT EXISTS "
+                "(SELECT 1 FROM pg_locks l "
                 "WHERE l.locktype = 'advisory' AND l.classid::bigint = %s AND l.objid::bigint = "
                 "(hashtext(s.name)::bigint & 4294967295) AND l.objsubid = 2)", (SNAPSHOTS,)).fetchall()]
             done = []
             for name in names:
                 with advisory_lock(conn, name, space=SNAPSHOTS, try_only=True) as mine:
-                    if mine and (row := self._row(conn, name)) and row["state"] != "ready":
+                    # a branch snapshot lives as long as its create holds its lock
+                    if mine and (row := self._row(conn, name)) and (row["state"] != "ready" or row["kind"] == "branch"):
                         self._drop_storage(row)
                         conn.execute("DELETE FROM snapshots WHERE name = %s", (name,))
                         done.append(name)

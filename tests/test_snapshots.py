@@ -329,6 +329,24 @@ def test_a_snapshot_interrupted_by_a_killed_agent_is_rolled_back_by_the_next_com
     h.cli("ns", "snapshot", "big", "--as", "cut", check=True)
     assert list(_snapshot_ids(h)) == ["cut"]
 
+    # the same for the copy `ns create --from` a live namespace takes first
+    before = _pg_snapshot_dbs(h)
+    proc = subprocess.Popen([sys.executable, "-m", "localdev.cli", "ns", "create", "copy", "--from", "big"],
+                            cwd=h.project, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        poll_until(lambda: _pg_snapshot_dbs(h) - before, 60, "the branch copy's database to appear", interval=0.02)
+        os.kill(h.cluster._native().state("agent").pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode != 0
+    time.sleep(0.5)
+    h.cli("up", check=True)
+    assert [s["name"] for s in json.loads(h.cli("ns", "snapshots", "--json", check=True).stdout)] == ["cut"]
+    with psycopg.connect(h.cluster.services["postgres"].admin_url("localdev")) as conn:
+        assert conn.execute("select name, kind from snapshots order by name").fetchall() == [("cut", "user")]
+    poll_until(lambda: _pg_snapshot_dbs(h) == before, 30, "the half-made branch copy to go")
+    assert _names(h) == ["big"]
+
 
 def test_the_reset_fixture_gives_each_test_the_seeded_state(full, tmp_path):
     project = tmp_path / "proj"
