@@ -106,7 +106,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
             info = ns.create(body.get("name", ""), ttl=body.get("ttl") or "default", labels=body.get("labels"),
                              exist_ok=bool(body.get("exist_ok")), seed=bool(body.get("seed")) and folder is not None,
                              seeds_dir=folder, owner=None if who is LOCAL else who.name,
-                             max_connections=body.get("max_connections"))
+                             max_connections=body.get("max_connections"), from_=body.get("from"))
         if body.get("env"):  # `ns create --print-env`: the settings in the same answer, one round trip
             info["env"] = ns.env(info["name"], owner=who.owner, ca_file="here" if who is LOCAL else None)
             if body.get("masks"):
@@ -152,6 +152,14 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
             name(r), missing_ok=flag(r, "missing_ok"), owner=w.owner)}, creators), methods=["DELETE"]),
         Route("/namespaces/{name}/env", handler(env, creators), methods=["GET"]),
         Route("/namespaces/{name}/seed", handler(seed, creators, lambda r, b: name(r)), methods=["POST"]),
+        # snapshots (localdev/snapshots.py)
+        Route("/namespaces/{name}/snapshot", handler(lambda r, b, w: ns.snapshots.take(
+            name(r), b.get("as", ""), owner=w.owner), creators), methods=["POST"]),
+        Route("/namespaces/{name}/reset", handler(lambda r, b, w: ns.snapshots.reset(
+            name(r), b.get("to"), owner=w.owner), creators), methods=["POST"]),
+        Route("/snapshots", handler(lambda r, b, w: ns.snapshots.list(owner=w.owner)), methods=["GET"]),
+        Route("/snapshots/{name}", handler(lambda r, b, w: {"deleted": ns.snapshots.delete(
+            name(r), owner=w.owner)}, creators), methods=["DELETE"]),
         Route("/gc", handler(lambda r, b, w: {"names": ns.gc(dry_run=flag(r, "dry_run"))}, admins), methods=["POST"]),
         Route("/seeds/{digest}", handler(lambda r, b, w: {"present": store.path(r.path_params["digest"]) is not None},
                                          creators), methods=["GET"]),

@@ -196,12 +196,13 @@ class AgentClient:
             return self._maybe_streamed(path, body, on_progress)
 
     def create(self, name, ttl=None, labels=None, exist_ok=False, seed=False, seeds_dir=None, on_progress=None,
-               with_env: bool = False, max_connections: int | None = None, with_masks: bool = False) -> dict:
+               with_env: bool = False, max_connections: int | None = None, with_masks: bool = False,
+               from_: str | None = None) -> dict:
         """`with_env`: the namespace's settings come back in the same answer, under "env" (and, `with_masks`,
         the secret values among them under "masks"). `max_connections`: its connection budget (None: the
-        cluster's default)."""
+        cluster's default). `from_`: a namespace or snapshot to copy."""
         body = {"name": name, "ttl": ttl, "labels": labels or [], "exist_ok": exist_ok, "seed": seed, "env": with_env,
-                "max_connections": max_connections, "masks": with_masks}
+                "max_connections": max_connections, "masks": with_masks, "from": from_}
         info = self._with_seeds("/namespaces", body, seeds_dir if seed else None, on_progress)
         if "env" in info:
             info["env"] = self._local_paths(info["env"])
@@ -242,6 +243,19 @@ class AgentClient:
     def seed(self, name, seeds_dir, services=None, on_progress=None) -> dict:
         return self._with_seeds(f"/namespaces/{quote(name, safe='')}/seed", {"services": services or []}, seeds_dir,
                                 on_progress)
+
+    # snapshots
+    def snapshot(self, name: str, as_name: str) -> dict:
+        return self.request("POST", f"/namespaces/{quote(name, safe='')}/snapshot", {"as": as_name})
+
+    def snapshots(self) -> builtins.list[dict]:
+        return self.request("GET", "/snapshots")
+
+    def snapshot_delete(self, name: str) -> bool:
+        return self.request("DELETE", f"/snapshots/{quote(name, safe='')}")["deleted"]
+
+    def reset(self, name: str, to: str | None = None) -> dict:
+        return self.request("POST", f"/namespaces/{quote(name, safe='')}/reset", {"to": to})
 
     def status(self) -> dict:
         return self.request("GET", "/status")

@@ -231,15 +231,18 @@ def ns_create(args) -> None:
     # like the TTL: the project's default travels with the request (a remote cluster's config is not yours)
     max_connections = args.max_connections or cfg.namespaces["max_connections"]
     seeds = args.seeds
+    if args.from_source and seeds is not None:
+        raise BadInput("--from copies its source's data and applies no seeds: drop --seeds")
     if seeds is not None and not seeds.is_dir():
         raise BadInput(f"--seeds {seeds}: not a directory")
-    seeds_dir = (seeds.resolve() if seeds else cfg.seeds_dir) if args.seed else None
+    seeds_dir = (seeds.resolve() if seeds else cfg.seeds_dir) if args.seed and not args.from_source else None
     if seeds_dir is not None and not seeds_dir.is_dir():
         seeds_dir = None  # no seeds folder in this project: nothing to apply
     with _progress_bar(args.json) as on_progress:
         info = _agent().create(name, ttl=ttl, labels=args.label, exist_ok=args.exist_ok, seed=seeds_dir is not None,
                                seeds_dir=seeds_dir, on_progress=on_progress, with_env=bool(args.print_env),
-                               max_connections=max_connections, with_masks=args.print_env == "github")
+                               max_connections=max_connections, with_masks=args.print_env == "github",
+                               from_=args.from_source)
     if args.print_env:  # one process and one request instead of `ns create` then `ns env`
         _write_env(info["name"], info["env"], args.print_env, info.get("masks"))
     elif args.json:
@@ -294,6 +297,43 @@ def _write_env(name: str, env: dict[str, str], fmt: str, masks: list[str] | None
     sys.stdout.write(write_github_env(env, masks or []))
     print(f"localdev: namespace {name}: {len(env)} settings added to $GITHUB_ENV for the next steps "
           f"({len(masks or [])} secrets masked in the log)", file=sys.stderr)
+
+
+def ns_snapshot(args) -> None:
+    from localdev.names import validate_name
+    from localdev.snapshots import validate_snapshot_name
+
+    if args.delete:
+        if args.name:
+            raise BadInput("`ns snapshot --delete SNAP` takes no namespace name")
+        _agent().snapshot_delete(validate_snapshot_name(args.delete))
+        print(f"snapshot {args.delete} deleted")
+        return
+    if not args.name:
+        raise BadInput("missing NAME: `localdev ns snapshot NAME --as SNAP`")
+    validate_name(args.name)
+    info = _agent().snapshot(args.name, validate_snapshot_name(args.as_name))
+    print(f"snapshot {info['name']} of {args.name} ready; `localdev ns create NEW --from {info['name']}` copies it")
+
+
+def ns_snapshots(args) -> None:
+    items = _agent().snapshots()
+    if args.json:
+        _out(items)
+        return
+    _table("snapshots", ["name", "source", "age", "services"],
+           [[i["name"], i["source"] or "", _ago(i["created_at"]), ",".join(i["services"])] for i in items])
+
+
+def ns_reset(args) -> None:
+    from localdev.names import validate_name
+
+    validate_name(args.name)
+    info = _agent().reset(args.name, args.to)
+    if args.json:
+        _out(info)
+    else:
+        print(f"namespace {info['name']} reset to {args.to or 'its seeded state'}; its credentials are unchanged")
 
 
 def format_env(env: dict[str, str], fmt: str) -> str:
@@ -477,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", metavar="K=V", help="a label (repeatable)")
     p.add_argument("--from-ci", action="store_true", help="name from the CI environment")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing namespace")
+    p.add_argument("--from", dest="from_source", metavar="SOURCE",
+                   help="start with a copy of a namespace's current data or of a snapshot (no seeds applied)")
     p.add_argument("--max-connections", type=_positive_int, metavar="N",
                    help="its PostgreSQL connection limit (default: [namespaces] max_connections, 20)")
     output = p.add_mutually_exclusive_group()
@@ -492,6 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing-ok", action="store_true")
     p = _command(ns_sub, "gc", ns_gc, "Delete every expired (or half-created) namespace now.")
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    # snapshots (localdev/snapshots.py)
+    p = _command(ns_sub, "snapshot", ns_snapshot, "Snapshot a namespace inside the cluster (--as SNAP), or delete one.")
+    p.add_argument("name", nargs="?", metavar="NAMESPACE")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--as", dest="as_name", metavar="SNAP", help="the snapshot's name")
+    what.add_argument("--delete", metavar="SNAP", help="delete this snapshot and free its storage")
+    p = _command(ns_sub, "snapshots", ns_snapshots, "The snapshots, with their source and age.")
+    _json_flag(p)
+    p = _command(ns_sub, "reset", ns_reset, "Reset a namespace to its seeded state (or --to SNAP), same credentials.")
+    p.add_argument("name", metavar="NAMESPACE")
+    p.add_argument("--to", metavar="SNAP", help="a snapshot (default: what its create made)")
+    _json_flag(p)
     p = _command(ns_sub, "env", ns_env, "Print a namespace's connection settings (eval-safe with --format shell).")
     p.add_argument("name", metavar="NAMESPACE")
     p.add_argument("--format", choices=FORMATS, default="dotenv",

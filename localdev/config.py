@@ -33,7 +33,9 @@ COMMON_OPTIONS = {
 TOP_KEYS = {"runtime", "host", "advertise_host", "services", "namespaces", "agent"}
 NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1",
                   # each namespace's PostgreSQL CONNECTION LIMIT unless `ns create --max-connections N` says
-                  "max_connections": 20}
+                  "max_connections": 20,
+                  # seeded creates after the first copy its snapshot (localdev/snapshots.py); false: each replays
+                  "seed_snapshots": True}
 AGENT_KEYS = {
     "reap_interval": 30, "supervise_interval": 1.0,
     # team mode: a TCP listener beside the Unix socket ("0.0.0.0:7443"), TLS unless insecure

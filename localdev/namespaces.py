@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
@@ -71,6 +71,7 @@ class Namespaces:
         self.cluster = cluster
         self._pool = None
         self._pool_lock = threading.Lock()
+        self._snapshots = None
 
     # -- plumbing ---------------------------------------------------------------
     @property
@@ -120,6 +121,15 @@ class Namespaces:
         return None if row is None or (owner is not None and row["owner"] != owner) else row
 
     @property
+    def snapshots(self):
+        from localdev.snapshots import Snapshots
+
+        with self._pool_lock:
+            if self._snapshots is None:
+                self._snapshots = Snapshots(self)
+            return self._snapshots
+
+    @property
     def tokens(self) -> Tokens:
         return Tokens(self.pool)
 
@@ -140,9 +150,10 @@ class Namespaces:
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
                seed: bool = False, seeds_dir=None, owner: str | None = None,
-               max_connections: int | None = None) -> dict:
+               max_connections: int | None = None, from_: str | None = None) -> dict:
         """`owner`: the ci token creating it (only it sees the namespace then). `max_connections`: its
-        connection budget (default: [namespaces] max_connections); an existing namespace keeps its own."""
+        connection budget (default: [namespaces] max_connections); an existing namespace keeps its own.
+        `from_`: a live namespace or a snapshot whose data it starts with (localdev/snapshots.py)."""
         validate_name(name)
         if max_connections is None:
             max_connections = self.cluster.config.namespaces.get("max_connections", 20)
@@ -151,14 +162,16 @@ class Namespaces:
         labels = parse_labels(labels)
         services = list(self.cluster.service_names)
         fixtures = None
-        if seed and seeds_dir:
-            from localdev.seeding import load_fixtures
+        if seed and seeds_dir and from_ is None:
+            from localdev.snapshots import load_fixtures
 
-            fixtures = load_fixtures(seeds_dir, services)  # validated in full before anything is touched
-        with self._locked(name) as conn:
+            fixtures = load_fixtures(seeds_dir, services)  # validated in full (once per content) before anything
+        with self._locked(name) as conn, ExitStack() as source:
             row = self._row(conn, name)
             if row and owner is not None and row["owner"] != owner:
                 raise Conflict(f"the name {name!r} is taken: choose another")
+            if row and row["state"] == "ready" and from_ is not None:
+                raise BadInput(f"namespace {name!r} already exists: choose another name for the copy")
             if row and row["state"] == "ready":
                 if exist_ok:
                     return self._info(row)
@@ -167,6 +180,7 @@ class Namespaces:
             if row:  # an interrupted create or delete: finish rolling it back
                 self._drop_everywhere(self._namespace(row), row["services"])
                 conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
+            snap = source.enter_context(self.snapshots.source(from_, owner)) if from_ is not None else None
             ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
                                [secret for n in services for secret in self.cluster.services[n].secrets],
                                max_connections=max_connections)
@@ -177,10 +191,13 @@ class Namespaces:
                 (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region, owner,
                  max_connections))
             try:
-                seed_hash = fixtures.content_hash if fixtures else None
-                parts = fixtures.per_service if fixtures else {}
-                self._for_services(services, lambda svc: svc.create_seeded(ns, parts[svc.name])
-                                   if svc.name in parts else svc.create_namespace(ns))
+                seed_hash = fixtures.content_hash if fixtures and not snap else None
+                if snap is not None:
+                    self.snapshots.fill_from(ns, services, snap)
+                elif fixtures:  # the first create of this content replays it; later ones copy its snapshot
+                    self.snapshots.fill_seeded(ns, services, fixtures)
+                else:
+                    self._for_services(services, lambda svc: svc.create_namespace(ns))
             except BaseException:
                 try:
                     self._drop_everywhere(ns, services)

@@ -157,6 +157,15 @@ def localdev_env(localdev_client, localdev_namespace) -> Iterator[dict]:
             os.environ[key] = value
 
 
+@pytest.fixture
+def localdev_reset(localdev_client, localdev_namespace) -> str:
+    """Opt-in, per test: puts the session's namespace back to its seeded state (`ns reset`) before the test,
+    keeping its credentials, so `localdev_env` and the client fixtures stay valid. Connections the
+    namespace's PostgreSQL database had are ended by the reset (psycopg pools reconnect)."""
+    localdev_client.reset(localdev_namespace)
+    return localdev_namespace
+
+
 @pytest.fixture(scope="session")
 def localdev_services(localdev_client, localdev_namespace) -> list[str]:
     """The services the session's namespace has."""

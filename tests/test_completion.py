@@ -46,7 +46,7 @@ def named(shared_cluster):
 
 def test_bash_completes_commands_options_and_choices(named):
     assert bash_complete(named, "n") == ["ns"]
-    assert bash_complete(named, "ns", "") == ["create", "list", "delete", "gc", "env"]
+    assert bash_complete(named, "ns", "") == ["create", "list", "delete", "gc", "snapshot", "snapshots", "reset", "env"]
     assert bash_complete(named, "ns", "list", "--n") == ["--names"]
     assert bash_complete(named, "ns", "create", "pr-1", "--print-env", "") == [
         "dotenv", "shell", "json", "github", "gitlab"]
@@ -84,7 +84,7 @@ def test_fish_completes_commands_and_namespace_names(named):
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         return sorted(line.split("\t")[0] for line in proc.stdout.splitlines())
 
-    assert complete("localdev ns ") == ["create", "delete", "env", "gc", "list"]
+    assert complete("localdev ns ") == ["create", "delete", "env", "gc", "list", "reset", "snapshot", "snapshots"]
     assert [c for c in complete("localdev ns delete ") if c.startswith("compl-")] == ["compl-alpha", "compl-beta"]
     assert complete("localdev ns env x --format ") == ["dotenv", "github", "gitlab", "json", "shell"]
 

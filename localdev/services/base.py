@@ -271,3 +271,10 @@ class Service:
         env = self.create_namespace(ns)
         self.seed(ns, fixtures).commit()  # a failed create drops the whole namespace: nothing to roll back
         return env
+
+    # -- snapshots (localdev/snapshots.py) ----------------------------------------------------------
+    def snapshot_copier(self):
+        """This service's copy primitive (a `localdev.snapshots.Copier`, from its package's snapshot.py) for
+        `ns snapshot`, `ns create --from`, `ns reset` and the seeded creates after the first; None where it has
+        none here: those commands then refuse, and seeded creates replay."""
+        return None

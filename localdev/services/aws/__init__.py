@@ -354,6 +354,11 @@ class Aws(Service):
             raise LocalDevError(f"aws: dropping namespace {ns.name!r} left {left} in account "
                                 f"{access_key_id(ns)}: run `localdev ns delete {ns.name}` again")
 
+    def snapshot_copier(self):
+        from localdev.services.aws.snapshot import AccountCopier
+
+        return AccountCopier(self)
+
     # -- seeds -------------------------------------------------------------------------
     @classmethod
     def load_fixtures(cls, folder: Path) -> dict:

@@ -15,6 +15,10 @@
 // closes the database DynamoDB Local keeps open for that access key + region (SQLite connection, its queue
 // thread and job pool) and deletes its file. DynamoDB Local opens one per key on the first request and never
 // closes it before shutdown: about 4 threads, 1 fd and 1.2 MB per namespace ever served.
+// POST /replace?key=K&region=R&from=FILE (same header) closes that database the same way, then puts a copy of
+// FILE (a snapshot: a SQLite file nobody has open) in its place, so the key's next request opens the copy
+// (`ns reset`). DynamoDB Local reads a database's tables from its file when it opens it, so a key's file can
+// only be swapped while it is closed, which only this process can guarantee.
 //
 // Exit codes: 0 after a clean stop (SIGTERM), 2 on bad arguments, 3 if the listener could not be
 // bound to the requested host, 1 on any other start failure.
@@ -202,6 +206,7 @@ public final class LoopbackDynamoDB {
             HttpServer server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 8);
             String dir = dbDir;
             server.createContext("/release", exchange -> release(exchange, token, requests, databases, dir));
+            server.createContext("/replace", exchange -> release(exchange, token, requests, databases, dir));
             server.start();
             Path tmp = adminFile.resolveSibling(adminFile.getFileName() + ".tmp");
             Files.deleteIfExists(tmp);
@@ -248,6 +253,14 @@ public final class LoopbackDynamoDB {
                 reply(exchange, 400, "{\"error\": \"key must match [A-Za-z0-9]{1,64} and region [a-z0-9-]{1,32}\"}");
                 return;
             }
+            Path replacement = null;
+            if (exchange.getRequestURI().getPath().equals("/replace")) {
+                replacement = Paths.get(query.getOrDefault("from", ""));
+                if (!replacement.isAbsolute() || !Files.isRegularFile(replacement)) {
+                    reply(exchange, 400, "{\"error\": \"from must name an existing file by its absolute path\"}");
+                    return;
+                }
+            }
             boolean open;
             boolean deleted;
             // getHandler() is synchronized on the request handler: holding its monitor, no request can reopen
@@ -264,6 +277,11 @@ public final class LoopbackDynamoDB {
                 deleted = Files.deleteIfExists(file.toPath());
                 for (String suffix : new String[] {"-journal", "-wal", "-shm"}) {
                     Files.deleteIfExists(Paths.get(file.getPath() + suffix));
+                }
+                if (replacement != null) {  // a whole file or none: copied aside, then renamed over
+                    Path tmp = Paths.get(file.getPath() + ".localdev-tmp");
+                    Files.copy(replacement, tmp, StandardCopyOption.REPLACE_EXISTING);
+                    Files.move(tmp, file.toPath(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
                 }
             }
             reply(exchange, 200, "{\"was_open\": " + open + ", \"deleted\": " + deleted + "}");

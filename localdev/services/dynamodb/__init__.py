@@ -253,6 +253,14 @@ class DynamoDB(Service):
             log.warning("dynamodb: could not release the database of key %s in %s: %s", key, region, exc)
             return False
 
+    def snapshot_copier(self):
+        """A copy of the key's SQLite file (snapshot.py); natively only, where the files and our launcher are."""
+        if self.ctx.runtime != "native":
+            return None
+        from localdev.services.dynamodb.snapshot import FileCopier
+
+        return FileCopier(self)
+
     # -- seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [...]} ----
     @classmethod
     def load_fixtures(cls, folder: Path) -> list:

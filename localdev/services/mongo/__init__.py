@@ -476,6 +476,13 @@ class Mongo(Service):
     def missing_debian_packages(self) -> list[str]:
         return install_mjs.missing_debian_packages() if self.flavor == "mongo-java-server" else []
 
+    def snapshot_copier(self):
+        if self.flavor == "ferretdb" and not self.on_postgres:
+            return None  # FerretDB's SQLite backend has no users: nothing keeps a snapshot from its tenants
+        from localdev.services.mongo.snapshot import DatabaseCopier
+
+        return DatabaseCopier(self)
+
     # -- seeds -----------------------------------------------------------------------
     @classmethod
     def load_fixtures(cls, folder: Path) -> dict:

@@ -353,7 +353,9 @@ class Postgres(Service):
             env.update({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": CA_FILE})
         return env
 
-    def create_namespace(self, ns, template: str | None = None) -> dict[str, str]:
+    def create_namespace(self, ns, template: str | None = None, spares: bool = True) -> dict[str, str]:
+        """`template`: the database it is a clone of (default template1); `spares`: claim a spare clone made
+        ahead and refill them (a snapshot's template has none: it is cloned once per create from it)."""
         from psycopg import sql
 
         role = sql.Identifier(ns.db_name)
@@ -367,11 +369,12 @@ class Postgres(Service):
             conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}{}")
                          .format(role, sql.Literal(self.password(ns)), limit))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
-                if self.spares.claim(conn, template, ns.db_name):
+                if spares and self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
                 else:
                     conn.execute(clone_sql(ns.db_name, template, owner=ns.db_name))
-                self.spares.refill(template)
+                if spares:
+                    self.spares.refill(template)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
         return self.namespace_env(ns)
 
@@ -386,6 +389,11 @@ class Postgres(Service):
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
                 conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def snapshot_copier(self):
+        from localdev.services.postgres.snapshot import TemplateCopier
+
+        return TemplateCopier(self)
 
     # -- seeds ---------------------------------------------------------------
     @classmethod

@@ -360,6 +360,11 @@ class Redis(Service):
             conn.close()
         return removed
 
+    def snapshot_copier(self):
+        from localdev.services.redis.snapshot import KeyCopier
+
+        return KeyCopier(self)
+
     # -- seeds -----------------------------------------------------------
     @classmethod
     def load_fixtures(cls, folder: Path):
