@@ -14,8 +14,8 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
+import http.client
+import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from itertools import count
@@ -43,6 +43,7 @@ def session(key: str, secret: str, region: str) -> boto3.session.Session:
 
 
 CONFIG = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+V4 = Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1})
 
 
 @dataclass
@@ -198,23 +199,35 @@ def refused(code: str, status: int, call) -> ClientError:
     raise Allowed(f"allowed; AWS answers {code} {status}")
 
 
-def http_refused(code: str, status: int, url: str, method: str = "GET", data: bytes | None = None) -> None:
-    """A plain HTTP request (a presigned URL) must get `status` with S3's XML error `code`."""
+def raw_http(url: str, method: str = "GET", data: bytes | None = None) -> tuple[int, bytes]:
+    """A plain HTTP request, as curl sends a presigned URL: no header beyond Host and Content-Length (urllib
+    would add a Content-Type, which a SigV2 presigned PUT signs, so AWS would refuse it for that alone)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method, data=data), timeout=30) as resp:
-            raise Allowed(f"allowed (HTTP {resp.status}); AWS answers {code} {status}")
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            got_code = ET.fromstring(body).findtext("Code")
-        except ET.ParseError:
-            got_code = f"(not XML: {body[:80]!r})"
-        assert (got_code, exc.code) == (code, status), f"refused with {got_code} {exc.code}, AWS answers {code} {status}"
+        conn.request(method, f"{parts.path}?{parts.query}", body=data)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
 
 
-def http_get(url: str, method: str = "GET", data: bytes | None = None) -> bytes:
-    with urllib.request.urlopen(urllib.request.Request(url, method=method, data=data), timeout=30) as resp:
-        return resp.read()
+def http_refused(code: str, status: int, url: str, method: str = "GET", data: bytes | None = None) -> None:
+    """A presigned URL must get `status` with S3's XML error `code`."""
+    got_status, body = raw_http(url, method, data)
+    if got_status < 300:
+        raise Allowed(f"allowed (HTTP {got_status}); AWS answers {code} {status}")
+    try:
+        got_code = ET.fromstring(body).findtext("Code")
+    except ET.ParseError:
+        got_code = f"(not XML: {body[:80]!r})"
+    assert (got_code, got_status) == (code, status), f"refused with {got_code} {got_status}, AWS answers {code} {status}"
+
+
+def http_ok(url: str, method: str = "GET", data: bytes | None = None) -> bytes:
+    status, body = raw_http(url, method, data)
+    assert status == 200, f"HTTP {status}: {body[:300]!r}"
+    return body
 
 
 # -- the cases ----------------------------------------------------------------------------------------
@@ -377,6 +390,13 @@ def s3_presigned_get_by_b(w):
     http_refused("AccessDenied", 403, url)
 
 
+@case("s3", "B's presigned GET of A's object, SigV4", "AccessDenied 403")
+def s3_presigned_get_by_b_v4(w):
+    url = w.b.client("s3", config=V4).generate_presigned_url(
+        "get_object", Params={"Bucket": w.bucket, "Key": "doc.txt"}, ExpiresIn=300)
+    http_refused("AccessDenied", 403, url)
+
+
 @case("s3", "B's presigned PUT into A's bucket", "AccessDenied 403")
 def s3_presigned_put_by_b(w):
     url = w.b.s3.generate_presigned_url("put_object", Params={"Bucket": w.bucket, "Key": "p.txt"}, ExpiresIn=300)
@@ -522,6 +542,13 @@ def wrong_secret_s3_presigned_get(w):
     http_refused("SignatureDoesNotMatch", 403, url)
 
 
+@case("s3", "A's key, wrong secret: a presigned GET, SigV4", "SignatureDoesNotMatch 403")
+def wrong_secret_s3_presigned_get_v4(w):
+    url = w.a.client("s3", secret=WRONG_SECRET, config=V4).generate_presigned_url(
+        "get_object", Params={"Bucket": w.bucket, "Key": "doc.txt"}, ExpiresIn=300)
+    http_refused("SignatureDoesNotMatch", 403, url)
+
+
 @case("sqs", "A's key, wrong secret: ListQueues", "SignatureDoesNotMatch 403")
 def wrong_secret_sqs_list_queues(w):
     refused("SignatureDoesNotMatch", 403, lambda: w.a.client("sqs", secret=WRONG_SECRET).list_queues())
@@ -586,11 +613,13 @@ def unknown_key_dynamodb(w):
             lambda: w.a.client("dynamodb", key=UNKNOWN_KEY, secret=WRONG_SECRET).list_tables())
 
 
-@case("s3", "A's own presigned GET after it expired", "AccessDenied 403")
+@case("s3", "A's own presigned GET after it expired (SigV2 and SigV4)", "AccessDenied 403")
 def s3_presigned_get_expired(w):
-    url = w.a.s3.generate_presigned_url("get_object", Params={"Bucket": w.bucket, "Key": "doc.txt"}, ExpiresIn=1)
+    urls = [c.generate_presigned_url("get_object", Params={"Bucket": w.bucket, "Key": "doc.txt"}, ExpiresIn=1)
+            for c in (w.a.s3, w.a.client("s3", config=V4))]
     time.sleep(2.5)
-    http_refused("AccessDenied", 403, url)
+    for url in urls:
+        http_refused("AccessDenied", 403, url)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -630,12 +659,16 @@ def test_own_s3_access_works_exactly(world):
     a.complete_multipart_upload(Bucket=world.bucket, Key="mp.bin", UploadId=up, MultipartUpload={"Parts": parts})
     got = a.get_object(Bucket=world.bucket, Key="mp.bin")["Body"].read()
     assert len(got) == 5 * 1024 * 1024 + 2 and got.endswith(b"122")
-    # presigned GET and PUT with the namespace's own random secret
-    put = a.generate_presigned_url("put_object", Params={"Bucket": world.bucket, "Key": "pre.txt"}, ExpiresIn=300)
-    http_get(put, "PUT", b"presigned body")
-    get = a.generate_presigned_url("get_object", Params={"Bucket": world.bucket, "Key": "pre.txt"}, ExpiresIn=300)
-    assert http_get(get) == b"presigned body"
-    for key in ("copy.txt", "mp.bin", "pre.txt"):
+    # presigned GET and PUT with the namespace's own random secret: boto3's default (SigV2 query) and SigV4
+    for signer in (a, world.a.client("s3", config=V4)):
+        put = signer.generate_presigned_url("put_object", Params={"Bucket": world.bucket, "Key": "pre.txt"},
+                                            ExpiresIn=300)
+        http_ok(put, "PUT", b"presigned body")
+        get = signer.generate_presigned_url("get_object", Params={"Bucket": world.bucket, "Key": "pre.txt"},
+                                            ExpiresIn=300)
+        assert http_ok(get) == b"presigned body"
+        a.delete_object(Bucket=world.bucket, Key="pre.txt")
+    for key in ("copy.txt", "mp.bin"):
         a.delete_object(Bucket=world.bucket, Key=key)
     assert world.a_keys() == A_KEYS
     # B's own bucket is B's
