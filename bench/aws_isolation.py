@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import fill_block, run_suite_for_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "aws_isolation.json"
 DOC = ROOT / "docs" / "aws.md"
 BEGIN, END = "<!-- aws-isolation:begin -->", "<!-- aws-isolation:end -->"
@@ -24,25 +25,21 @@ FLAVORS = ("localstack", "ministack")
 
 
 def run() -> None:
-    RESULTS.unlink(missing_ok=True)
-    env = {**os.environ, "LOCALDEV_AWS_ISOLATION_JSON": str(RESULTS)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/test_aws_isolation.py"], cwd=ROOT, env=env)
-    if not RESULTS.exists():
-        sys.exit(f"the matrix wrote no results (pytest exit {proc.returncode})")
-    if proc.returncode != 0:
-        print(f"note: pytest exited {proc.returncode}; the table shows what the run saw", file=sys.stderr)
+    run_suite_for_results("tests/test_aws_isolation.py", "LOCALDEV_AWS_ISOLATION_JSON", RESULTS)
 
 
 def table(results: dict) -> str:
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_aws_isolation import CASES  # the matrix's order, wording and expected answers
+    from test_aws_isolation import CASES, OWN_CHECKS  # the matrix's order, wording and expected answers
 
     lines = ["| API | what is tried | AWS answers | " + " | ".join(f"`{f}`" for f in FLAVORS) + " |",
              "| --- | --- | --- | " + " | ".join("---" for _ in FLAVORS) + " |"]
     for name, (api, what, expected, _) in CASES.items():
         cells = [results.get(name, {}).get(f, "not run").replace("|", "\\|") for f in FLAVORS]
         lines.append(f"| {api} | {what} | `{expected}` | " + " | ".join(cells) + " |")
+    for name, what in OWN_CHECKS.items():
+        cells = [results.get(name, {}).get(f, "**failed**") for f in FLAVORS]
+        lines.append(f"| own | {what} | works | " + " | ".join(cells) + " |")
     totals = []
     for f in FLAVORS:
         outcomes = [results.get(name, {}).get(f) for name in CASES]
@@ -56,12 +53,7 @@ def main() -> None:
     args = p.parse_args()
     if not args.render:
         run()
-    text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        sys.exit(f"{DOC} has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{BEGIN}\n{table(json.loads(RESULTS.read_text()))}{END}{tail}")
+    fill_block(DOC, BEGIN, END, table(json.loads(RESULTS.read_text())))
     print(f"wrote the matrix into {DOC}")
 
 

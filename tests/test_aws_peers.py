@@ -16,20 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import start_cluster
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import aws_peers  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=aws_peers.FLAVORS)
-def cluster(request, tmp_path_factory):
-    handle = start_cluster(tmp_path_factory, aws_peers.TempCluster.SERVICES, {"aws": {"flavor": request.param}})
-    handle.flavor = request.param
-    yield handle
-    handle.close()
+@pytest.fixture
+def cluster(aws_cluster):
+    return aws_cluster
 
 
 @pytest.fixture
