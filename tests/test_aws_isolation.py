@@ -715,6 +715,7 @@ def test_own_queues_topics_and_tables_work_exactly(world):
         "id": {"S": "o-1"}, "total": {"N": "42"}}
     assert world.b.ddb.list_tables()["TableNames"] == []
     assert a.client("sts").get_caller_identity()["Account"] == a.key
+    worked(world, "test_own_queues_topics_and_tables_work_exactly")
 
 
 # -- the AWS CLI, as a user's shell runs it with `eval "$(localdev ns env B --format shell)"` -----------------
@@ -723,7 +724,6 @@ def aws_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     cli_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **env}
     return subprocess.run(["aws", "--endpoint-url", env["AWS_ENDPOINT_URL"], *args], env=cli_env,
                           capture_output=True, text=True, timeout=120)
-    worked(world, "test_own_queues_topics_and_tables_work_exactly")
 
 
 def cli_refused(proc: subprocess.CompletedProcess, code: str, operation: str) -> None:
