@@ -86,3 +86,17 @@ def test_minio_functional_full(cluster, throwaway):
 def test_s3tests_full(cluster, throwaway):
     s3tests_or_skip()
     check_against_record(aws_peers.run_suite("s3tests", cluster.flavor, throwaway), None)
+
+
+def test_junit_report_is_read_per_test_with_set_up_errors_counted():
+    xml = """<testsuites><testsuite>
+      <testcase classname="s3tests.functional.test_s3" name="test_ok" time="0.5"/>
+      <testcase classname="s3tests.functional.test_s3" name="test_bad" time="1.25"><failure message="x"/></testcase>
+      <testcase classname="s3tests.functional.test_headers" name="test_setup" time="0.1"><error message="y"/></testcase>
+      <testcase classname="s3tests.functional.test_s3" name="test_torn" time="2"><failure/><error/></testcase>
+      <testcase classname="s3tests.functional.test_s3" name="test_skip" time="0"><skipped/></testcase>
+    </testsuite></testsuites>"""
+    assert aws_peers.junit_outcomes(xml) == {
+        "test_s3.py::test_ok": ("passed", 0.5), "test_s3.py::test_bad": ("failed", 1.25),
+        "test_headers.py::test_setup": ("error", 0.1), "test_s3.py::test_torn": ("failed", 2.0),
+        "test_s3.py::test_skip": ("skipped", 0.0)}
