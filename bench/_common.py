@@ -109,3 +109,25 @@ def cluster_pss_mb(home: Path, names: list[str]) -> dict[str, float]:
             continue
         out[name] = pss_mb(process_tree(pid))
     return out
+
+
+def run_suite_for_results(test_file: str, env_name: str, results: Path) -> None:
+    """Run a pytest file that writes what each case saw to the JSON named by `$env_name`; exit if it wrote none."""
+    root = Path(__file__).resolve().parent.parent
+    results.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file], cwd=root,
+                          env={**os.environ, env_name: str(results)})
+    if not results.exists():
+        sys.exit(f"{test_file} wrote no results (pytest exit {proc.returncode})")
+    if proc.returncode != 0:
+        print(f"note: pytest exited {proc.returncode}; the table shows what the run saw", file=sys.stderr)
+
+
+def fill_block(doc: Path, begin: str, end: str, content: str) -> None:
+    """Replace what lies between the `begin` and `end` marker lines of `doc` (generated tables); nothing else."""
+    text = doc.read_text()
+    if begin not in text or end not in text:
+        sys.exit(f"{doc} has no {begin} ... {end} section to fill")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{content}{end}{tail}")

@@ -165,3 +165,13 @@ def full_cluster(tmp_path_factory):
                            extra="[agent]\nreap_interval = 3600\n")
     yield handle
     handle.close()
+
+
+@pytest.fixture(scope="session", params=["localstack", "ministack"])
+def aws_cluster(request, tmp_path_factory):
+    """postgres, dynamodb and aws (behind the AWS gateway) per emulator flavor, with the agent, shared by the
+    cross-namespace matrix and the peer suites (each makes namespaces of its own). `.flavor` names it."""
+    handle = start_cluster(tmp_path_factory, ["postgres", "dynamodb", "aws"], {"aws": {"flavor": request.param}})
+    handle.flavor = request.param
+    yield handle
+    handle.close()
