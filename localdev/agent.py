@@ -34,7 +34,7 @@ from localdev.dashboard import Dashboard
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.ports import bind_tcp
 from localdev.progress import listening
-from localdev.seedpack import SeedStore
+from localdev.seedpack import SeedStore, SharedSeeds
 from localdev.services.base import ADVERTISED_HOST
 from localdev.tls import tls_dir
 from localdev.tokens import LOCAL, Principal
@@ -58,7 +58,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
     its pages are served here too, `tls` telling whether its cookie may only travel encrypted."""
     ns = cluster.namespaces
     dashboard = dashboard or Dashboard(cluster)
-    store = SeedStore(cluster.state.home / "seeds")
+    store = SeedStore(cluster.state.home / "seeds", shared=SharedSeeds(ns.pool))
     everyone = ("admin", "ci", "reader")
 
     def handler(fn, roles=everyone, namespace_of=None, raw_body: bool = False):
