@@ -245,12 +245,17 @@ def _registry_url(services: StandIn) -> str:
             f"?sslmode=verify-full&sslrootcert={ca}")
 
 
-def test_up_names_the_privilege_that_is_missing_and_starts_nothing(services, tmp_path):
+def test_up_names_the_privilege_that_is_missing_and_starts_nothing(services, agents, tmp_path):
     services.sql("CREATE ROLE localdev_nodb LOGIN CREATEROLE PASSWORD 'nodb-pw'")
-    services.sql("GRANT CONNECT ON DATABASE postgres TO localdev_nodb")
+    services.sql("CREATE ROLE localdev_other LOGIN CREATEROLE CREATEDB PASSWORD 'other-pw'")
+    for role in ("localdev_nodb", "localdev_other"):
+        services.sql(f"GRANT CONNECT ON DATABASE postgres TO {role}")
     cases = [
         (dict(pg_role="localdev_nodb"), {"postgres": "nodb-pw"},
          "the PostgreSQL role 'localdev_nodb'", "lacks CREATEDB"),
+        # privileged enough, but the registry the agents share belongs to another role
+        (dict(pg_role="localdev_other"), {"postgres": "other-pw"},
+         f"the registry database 'localdev' exists, made by '{ADMIN_ROLE}'", "may not connect to it"),
         (dict(), {"postgres": "wrong"}, "postgres at postgresql://localdev_admin@", "password authentication failed"),
         (dict(redis_user="default"), {"redis": "wrong-redis-pw"}, "redis at rediss://default@",
          "refused localdev's login"),

@@ -19,6 +19,8 @@ AUTH_FAILURES = ("password authentication failed", "no password supplied", "role
 def check_admin(pg) -> None:
     import psycopg
 
+    from localdev.namespaces import REGISTRY_DB
+
     where = pg.where
     try:
         with pg.connect() as conn:
@@ -27,6 +29,9 @@ def check_admin(pg) -> None:
                 "current_setting('server_version_num')::int, current_setting('max_connections')::int, "
                 "current_setting('superuser_reserved_connections')::int "
                 "FROM pg_roles r WHERE r.rolname = current_user").fetchone()
+            registry = conn.execute("SELECT has_database_privilege(current_user, oid, 'CONNECT'), "
+                                    "pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                                    (REGISTRY_DB,)).fetchone()
     except psycopg.OperationalError as exc:
         text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
         if "CONNECT privilege" in text:
@@ -47,6 +52,10 @@ def check_admin(pg) -> None:
         raise BadInput(f"the PostgreSQL role {name!r} at {where} lacks {' and '.join(missing)} "
                        f"({'; '.join(why[m] for m in missing)}): as a role that may, run "
                        f"ALTER ROLE {name} {' '.join(missing)}; superuser is not needed")
+    if registry and not registry[0]:
+        raise BadInput(f"postgres at {where}: the registry database {REGISTRY_DB!r} exists, made by {registry[1]!r}, "
+                       f"and the role {name!r} may not connect to it: as {registry[1]!r}, give {name!r} the database "
+                       "and its tables (the agents that share a registry must all be able to write it)")
     own = pg.own_connections()
     if connlimit != -1 and connlimit < own:
         raise BadInput(f"the PostgreSQL role {name!r} at {where} has CONNECTION LIMIT {connlimit}, and one localdev "
