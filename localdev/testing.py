@@ -65,11 +65,45 @@ with Cluster().services["postgres"].connect(sys.argv[2]) as conn:
 """
 
 
+# A TCP relay: argv = listen host, listen port, target host, target port.
+FORWARD = r"""
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def handle(reader, writer):
+    try:
+        up_reader, up_writer = await asyncio.open_connection(sys.argv[3], int(sys.argv[4]))
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+async def main():
+    server = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]))
+    print("listening", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
 class StandIn:
     """Services someone else runs, stood in for by a native localdev cluster's servers in `net.server` (its
     config at `config`, `host` its namespace's address): started without an agent, its own registry dropped
     (the registry belongs to the agents that carve the services up), and a PostgreSQL role `admin_role` with
-    CREATEROLE and CREATEDB, not superuser, for those agents. `env`: the environment its commands run in."""
+    CREATEROLE and CREATEDB, not superuser, for those agents. `env`: the environment its commands run in.
+
+    DynamoDB Local and the emulator are offered themselves, as whoever runs them would (a relay on the
+    namespace's address to the loopback ports they listen on behind this cluster's own AWS gateway)."""
 
     def __init__(self, net: Net, config: Path, home: Path, env: dict, admin_role: str = "localdev_admin"):
         import tomllib
@@ -78,6 +112,7 @@ class StandIn:
         self.env = {**env, "LOCALDEV_HOME": str(home), "LOCALDEV_CONFIG": str(config)}
         self.ports = {name: table["port"] for name, table in tomllib.loads(config.read_text())["services"].items()}
         self.admin_role, self.admin_password = admin_role, "admin-" + secrets.token_hex(12)
+        self._relays: list[subprocess.Popen] = []
 
     def py(self, code: str, *args: str, timeout: float = 120) -> str:
         return self.net.run(self.net.server, sys.executable, "-c", code, *args, env=self.env,
@@ -96,8 +131,22 @@ class StandIn:
         self.sql(f"CREATE ROLE {self.admin_role} LOGIN CREATEROLE CREATEDB PASSWORD '{self.admin_password}'")
         # as a managed server's admin can (this stand-in's own up revoked CONNECT from PUBLIC)
         self.sql(f"GRANT CONNECT ON DATABASE postgres TO {self.admin_role}")
+        from localdev.ports import free_port
+
+        recorded = json.loads((self.home / "cluster.json").read_text())["config"]["services"]
+        for name in ("dynamodb", "aws"):
+            backend = int(recorded[name].get("backend_port") or recorded[name]["port"])
+            self.ports[name] = free_port()
+            relay = subprocess.Popen(["ip", "netns", "exec", self.net.server, sys.executable, "-c", FORWARD,
+                                      self.net.server_ip, str(self.ports[name]), "127.0.0.1", str(backend)],
+                                     stdout=subprocess.PIPE, text=True)
+            self._relays.append(relay)
+            assert relay.stdout is not None and relay.stdout.readline().strip() == "listening"
 
     def stop(self) -> None:
+        for relay in self._relays:
+            relay.kill()
+            relay.wait(timeout=10)
         self.net.run(self.net.server, sys.executable, "-c",
                      "from localdev.cluster import Cluster; Cluster().down(purge=True)", env=self.env,
                      cwd=self.config.parent, timeout=300)
