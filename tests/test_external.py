@@ -155,6 +155,11 @@ def test_an_agent_elsewhere_carves_external_services_with_a_role_that_is_not_sup
     assert seen["buckets"] == ["ext-one-assets", "ext-one-invoices"]
     assert "ext-one:probe" in seen["redis"]
 
+    # Snapshots need copies only localdev's own DynamoDB Local can make: refused loudly here, nothing made.
+    proc = a.cli("ns", "snapshot", "ext-one", "--as", "ext-snap")
+    assert proc.returncode == 2 and "dynamodb has no snapshot copy on this cluster (runtime external)" in proc.stderr
+    assert "ext-snap" not in a.cli("ns", "snapshots", check=True).stdout
+
     # Isolation through the external agent: two's credentials get none of one's data.
     intrude = (
         "import os, json, boto3, psycopg, pymongo, redis\n"

@@ -272,6 +272,18 @@ class Postgres(Service):
             return self.ctx.endpoint.url(path="/" + quote(dbname, safe=""))
         return f"postgresql://{ADMIN}:{quote(self.admin_password, safe='')}@{self.host}:{self.port}/{dbname}"
 
+    def admin_libpq_env(self) -> dict[str, str]:
+        """libpq's environment for localdev's admin login (for pg_dump and pg_restore): user, password and, for
+        an external url, its TLS settings."""
+        endpoint = self.ctx.endpoint
+        if endpoint is None:
+            return {"PGUSER": ADMIN, "PGPASSWORD": self.admin_password}
+        params = dict(endpoint.query)
+        env = {"PGUSER": endpoint.user, "PGPASSWORD": endpoint.password or ""}
+        env.update({k: params[p] for k, p in (("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"))
+                    if p in params})
+        return env
+
     def connect(self, dbname: str | None = None, **kwargs):
         """A new autocommit admin connection (the caller closes it)."""
         import psycopg
@@ -404,7 +416,7 @@ class Postgres(Service):
                          .format(role, sql.Literal(self.password(ns)), limit))
             # An admin that is not superuser (a managed server) may give a database to a role, rename it, end
             # its sessions and drop it only as a member of that role: CREATEROLE lets it grant that to itself.
-            self._join(conn, ns.db_name)
+            self.join_role(conn, ns.db_name)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
                 if spares and self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
@@ -416,7 +428,7 @@ class Postgres(Service):
         return self.namespace_env(ns)
 
     @staticmethod
-    def _join(conn, role: str) -> None:
+    def join_role(conn, role: str) -> None:
         from psycopg import sql
 
         if not conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()[0]:
@@ -484,7 +496,7 @@ class Postgres(Service):
         template = self._template(seeds, ns.name)
         env = self.create_namespace(ns, template=template)
         with self.pool().connection() as conn:  # REASSIGN OWNED needs it, for a template another role built
-            self._join(conn, seeds.owner)
+            self.join_role(conn, seeds.owner)
         with self.connect(ns.db_name) as conn:  # objects in the clone belong to the template's seed role
             conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
                 sql.Identifier(seeds.owner), sql.Identifier(ns.db_name)))
@@ -511,7 +523,7 @@ class Postgres(Service):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
-            self._join(conn, owner)  # SET ROLE to it below, REASSIGN OWNED from it in every clone
+            self.join_role(conn, owner)  # SET ROLE to it below, REASSIGN OWNED from it in every clone
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
             conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name),
