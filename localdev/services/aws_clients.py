@@ -27,10 +27,20 @@ GATEWAY_OPTIONS = {"backend_port": Option(0, int, help="the server's own loopbac
 
 def public_url(svc) -> str:
     """The gateway's endpoint for a service behind it, as `ns env` gives it: https with the cluster CA beyond
-    loopback (team mode), where the gateway terminates TLS."""
+    loopback (team mode), where the gateway terminates TLS. On runtime = "external", the service's url (there
+    is no gateway of ours in front of it)."""
     host = svc.client_host
     where = f"[{host}]" if ":" in host else host
-    return f"{'https' if svc.tls else 'http'}://{where}:{svc.port}"
+    scheme = svc.ctx.endpoint.scheme if svc.ctx.endpoint else ("https" if svc.tls else "http")
+    return f"{scheme}://{where}:{svc.port}"
+
+
+def server_url(svc) -> str:
+    """The server itself, for localdev's own clients (seeding, readiness): behind the gateway on loopback, or
+    an external url as given."""
+    if svc.ctx.endpoint:
+        return svc.ctx.endpoint.url(path="", user=False, query=())
+    return f"http://127.0.0.1:{svc.backend_port}"
 
 
 def credentials_env(ns, tls: bool = False) -> dict[str, str]:

@@ -53,6 +53,7 @@ def _lost_message(ns_name: str) -> str:
 
 class Aws(Service):
     name = "aws"
+    url_schemes = ("http", "https")
     default_port = 4566
     env_keys = ("AWS_ENDPOINT_URL", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
@@ -78,7 +79,7 @@ class Aws(Service):
     @property
     def endpoint(self) -> str:
         """The emulator itself, behind the gateway (localdev's own clients: seeding, readiness)."""
-        return f"http://127.0.0.1:{self.backend_port}"
+        return aws_clients.server_url(self)
 
     @property
     def public_host(self) -> str:

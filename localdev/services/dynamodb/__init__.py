@@ -48,6 +48,7 @@ class DynamoDB(Service):
     """Amazon DynamoDB Local, native (Java 17+) or the official container image."""
 
     name = "dynamodb"
+    url_schemes = ("http", "https")
     default_port = 8000
     env_keys = ("AWS_ENDPOINT_URL_DYNAMODB", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
@@ -70,7 +71,7 @@ class DynamoDB(Service):
     @property
     def endpoint(self) -> str:
         """DynamoDB Local itself, behind the gateway (localdev's own clients: seeding, readiness)."""
-        return f"http://127.0.0.1:{self.backend_port}"
+        return aws_clients.server_url(self)
 
     def serves_tls(self) -> bool:
         return True  # the gateway terminates TLS in front of it, on every runtime

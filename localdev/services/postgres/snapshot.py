@@ -50,6 +50,7 @@ class TemplateCopier:
         with advisory_lock(conn, ROLE):
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone():
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(self._ident(ROLE)))
+            self.pg.join_role(conn, ROLE)  # REASSIGN OWNED to and from it, pg_restore --role, without superuser
 
     def take(self, ns, sid: str, idle: bool) -> dict:
         import psycopg
@@ -86,8 +87,8 @@ class TemplateCopier:
     def _dump_restore(self, source: str, target: str) -> None:
         """pg_dump of `source` streamed into pg_restore of `target`, restored as ROLE in one transaction."""
         bin_dir = find_bin_dir(self.pg.option("bin_dir"))
-        env = {**os.environ, "PGPASSWORD": self.pg.admin_password}  # never on a command line
-        common = ["-h", self.pg.host, "-p", str(self.pg.port), "-U", "postgres", "--no-owner", "--no-acl"]
+        env = {**os.environ, **self.pg.admin_libpq_env()}  # the password never on a command line
+        common = ["-h", self.pg.host, "-p", str(self.pg.port), "-U", env["PGUSER"], "--no-owner", "--no-acl"]
         with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
             dump = subprocess.Popen([str(bin_dir / "pg_dump"), *common, "-d", source, "-Fc", "-Z0"],
                                     stdout=subprocess.PIPE, stderr=dump_err, env=env)
