@@ -266,7 +266,8 @@ class Supervisor(threading.Thread):
 
 
 class Reaper(threading.Thread):
-    """Deletes expired namespaces (and interrupted creates) while the cluster runs."""
+    """Deletes expired namespaces (and interrupted creates) while the cluster runs. Agents that share a
+    registry take turns by a lock in it: a round another agent is already doing is skipped, not repeated."""
 
     def __init__(self, cluster: Cluster, interval: float):
         super().__init__(name="reaper", daemon=True)
@@ -277,8 +278,10 @@ class Reaper(threading.Thread):
         while True:
             time.sleep(self.interval)
             try:
-                removed = self.cluster.namespaces.gc()
-                if removed:
+                removed = self.cluster.namespaces.gc(wait=False)
+                if removed is None:
+                    log.debug("another agent is reaping: this round is its")
+                elif removed:
                     log.info("reaped expired namespaces: %s", ", ".join(removed))
             except Exception as exc:  # e.g. postgres restarting: try again next round
                 log.warning("reaping failed: %s", exc)
