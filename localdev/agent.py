@@ -32,7 +32,7 @@ from starlette.routing import Route
 from localdev.cluster import Cluster
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.progress import listening
-from localdev.seedpack import SeedStore
+from localdev.seedpack import SeedStore, SharedSeeds
 from localdev.services.base import ADVERTISED_HOST
 from localdev.tls import tls_dir
 from localdev.tokens import LOCAL, Principal
@@ -53,7 +53,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
     token). `advertise_from_request`: env answers name the services by the host the client used for the
     agent, unless the config names an `advertise_host`."""
     ns = cluster.namespaces
-    store = SeedStore(cluster.state.home / "seeds")
+    store = SeedStore(cluster.state.home / "seeds", shared=SharedSeeds(ns.pool))
     everyone = ("admin", "ci", "reader")
 
     def handler(fn, roles=everyone, namespace_of=None, raw_body: bool = False):

@@ -23,6 +23,7 @@ from localdev.services import in_waves
 from localdev.services.base import CA_FILE
 from localdev.services.postgres import PROCESS_ID
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
+from localdev.seedpack import SCHEMA as SEEDS_SCHEMA
 from localdev.tokens import SCHEMA as TOKENS_SCHEMA
 from localdev.tokens import Tokens
 
@@ -95,7 +96,7 @@ class Namespaces:
             conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
             with self.postgres.connect(REGISTRY_DB) as registry:
                 # one simple query: one transaction, so the migration is whole or not at all
-                registry.execute(SCHEMA + TOKENS_SCHEMA)
+                registry.execute(SCHEMA + TOKENS_SCHEMA + SEEDS_SCHEMA)
 
     def close(self) -> None:
         with self._pool_lock:

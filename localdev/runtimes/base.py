@@ -68,7 +68,8 @@ class Endpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         params = self.query if query is None else query
         tail = ("?" + urlencode(params, safe="/")) if params else ""
-        return f"{self.scheme}://{login}{host}:{self.port}{self.path if path is None else path}{tail}"
+        path = self.path if path is None else path
+        return f"{self.scheme}://{login}{host}:{self.port}{path or ('/' if tail else '')}{tail}"
 
     def params(self, drop: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
         """The url's parameters but those named in `drop` (case-insensitive), for a namespace's own url."""

@@ -22,14 +22,14 @@ def check_admin(mongo) -> None:
     where = mongo.where
     client = mongo.admin()
     try:
-        client.admin.command("ping")
-        client.admin.command("connectionStatus")  # a command that needs the login: a wrong password fails here
+        client.admin.command("ping")  # with the login: a wrong password fails here
     except OperationFailure as exc:
-        if exc.code in (AUTH_FAILED, UNAUTHORIZED):
+        if exc.code == AUTH_FAILED:
             reason = (exc.details or {}).get("errmsg", exc)
             raise BadInput(f"mongo at {where}: the server refused localdev's login ({reason}; the password comes "
                            "from LOCALDEV_MONGO_PASSWORD or [services.mongo] password_file)") from None
-        raise LocalDevError(f"mongo at {where}: {exc}") from None
+        if exc.code != UNAUTHORIZED:  # logged in but refused even this: the steps below say what is missing
+            raise LocalDevError(f"mongo at {where}: {exc}") from None
     except PyMongoError as exc:
         raise LocalDevError(f"mongo at {where} does not answer: {exc}") from None
     user, db = f"localdev_probe_{token_hex(4)}", client[PROBE_DB]
