@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_max_connections, validate_name
+from localdev.seedpack import SCHEMA as SEEDS_SCHEMA
 from localdev.services import in_waves
 from localdev.services.base import CA_FILE
 from localdev.services.postgres import PROCESS_ID
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
-from localdev.seedpack import SCHEMA as SEEDS_SCHEMA
 from localdev.tokens import SCHEMA as TOKENS_SCHEMA
 from localdev.tokens import Tokens
 
