@@ -4,7 +4,9 @@
 - supervises the services: one that dies is restarted with backoff, and the event is recorded for `status`;
 - reaps expired namespaces on a timer.
 
-Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``.
+Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``; in a container, as its main process,
+``python -m localdev.agent --home DIR --up``: first what `up` does short of starting an agent (on runtime =
+"external", the services' round trips and privileges: a missing one exits 2 saying which), then serve.
 """
 
 from __future__ import annotations
@@ -348,9 +350,18 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="localdev-agent")
     parser.add_argument("--home", required=True)
+    parser.add_argument("--up", action="store_true", help="run `up` (without starting an agent) first, then serve "
+                                                           "in the foreground (a container's main process)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cluster = Cluster(home=args.home)
+    if args.up:
+        try:
+            cluster.up(agent=False, progress=log.info)
+        except LocalDevError as exc:
+            log.error("%s", exc)
+            raise SystemExit(exc.exit_code) from None
+        cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
     warm_up(cluster)
     def server(app, certfile=None, keyfile=None):

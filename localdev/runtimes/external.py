@@ -81,11 +81,13 @@ class ExternalRuntime:
 
     def verify(self, service) -> None:
         """The service's round trip and privileges (BadInput naming what is missing), before the agent starts."""
+        self.spec_for(service)
         service.check_endpoint()
 
     def spec_for(self, service) -> Endpoint:
         if service.ctx.endpoint is None:
-            raise BadInput(f'runtime = "external": [services.{service.name}] url is not set')
+            raise BadInput(f'runtime = "external" needs [services.{service.name}] url (where it runs, with the '
+                           "admin user), or enabled = false")
         return service.ctx.endpoint
 
     def prepare(self, service) -> None:
