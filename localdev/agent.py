@@ -4,7 +4,9 @@
 - supervises the services: one that dies is restarted with backoff, and the event is recorded for `status`;
 - reaps expired namespaces on a timer.
 
-Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``.
+Run by `localdev up` as ``python -m localdev.agent --home LOCALDEV_HOME``; in a container, as its main process,
+``python -m localdev.agent --home DIR --up``: first what `up` does short of starting an agent (on runtime =
+"external", the services' round trips and privileges: a missing one exits 2 saying which), then serve.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from localdev.cluster import Cluster
 from localdev.dashboard import Dashboard
 from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
 from localdev.progress import listening
-from localdev.seedpack import SeedStore
+from localdev.seedpack import SeedStore, SharedSeeds
 from localdev.services.base import ADVERTISED_HOST
 from localdev.tls import tls_dir
 from localdev.tokens import LOCAL, Principal
@@ -57,7 +59,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
     its pages are served here too, `tls` telling whether its cookie may only travel encrypted."""
     ns = cluster.namespaces
     dashboard = dashboard or Dashboard(cluster)
-    store = SeedStore(cluster.state.home / "seeds")
+    store = SeedStore(cluster.state.home / "seeds", shared=SharedSeeds(ns.pool))
     everyone = ("admin", "ci", "reader")
 
     def handler(fn, roles=everyone, namespace_of=None, raw_body: bool = False):
@@ -285,7 +287,8 @@ class Supervisor(threading.Thread):
 
 
 class Reaper(threading.Thread):
-    """Deletes expired namespaces (and interrupted creates) while the cluster runs."""
+    """Deletes expired namespaces (and interrupted creates) while the cluster runs. Agents that share a
+    registry take turns by a lock in it: a round another agent is already doing is skipped, not repeated."""
 
     def __init__(self, cluster: Cluster, interval: float):
         super().__init__(name="reaper", daemon=True)
@@ -296,8 +299,10 @@ class Reaper(threading.Thread):
         while True:
             time.sleep(self.interval)
             try:
-                removed = self.cluster.namespaces.gc()
-                if removed:
+                removed = self.cluster.namespaces.gc(wait=False)
+                if removed is None:
+                    log.debug("another agent is reaping: this round is its")
+                elif removed:
                     log.info("reaped expired namespaces: %s", ", ".join(removed))
             except Exception as exc:  # e.g. postgres restarting: try again next round
                 log.warning("reaping failed: %s", exc)
@@ -364,9 +369,18 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="localdev-agent")
     parser.add_argument("--home", required=True)
+    parser.add_argument("--up", action="store_true", help="run `up` (without starting an agent) first, then serve "
+                                                           "in the foreground (a container's main process)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cluster = Cluster(home=args.home)
+    if args.up:
+        try:
+            cluster.up(agent=False, progress=log.info)
+        except LocalDevError as exc:
+            log.error("%s", exc)
+            raise SystemExit(exc.exit_code) from None
+        cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
     warm_up(cluster)
     def server(app, certfile=None, keyfile=None):

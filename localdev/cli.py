@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "up", up, "Start the shared cluster (every enabled service, then the agent) and wait until "
                                 "all are healthy.")
-    p.add_argument("--runtime", choices=("auto", "native", "docker"))
+    p.add_argument("--runtime", choices=("auto", "native", "docker", "external"))
     p.add_argument("--service", action="append", help="only this service (repeatable)")
     p.add_argument("--serve", nargs="?", const="0.0.0.0:7443", metavar="ADDR",
                    help="team mode: the agent also listens on TCP, with TLS and tokens (default 0.0.0.0:7443)")

@@ -94,13 +94,14 @@ class Cluster:
         if self._services is None:
             classes = service_classes()
             cfg = self.config
-            runtime = self.runtime.name
+            runtime = self.runtime
             self._services = {}
             for name, cls in classes.items():
-                ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime,
+                ctx = ServiceContext(state=self.state, host=cfg.host, runtime=runtime.name,
                                      options=cfg.services[name], services=self._services,
                                      namespaces=cfg.namespaces, advertise_host=cfg.advertise_host,
-                                     server_cert=self.server_cert)
+                                     server_cert=self.server_cert,
+                                     endpoint=runtime.endpoint(name, cfg.services[name]))
                 self._services[name] = cls(ctx)
         return self._services
 
@@ -128,7 +129,11 @@ class Cluster:
             from localdev.runtimes.docker import DockerRuntime
 
             return DockerRuntime(self.state, self.config.host, labels=self.labels)
-        raise BadInput(f"unknown runtime {name!r}; use auto, native or docker")
+        if name == "external":
+            from localdev.runtimes.external import ExternalRuntime
+
+            return ExternalRuntime(self.state, self.config.host)
+        raise BadInput(f"unknown runtime {name!r}; use auto, native, docker or external")
 
     def spec(self, name: str):
         return self.runtime.spec_for(self.services[name])
@@ -196,6 +201,7 @@ class Cluster:
             for name in names:  # bad input changes nothing: refuse before starting anything
                 self.services[name].check()
                 self.services[name].check_exposure()
+                self.runtime.verify(self.services[name])
             self._check_ports(names)
             listener = self.listener() if agent else None  # before anything starts: a bad cert path is bad input
             if listener is not None and not self._native().state(AGENT).running:

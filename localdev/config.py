@@ -25,10 +25,13 @@ class Option:
     help: str = ""
 
 
-RUNTIMES = ("auto", "native", "docker")
+RUNTIMES = ("auto", "native", "docker", "external")
 COMMON_OPTIONS = {
     "enabled": Option(True, bool, help="start this service with `localdev up`"),
     "allow_plaintext": Option(False, bool, help="let a service that cannot do TLS listen beyond loopback anyway"),
+    # runtime = "external": where the service is and localdev's admin login (no password: see below)
+    "url": Option("", str, help='runtime = "external": the service\'s endpoint, with the admin user'),
+    "password_file": Option("", str, help="a file holding the admin password (else LOCALDEV_<SERVICE>_PASSWORD)"),
 }
 TOP_KEYS = {"runtime", "host", "advertise_host", "services", "namespaces", "agent"}
 NAMESPACE_KEYS = {"default_ttl": "24h", "seeds": "seeds", "region": "us-east-1",
@@ -199,6 +202,7 @@ def validate(raw: dict, where: str, path: Path | None, env: Mapping[str, str]) -
                 values[key] = _check(where, f"services.{name}.{key}", table.get(key, opt.default), opt)
         if not 1 <= values["port"] <= 65535:
             raise _fail(where, f"services.{name}.port", f"{values['port']} is not a TCP port (1-65535)")
+        _check_endpoint(where, name, cls, values, cfg)
         cfg.services[name] = values
 
     cfg.namespaces = _namespaces(where, raw)
@@ -214,6 +218,20 @@ def validate(raw: dict, where: str, path: Path | None, env: Mapping[str, str]) -
             raise _fail(where, f"services.{name}.port", f"{port} is also the port of {seen[port]}")
         seen[port] = name
     return cfg
+
+
+def _check_endpoint(where: str, name: str, cls, values: dict, cfg: Config) -> None:
+    """runtime = "external": an enabled service needs its url, which must parse and hold no password."""
+    from localdev.runtimes.external import parse_url
+
+    if values["url"]:
+        parse_url(name, values["url"], cls.url_schemes, cls.default_port, where)
+    elif cfg.runtime == "external" and values["enabled"]:
+        example = f"{cls.url_schemes[0]}://HOST:{cls.default_port}" if cls.url_schemes else "a url"
+        raise _fail(where, f"services.{name}.url", f'runtime = "external" needs each enabled service\'s endpoint '
+                    f'(e.g. url = "{example}"), or enabled = false')
+    if values["password_file"]:
+        values["password_file"] = str((cfg.root / values["password_file"]).resolve())
 
 
 def _table(where: str, name: str, raw, defaults: dict) -> dict:

@@ -19,8 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_max_connections, validate_name
+from localdev.seedpack import SCHEMA as SEEDS_SCHEMA
 from localdev.services import in_waves
 from localdev.services.base import CA_FILE
+from localdev.services.postgres import PROCESS_ID
 from localdev.services.postgres.locks import NAMESPACES, LockTimeout, advisory_lock
 from localdev.tokens import SCHEMA as TOKENS_SCHEMA
 from localdev.tokens import Tokens
@@ -52,6 +54,9 @@ ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS owner text;
 -- NULL for rows from before: their roles have no limit, and reading NULL as today's default would show
 -- a limit PostgreSQL does not enforce.
 ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS max_connections integer;
+-- the process (localdev.services.postgres.PROCESS_ID) creating or deleting it: if that process dies, the agent
+-- that rolls the namespace back first ends its statements still running in PostgreSQL
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS agent text;
 -- Secrets are {group: {key: value}}, as services declare them. Rows from before held fixed fields
 -- (pg_password, which the Mongo service used too, the AWS key pair and the region): move them over.
 UPDATE namespaces SET region = COALESCE(secrets->>'region', region), secrets = jsonb_build_object(
@@ -91,7 +96,7 @@ class Namespaces:
             conn.execute(f"REVOKE ALL ON DATABASE {REGISTRY_DB} FROM PUBLIC")
             with self.postgres.connect(REGISTRY_DB) as registry:
                 # one simple query: one transaction, so the migration is whole or not at all
-                registry.execute(SCHEMA + TOKENS_SCHEMA)
+                registry.execute(SCHEMA + TOKENS_SCHEMA + SEEDS_SCHEMA)
 
     def close(self) -> None:
         with self._pool_lock:
@@ -164,17 +169,16 @@ class Namespaces:
                 raise Conflict(f"namespace {name!r} already exists: use another name, `localdev ns delete {name}` "
                                "first, or --exist-ok to reuse it")
             if row:  # an interrupted create or delete: finish rolling it back
-                self._drop_everywhere(self._namespace(row), row["services"])
-                conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
+                self._roll_back(conn, row)
             ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
                                [secret for n in services for secret in self.cluster.services[n].secrets],
                                max_connections=max_connections)
             expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
                 "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region, owner, "
-                "max_connections) VALUES (%s, 'creating', %s, %s, %s, %s, %s, %s, %s)",
+                "max_connections, agent) VALUES (%s, 'creating', %s, %s, %s, %s, %s, %s, %s, %s)",
                 (name, expires, json.dumps(labels), services, json.dumps(ns.secrets), ns.region, owner,
-                 max_connections))
+                 max_connections, PROCESS_ID))
             try:
                 seed_hash = fixtures.content_hash if fixtures else None
                 parts = fixtures.per_service if fixtures else {}
@@ -351,28 +355,46 @@ class Namespaces:
                 if missing_ok:
                     return False
                 raise NotFound(f"no namespace named {name!r} (use --missing-ok to ignore that)")
-            conn.execute("UPDATE namespaces SET state = 'deleting' WHERE name = %s", (name,))
+            if row["state"] != "ready":  # interrupted: whoever was at it may have left statements running
+                self._roll_back(conn, row)
+                return True
+            conn.execute("UPDATE namespaces SET state = 'deleting', agent = %s WHERE name = %s", (PROCESS_ID, name))
             self._drop_everywhere(self._namespace(row), row["services"])
             conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
             return True
+
+    def _roll_back(self, conn, row: dict) -> None:
+        """Remove what an interrupted create or delete left (the caller holds the name's lock, so nobody is at
+        it): first the statements the interrupted process still runs in PostgreSQL, if it died (an agent killed
+        mid-create, on this machine or another), so none of them finishes after this and leaves its work."""
+        if row.get("agent"):
+            self.postgres.end_statements_of(row["agent"])
+        self._drop_everywhere(self._namespace(row), row["services"])
+        conn.execute("DELETE FROM namespaces WHERE name = %s", (row["name"],))
 
     def expired(self) -> builtins.list[str]:
         """Expired namespaces, and interrupted creates/deletes (nobody holds their lock)."""
         return [n["name"] for n in self.list()
                 if n["state"] == "interrupted" or (n["expires_at"] and n["expires_at"] <= time.time())]
 
-    def gc(self, dry_run: bool = False) -> builtins.list[str]:
-        names = self.expired()
+    def gc(self, dry_run: bool = False, wait: bool = True) -> builtins.list[str] | None:
+        """Delete the expired and interrupted namespaces. One collector at a time among every process and agent
+        sharing the registry (a lock in it, not timing): `wait` False (the agent's reaper) returns None at once
+        if another holds it; True (`ns gc`) waits for it, then collects what is left."""
         if dry_run:
-            return names
-        removed = []
-        for name in names:
-            try:
-                if self.delete(name, missing_ok=True):
-                    removed.append(name)
-            except Conflict:
-                continue  # busy: someone else is working on it; the next round takes it
-        return removed
+            return self.expired()
+        with self.pool().connection() as conn, advisory_lock(conn, "reaper", try_only=not wait,
+                                                             timeout=None if not wait else LOCK_WAIT) as held:
+            if not held:
+                return None
+            removed = []
+            for name in self.expired():
+                try:
+                    if self.delete(name, missing_ok=True):
+                        removed.append(name)
+                except Conflict:
+                    continue  # busy: someone else is working on it; the next round takes it
+            return removed
 
     # -- presentation (no secrets) -----------------------------------------------------
     @staticmethod

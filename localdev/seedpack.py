@@ -1,7 +1,8 @@
 """Seeds sent by content: a request names a seeds/ folder by the SHA-256 of its files; the agent keeps the
 sets it was sent (a bounded number, least recently used out) and asks for the files (a tar) only when it
 does not have that hash, so an unchanged folder crosses the network once. Two runners with one checkout
-share one upload and one PostgreSQL template.
+share one upload and one PostgreSQL template. Agents that share a registry share the sets too (kept in it,
+up to SHARED_MAX each): an upload to one agent serves a create sent to another, as behind a load balancer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from localdev.errors import BadInput
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_BYTES = 1 << 30  # one seed set, packed
 KEEP = 20  # seed sets the agent keeps
+SHARED_MAX = 64 << 20  # larger sets stay with the agent they were sent to
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seed_sets (
+    digest   text PRIMARY KEY,
+    data     bytea NOT NULL,
+    used_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
 
 
 def files(root: Path) -> list[Path]:
@@ -65,15 +74,47 @@ def pack(root: Path) -> bytes:
     return data
 
 
-class SeedStore:
-    """The agent's side: seed sets under LOCALDEV_HOME/seeds/<sha256>/, each extracted and checked once."""
+class SharedSeeds:
+    """Seed sets in the registry (table seed_sets), for every agent that shares it; the newest KEEP stay."""
 
-    def __init__(self, root: Path, keep: int = KEEP):
+    def __init__(self, pool):
+        self.pool = pool  # () -> the registry's connection pool
+
+    def load(self, digest: str) -> bytes | None:
+        with self.pool().connection() as conn:
+            row = conn.execute("UPDATE seed_sets SET used_at = now() WHERE digest = %s RETURNING data",
+                               (digest,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def save(self, digest: str, data: bytes) -> None:
+        if len(data) > SHARED_MAX:
+            return
+        with self.pool().connection() as conn:
+            conn.execute("INSERT INTO seed_sets (digest, data) VALUES (%s, %s) ON CONFLICT (digest) "
+                         "DO UPDATE SET used_at = now()", (digest, data))
+            conn.execute("DELETE FROM seed_sets WHERE digest NOT IN "
+                         "(SELECT digest FROM seed_sets ORDER BY used_at DESC LIMIT %s)", (KEEP,))
+
+
+class SeedStore:
+    """The agent's side: seed sets under LOCALDEV_HOME/seeds/<sha256>/, each extracted and checked once;
+    with `shared`, also those another agent on the same registry was sent."""
+
+    def __init__(self, root: Path, keep: int = KEEP, shared: SharedSeeds | None = None):
         self.root = root
         self.keep = keep
+        self.shared = shared
 
     def path(self, digest: str) -> Path | None:
-        """The extracted set for `digest`, marked as just used; None if the agent does not have it."""
+        """The extracted set for `digest`, marked as just used; None if no agent has it."""
+        folder = self._local(digest)
+        if folder is None and self.shared is not None:
+            data = self.shared.load(digest)
+            if data is not None:
+                return self._extracted(digest, data)
+        return folder
+
+    def _local(self, digest: str) -> Path | None:
         if not HASH_RE.fullmatch(digest or ""):
             raise BadInput(f"invalid seeds hash {digest!r}: expected 64 hex digits (sha256)")
         folder = self.root / digest
@@ -85,7 +126,13 @@ class SeedStore:
 
     def put(self, digest: str, data: bytes) -> Path:
         """Extract `data` (a plain tar of files) and keep it if its content is what `digest` names."""
-        if self.path(digest) is not None:
+        folder = self._extracted(digest, data)
+        if self.shared is not None:
+            self.shared.save(digest, data)
+        return folder
+
+    def _extracted(self, digest: str, data: bytes) -> Path:
+        if self._local(digest) is not None:
             return self.root / digest
         if len(data) > MAX_BYTES:
             raise BadInput(f"the seeds upload is over {MAX_BYTES >> 20} MiB")

@@ -23,9 +23,12 @@ def ip(*args: str) -> None:
 
 
 class Net:
-    """Two network namespaces, `server` (10.213.0.1) and `client` (10.213.0.2), joined by a veth pair."""
+    """Two network namespaces, `server` (10.213.0.1) and `client` (10.213.0.2), joined by a veth pair. Test
+    files that may run in one session give each their own pair of addresses (both in 10.213.0.0/24)."""
 
-    def __init__(self):
+    def __init__(self, server_ip: str = SERVER_IP, client_ip: str = CLIENT_IP):
+        assert server_ip.startswith("10.213.0.") and client_ip.startswith("10.213.0."), "only 10.213.0.0/24"
+        self.server_ip, self.client_ip = server_ip, client_ip
         tag = secrets.token_hex(3)
         self.server, self.client = f"ldsrv{tag}", f"ldcli{tag}"
         ip("netns", "add", self.server)
@@ -33,7 +36,7 @@ class Net:
         ip("link", "add", f"vs{tag}", "type", "veth", "peer", "name", f"vc{tag}")
         ip("link", "set", f"vs{tag}", "netns", self.server)
         ip("link", "set", f"vc{tag}", "netns", self.client)
-        for ns, dev, addr in ((self.server, f"vs{tag}", SERVER_IP), (self.client, f"vc{tag}", CLIENT_IP)):
+        for ns, dev, addr in ((self.server, f"vs{tag}", server_ip), (self.client, f"vc{tag}", client_ip)):
             ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
             ip("-n", ns, "link", "set", "lo", "up")

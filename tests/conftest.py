@@ -25,6 +25,7 @@ from localdev.config import load as load_config
 from localdev.ports import free_port  # noqa: F401  (tests import it from here)
 from localdev.waiting import poll_until
 
+
 def _toml_value(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
 
@@ -95,6 +96,16 @@ class ClusterHandle:
 
     def __getattr__(self, item):
         return getattr(self.cluster, item)
+
+
+def clean_env(**extra) -> dict:
+    """The environment of a process on another machine (network tests): nothing of this cluster's or of the
+    caller's settings, this checkout's code, and `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LOCALDEV_", "AWS_", "PG", "DATABASE_URL", "MONGODB_URI", "REDIS_", "XDG_CONFIG"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
 
 
 def start_cluster(tmp_path_factory, services, options=None, agent=True, extra="") -> ClusterHandle:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port, write_config
+from conftest import REPO, clean_env, free_port, write_config
 
 from localdev.testing import SERVER_IP, Net
 from localdev.waiting import poll_until
@@ -26,14 +26,6 @@ BIN = Path(sys.executable).parent
 
 if os.geteuid() != 0 or not shutil.which("ip"):
     pytest.skip("network namespaces need root and iproute2 (`ip netns`)", allow_module_level=True)
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("LOCALDEV_", "AWS_", "PG", "DATABASE_URL", "MONGODB_URI", "XDG_CONFIG"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
 
 
 class Team:

@@ -35,6 +35,48 @@ class ContainerSpec:
     user: str | None = None
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a service someone else runs is, and localdev's admin login there (runtime = "external").
+
+    The password never comes from the config file (LOCALDEV_<SERVICE>_PASSWORD or `password_file`), and it is
+    kept out of repr() and of `display`, so neither a log line nor an error message can carry it."""
+
+    scheme: str
+    host: str
+    port: int
+    user: str
+    path: str = ""  # "/postgres": the database the admin connects to, where the scheme has one
+    query: tuple[tuple[str, str], ...] = ()  # the url's parameters (TLS settings, auth source), in order
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        """The url as configured (no password): for messages and `status`."""
+        return self.url(password=False)
+
+    def url(self, path: str | None = None, password: bool = True, user: bool = True,
+            query: tuple[tuple[str, str], ...] | None = None) -> str:
+        from urllib.parse import quote, urlencode
+
+        login = ""
+        if user and self.user:
+            login = quote(self.user, safe="")
+            if password and self.password is not None:
+                login += ":" + quote(self.password, safe="")
+            login += "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        params = self.query if query is None else query
+        tail = ("?" + urlencode(params, safe="/")) if params else ""
+        path = self.path if path is None else path
+        return f"{self.scheme}://{login}{host}:{self.port}{path or ('/' if tail else '')}{tail}"
+
+    def params(self, drop: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+        """The url's parameters but those named in `drop` (case-insensitive), for a namespace's own url."""
+        lowered = {d.lower() for d in drop}
+        return tuple((k, v) for k, v in self.query if k.lower() not in lowered)
+
+
 @dataclass
 class ProcessState:
     running: bool
@@ -46,7 +88,16 @@ class ProcessState:
 class Runtime(Protocol):
     """What the cluster asks of a runtime; it never asks which runtime it has."""
 
-    name: str  # "native" | "docker": recorded in cluster.json, told to services (some run on one only)
+    name: str  # "native" | "docker" | "external": recorded in cluster.json, told to services
+
+    def endpoint(self, name: str, options: dict) -> Endpoint | None:
+        """Where service `name` is, if this runtime is told rather than deciding (external); None: where the
+        service itself says (its bind host and port)."""
+        ...
+
+    def verify(self, service) -> None:
+        """Before anything starts: refuse (BadInput) what this runtime cannot give `service`."""
+        ...
 
     def spec_for(self, service) -> ProcessSpec | ContainerSpec:
         """How this runtime runs `service` (its native_spec() or its container_spec())."""

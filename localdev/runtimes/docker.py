@@ -60,6 +60,12 @@ class DockerRuntime:
         self._client = None
         self._lock = threading.Lock()  # services of one wave start in parallel threads
 
+    def endpoint(self, name: str, options: dict) -> None:
+        """Services run here, where their own config puts them."""
+
+    def verify(self, service) -> None:
+        """Nothing beyond the services' own checks."""
+
     def spec_for(self, service) -> ContainerSpec:
         return service.container_spec()
 

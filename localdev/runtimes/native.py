@@ -52,6 +52,12 @@ class NativeRuntime:
     def _pid_file(self, name: str) -> Path:
         return self.dirs.run(name) / "pid"
 
+    def endpoint(self, name: str, options: dict) -> None:
+        """Services run here, where their own config puts them."""
+
+    def verify(self, service) -> None:
+        """Nothing beyond the services' own checks."""
+
     def spec_for(self, service) -> ProcessSpec:
         return service.native_spec()
 

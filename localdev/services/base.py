@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
-from localdev.runtimes.base import ContainerSpec, ProcessSpec
+from localdev.runtimes.base import ContainerSpec, Endpoint, ProcessSpec
 from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
@@ -42,13 +42,15 @@ class Check:
 class ServiceContext:
     state: StateDir
     host: str  # bind host; 127.0.0.1 unless the config says otherwise
-    runtime: str  # "native" | "docker"
+    runtime: str  # "native" | "docker" | "external"
     options: dict  # this service's validated [services.<name>] table, defaults filled in
     services: dict = field(default_factory=dict)  # name -> Service, for services that need a sibling
     namespaces: dict = field(default_factory=dict)  # the config's [namespaces] table (the connection budget)
     advertise_host: str = ""  # the name clients elsewhere use (team mode); "" = host
     # The cluster's server certificate (made on first use), for a service that serves TLS beyond loopback.
     server_cert: Callable[[], ServerCert] | None = None
+    # runtime = "external": where the service is and localdev's admin login there; None: localdev runs it.
+    endpoint: Endpoint | None = None
 
 
 
@@ -102,6 +104,8 @@ class Service:
     # True: its namespaces' state lives in memory, so after every (re)start each one is asked with
     # check_namespace() what it lost, and the registry records it for `status` and `ns list`.
     loses_state_on_restart: ClassVar[bool] = False
+    # The url schemes `[services.<name>] url` may use (runtime = "external"), the first one in examples.
+    url_schemes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -109,18 +113,34 @@ class Service:
     # -- where it lives -------------------------------------------------
     @property
     def port(self) -> int:
-        return int(self.ctx.options["port"])
+        endpoint = self.ctx.endpoint
+        return endpoint.port if endpoint else int(self.ctx.options["port"])
 
     @property
     def host(self) -> str:
         """Where clients on this machine reach it (localdev's own admin connections)."""
+        if self.ctx.endpoint:
+            return self.ctx.endpoint.host
         return "127.0.0.1" if self.ctx.host in ("0.0.0.0", "::", "") else self.ctx.host
 
     @property
     def client_host(self) -> str:
-        """Where a namespace's users reach it, as `ns env` names it: the config's advertise_host, else the
-        host a remote client reached the agent by, else `host`."""
+        """Where a namespace's users reach it, as `ns env` names it: an external service's url host (everyone
+        reaches it there), else the config's advertise_host, else the host a remote client reached the agent
+        by, else `host`."""
+        if self.ctx.endpoint:
+            return self.ctx.endpoint.host
         return self.ctx.advertise_host or ADVERTISED_HOST.get() or self.host
+
+    @property
+    def scheme(self) -> str:
+        """http or https, for services spoken to over HTTP (an external url may say https)."""
+        return self.ctx.endpoint.scheme if self.ctx.endpoint else "http"
+
+    @property
+    def where(self) -> str:
+        """How messages name the service's location (an external url without its password)."""
+        return self.ctx.endpoint.display if self.ctx.endpoint else f"{self.host}:{self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -151,6 +171,13 @@ class Service:
 
     def check(self) -> None:
         """Refuse a configuration this runtime cannot run (BadInput), before anything starts."""
+
+    def check_endpoint(self) -> None:
+        """runtime = "external", at every `up`, before the agent starts: a real round trip to the service at its
+        url, and every privilege namespaces need there; BadInput naming what is missing. Services whose admin
+        needs privileges (users, roles) override it."""
+        if not self.ready():
+            raise LocalDevError(f"{self.name} at {self.where} does not answer: check the url and that it runs")
 
     def postgres_admin_connections(self) -> int:
         """How many superuser PostgreSQL connections this service's own pools may hold: the PostgreSQL

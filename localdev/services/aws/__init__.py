@@ -53,6 +53,7 @@ def _lost_message(ns_name: str) -> str:
 
 class Aws(Service):
     name = "aws"
+    url_schemes = ("http", "https")
     default_port = 4566
     env_keys = ("AWS_ENDPOINT_URL", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
@@ -75,7 +76,7 @@ class Aws(Service):
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     # -- obtaining it -----------------------------------------------------------
     def _venv_python(self) -> Path:
@@ -254,7 +255,8 @@ class Aws(Service):
 
     # -- namespaces ------------------------------------------------------------------
     def namespace_env(self, ns) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": f"http://{self.client_host}:{self.port}", **aws_clients.credentials_env(ns)}
+        return {"AWS_ENDPOINT_URL": f"{self.scheme}://{self.client_host}:{self.port}",
+                **aws_clients.credentials_env(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
         """Idempotent: an account needs no creating, only its marker (also how a lost one is restored)."""

@@ -47,6 +47,7 @@ class DynamoDB(Service):
     """Amazon DynamoDB Local, native (Java 17+) or the official container image."""
 
     name = "dynamodb"
+    url_schemes = ("http", "https")
     default_port = 8000
     env_keys = ("AWS_ENDPOINT_URL_DYNAMODB", *aws_clients.CREDENTIAL_KEYS)
     secrets = aws_clients.SECRETS
@@ -69,7 +70,7 @@ class DynamoDB(Service):
         return self._url(self.host)
 
     def _url(self, host: str) -> str:
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return f"{self.scheme}://[{host}]:{self.port}" if ":" in host else f"{self.scheme}://{host}:{self.port}"
 
     # -- running --------------------------------------------------------------------------
     def check(self) -> None:

@@ -57,6 +57,7 @@ class MongoError(LocalDevError):
 class Mongo(Service):
     name = "mongo"
     default_port = 27017
+    url_schemes = ("mongodb",)
     depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
     ready_timeout = 90.0  # a mongo container's first start initialises its data
     env_keys = ("MONGODB_URI",)
@@ -103,6 +104,10 @@ class Mongo(Service):
         return self.ctx.services["postgres"]
 
     def check(self) -> None:
+        if self.flavor == "ferretdb" and self.ctx.endpoint is not None:
+            raise BadInput('[services.mongo] flavor = "ferretdb" is not for runtime = "external": its namespaces are '
+                           'PostgreSQL schemas FerretDB must be started for; point url at a MongoDB (flavor = '
+                           '"mongodb") or a mongo-java-server behind localdev\'s launcher')
         if self.flavor == "mongodb" and self.ctx.runtime == "native":
             raise BadInput('[services.mongo] flavor = "mongodb" runs only in containers (there is no MongoDB '
                            'server download for the native runtime): use runtime = "docker", or flavor = '
@@ -234,10 +239,15 @@ class Mongo(Service):
                                    connectTimeoutMS=timeout_ms, appname="localdev", **kwargs)
 
     def admin(self):
-        """A warm client with the cluster's own credentials for this flavor."""
+        """A warm client with the cluster's own credentials for this flavor (an external url's, there)."""
         with self._lock:
             if self._admin is None:
-                if self.on_postgres:
+                if self.ctx.endpoint is not None:
+                    import pymongo
+
+                    self._admin = pymongo.MongoClient(self.ctx.endpoint.url(), serverSelectionTimeoutMS=3000,
+                                                      connectTimeoutMS=3000, appname="localdev")
+                elif self.on_postgres:
                     self._admin = self._client(ADMIN_ROLE, self._secret("ferretdb_admin_password"), "PLAIN")
                 elif self.scram:
                     self._admin = self._client(MONGO_ROOT, self._secret("mongo_root_password"), "SCRAM-SHA-256",
@@ -300,6 +310,11 @@ class Mongo(Service):
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(META_DB)))
         with self.pg.connect(META_DB) as conn:
             conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+
+    def check_endpoint(self) -> None:
+        from localdev.services.mongo.external import check_admin
+
+        check_admin(self)
 
     def ready(self) -> bool:
         """A real `ping`. With FerretDB on PostgreSQL it is also the first request after a start, made as
@@ -393,6 +408,13 @@ class Mongo(Service):
             uri = f"mongodb://{user}:{password}@{where}/{db}?authSource={db}"
         else:
             uri = f"mongodb://{where}/{db}"  # SQLite backend: FerretDB has no authentication at all
+        if self.ctx.endpoint is not None:
+            from urllib.parse import urlencode
+
+            # The url's settings (TLS, a replica set) hold for namespaces; its auth settings are the admin's.
+            params = self.ctx.endpoint.params(drop=("authSource", "authMechanism", "authMechanismProperties"))
+            if params:
+                uri += ("&" if "?" in uri else "?") + urlencode(params)
         return {"MONGODB_URI": uri}
 
     def create_namespace(self, ns) -> dict[str, str]:

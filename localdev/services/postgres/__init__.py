@@ -21,7 +21,9 @@ import pwd
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
+from secrets import token_hex
 from urllib.parse import quote
 
 from localdev.errors import LocalDevError
@@ -60,11 +62,16 @@ SERVER_SETTINGS = {
 # concurrent seeded creates than this takes ordinary slots, and waits like a user's connection would.
 ONE_OFF_CONNECTIONS = 10
 ADMIN_POOL = 8
+# Every admin connection of this process carries it, so when this process dies mid-create the agent that
+# rolls the namespace back can end this process's statements still running in the server (see namespaces.py).
+PROCESS_ID = token_hex(6)
+APPLICATION_NAME = f"localdev {PROCESS_ID}"
 
 
 class Postgres(Service):
     name = "postgres"
     default_port = 5432
+    url_schemes = ("postgresql", "postgres")
     env_keys = ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT")
     secrets = (Secret("postgres", "password", lambda: new_secret(24)),)
     options = {
@@ -115,7 +122,16 @@ class Postgres(Service):
     def check(self) -> None:
         if self.option("bin_dir") and self.ctx.runtime == "native":
             find_bin_dir(self.option("bin_dir"))
-        self._check_connection_budget()
+        if self.ctx.endpoint is None:  # a server someone else runs has its own settings: check_endpoint reads them
+            self._check_connection_budget()
+
+    def check_endpoint(self) -> None:
+        """The server answers, at version 15 or later (CREATE DATABASE ... STRATEGY), localdev's role may make
+        roles and databases (CREATEROLE, CREATEDB; superuser is not needed), and the server's connections leave
+        one namespace's budget after localdev's own, which a role that is not superuser cannot reserve."""
+        from localdev.services.postgres.external import check_admin
+
+        check_admin(self)
 
     def own_connections(self) -> int:
         """The server slots kept for localdev's own superuser connections: the agent's registry pool, each
@@ -244,14 +260,24 @@ class Postgres(Service):
             ports={5432: self.port}, volumes={"postgres-data": "/var/lib/postgresql/data"},
             healthcheck=["pg_isready", "-U", ADMIN, "-h", "127.0.0.1"])
 
-    def admin_url(self, dbname: str = "postgres") -> str:
+    @property
+    def admin_db(self) -> str:
+        """The database localdev's admin connections open by default (an external url's path names it)."""
+        endpoint = self.ctx.endpoint
+        return endpoint.path.lstrip("/") if endpoint and endpoint.path else "postgres"
+
+    def admin_url(self, dbname: str | None = None) -> str:
+        dbname = dbname or self.admin_db
+        if self.ctx.endpoint:
+            return self.ctx.endpoint.url(path="/" + quote(dbname, safe=""))
         return f"postgresql://{ADMIN}:{quote(self.admin_password, safe='')}@{self.host}:{self.port}/{dbname}"
 
-    def connect(self, dbname: str = "postgres", **kwargs):
+    def connect(self, dbname: str | None = None, **kwargs):
         """A new autocommit admin connection (the caller closes it)."""
         import psycopg
 
-        return psycopg.connect(self.admin_url(dbname), autocommit=True, connect_timeout=5, **kwargs)
+        return psycopg.connect(self.admin_url(dbname), autocommit=True, connect_timeout=5,
+                               application_name=APPLICATION_NAME, **kwargs)
 
     def ready(self) -> bool:
         import psycopg
@@ -284,12 +310,13 @@ class Postgres(Service):
         from psycopg_pool import ConnectionPool
 
         return ConnectionPool(self.admin_url(dbname), min_size=1, max_size=max_size, open=True, timeout=30,
-                              kwargs={"autocommit": True}, name=name, check=ConnectionPool.check_connection)
+                              kwargs={"autocommit": True, "application_name": APPLICATION_NAME}, name=name,
+                              check=ConnectionPool.check_connection)
 
     def pool(self):
         """Admin connections to the `postgres` database (the agent's hot path)."""
         if self._pool is None:
-            self._pool = self.make_pool("postgres", ADMIN_POOL, "postgres-admin")
+            self._pool = self.make_pool(self.admin_db, ADMIN_POOL, "postgres-admin")
         return self._pool
 
     def close(self) -> None:
@@ -348,6 +375,13 @@ class Postgres(Service):
             "PGHOST": host, "PGPORT": str(self.port), "PGUSER": user,
             "PGPASSWORD": password, "PGDATABASE": db,
         }
+        if self.ctx.endpoint and self.ctx.endpoint.query:  # its TLS settings hold for the namespace too
+            from urllib.parse import urlencode
+
+            params = dict(self.ctx.endpoint.query)
+            env["DATABASE_URL"] += "?" + urlencode(self.ctx.endpoint.query)
+            env.update({k: params[p] for k, p in (("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"))
+                        if p in params})
         if self.tls and not is_loopback(host):  # the server's name checked against the cluster CA
             env["DATABASE_URL"] += f"?sslmode=verify-full&sslrootcert={CA_FILE}"
             env.update({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": CA_FILE})
@@ -366,6 +400,9 @@ class Postgres(Service):
                 sql.SQL(" CONNECTION LIMIT {}").format(sql.Literal(int(ns.max_connections)))
             conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}{}")
                          .format(role, sql.Literal(self.password(ns)), limit))
+            # An admin that is not superuser (a managed server) may give a database to a role, rename it, end
+            # its sessions and drop it only as a member of that role: CREATEROLE lets it grant that to itself.
+            self._join(conn, ns.db_name)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
                 if self.spares.claim(conn, template, ns.db_name):
                     conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
@@ -374,6 +411,31 @@ class Postgres(Service):
                 self.spares.refill(template)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
         return self.namespace_env(ns)
+
+    @staticmethod
+    def _join(conn, role: str) -> None:
+        from psycopg import sql
+
+        if not conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (role,)).fetchone()[0]:
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+
+    def end_statements_of(self, process_id: str, timeout: float = 30.0) -> int:
+        """End what a dead localdev process (its PROCESS_ID) still runs in the server, and wait until it is gone:
+        a statement in flight when the process died (CREATE DATABASE, a rename) would otherwise finish after
+        another agent rolled its namespace back, and leave what it made behind. Returns how many it ended."""
+        name = f"localdev {process_id}"
+        if process_id == PROCESS_ID:
+            return 0  # this process is alive: its own connections are not stragglers
+        with self.connect() as conn:
+            ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE application_name = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+            deadline = time.monotonic() + timeout
+            while conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = %s", (name,)).fetchone():
+                if time.monotonic() > deadline:
+                    raise LocalDevError(f"the sessions of a dead localdev process ({name!r}) did not end within "
+                                        f"{timeout:.0f}s: try again, or end them in the server")
+                time.sleep(0.05)
+        return ended
 
     def drop_namespace(self, ns) -> None:
         from psycopg import sql
@@ -439,6 +501,7 @@ class Postgres(Service):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
                 conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+            self._join(conn, owner)  # SET ROLE to it below, REASSIGN OWNED from it in every clone
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
             conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(name),

@@ -35,8 +35,10 @@ def _names(conn, key: str) -> list[str]:
                                        (_pattern(key),)).fetchall()]
 
 
-def clone_sql(name: str, template: str | None, owner: str | None = None):
-    """CREATE DATABASE for a namespace or a spare: a copy of `template` (template1 if None)."""
+def clone_sql(name: str, template: str | None, owner: str | None = None, closed: bool = False):
+    """CREATE DATABASE for a namespace or a spare: a copy of `template` (template1 if None). `closed`: nobody may
+    connect from its first moment (a spare), not only once a later statement says so: the process making it
+    may die between the two."""
     from psycopg import sql
 
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -44,6 +46,8 @@ def clone_sql(name: str, template: str | None, owner: str | None = None):
         query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
     if template:  # WAL_LOG: no checkpoint per clone (FILE_COPY forces two)
         query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+    if closed:
+        query += sql.SQL(" ALLOW_CONNECTIONS false")
     return query
 
 
@@ -93,10 +97,8 @@ class Spares:
                 while len(_names(conn, key)) < KEEP:
                     spare = f"{PREFIX}{key}_{secrets.token_hex(4)}"
                     with advisory_lock(conn, spare):  # no claim until it is ready (see claim)
-                        conn.execute(clone_sql(spare, template))
-                        name = sql.Identifier(spare)
-                        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(name))
-                        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+                        conn.execute(clone_sql(spare, template, closed=True))
+                        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(spare)))
         except Exception as exc:  # the template was dropped meanwhile, the server stopped, ...: no spare then
             log.info("no spare databases for %s: %s", key, exc)
         finally:

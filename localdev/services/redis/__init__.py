@@ -66,6 +66,7 @@ class RedisError(LocalDevError):
 class Redis(Service):
     name = "redis"
     default_port = 6379
+    url_schemes = ("redis", "rediss")
     ready_timeout = 30.0
     env_keys = ("REDIS_URL", "REDIS_KEY_PREFIX")
     # Hex, so the password goes into REDIS_URL as it is.
@@ -179,25 +180,34 @@ class Redis(Service):
             ports={6379: self.port}, volumes={"redis-data": "/data"},
             healthcheck=["sh", "-c", f"redis-cli --user {ADMIN} --no-auth-warning ping | grep -q PONG"])
 
+    def _login(self) -> dict:
+        """redis-py's connection arguments for localdev's own user (an external url's, there)."""
+        endpoint = self.ctx.endpoint
+        if endpoint is None:
+            return {"host": self.host, "port": self.port, "username": ADMIN, "password": self.admin_password,
+                    **self._tls_kwargs()}
+        login = {"host": endpoint.host, "port": endpoint.port, "username": endpoint.user or None,
+                 "password": endpoint.password}
+        if endpoint.scheme == "rediss":
+            login.update({"ssl": True, "ssl_ca_certs": dict(endpoint.query).get("ssl_ca_certs")})
+        return login
+
     def admin(self):
         """Warm connections as the cluster's own user, on database 0; redis-py reconnects after a restart."""
         import redis
 
         with self._lock:
             if self._admin is None:
-                self._admin = redis.Redis(host=self.host, port=self.port, username=ADMIN,
-                                          password=self.admin_password, socket_timeout=10,
-                                          socket_connect_timeout=3, decode_responses=True,
-                                          client_name="localdev", **self._tls_kwargs())
+                self._admin = redis.Redis(**self._login(), socket_timeout=10, socket_connect_timeout=3,
+                                          decode_responses=True, client_name="localdev")
             return self._admin
 
     def _on(self, db: int):
         """A short-lived admin connection on database `db` (the warm ones stay on 0)."""
         import redis
 
-        return redis.Redis(host=self.host, port=self.port, username=ADMIN, password=self.admin_password, db=db,
-                           socket_timeout=30, socket_connect_timeout=3, single_connection_client=True,
-                           **self._tls_kwargs())
+        return redis.Redis(**self._login(), db=db, socket_timeout=30, socket_connect_timeout=3,
+                           single_connection_client=True)
 
     def ready(self) -> bool:
         import redis
@@ -206,6 +216,38 @@ class Redis(Service):
             return self.admin().ping() is True
         except (redis.RedisError, OSError):
             return False
+
+    def check_endpoint(self) -> None:
+        """The server answers as localdev's user, is 7.0 or later, and lets it manage ACL users (ACL SETUSER,
+        LIST, DELUSER) and run the script that finds a free database: proved on a throwaway disabled user."""
+        import redis
+
+        where = self.where
+        try:
+            self.admin().ping()
+        except redis.AuthenticationError as exc:
+            raise BadInput(f"redis at {where}: the server refused localdev's login ({exc}; the password comes from "
+                           "LOCALDEV_REDIS_PASSWORD or [services.redis] password_file)") from None
+        except (redis.RedisError, OSError) as exc:
+            raise LocalDevError(f"redis at {where} does not answer: {exc}") from None
+        probe = f"localdev_probe_{token_hex(4)}"
+        steps = (("ACL SETUSER", ("ACL", "SETUSER", probe, "off")), ("ACL LIST", ("ACL", "LIST")),
+                 ("ACL DELUSER", ("ACL", "DELUSER", probe)), ("EVAL", ("EVAL", "return 1", "0")),
+                 ("ACL SAVE", ("ACL", "SAVE")))
+        user = self.ctx.endpoint.user if self.ctx.endpoint else ADMIN
+        for command, args in steps:
+            try:
+                self.admin().execute_command(*args)
+            except redis.exceptions.NoPermissionError:
+                raise BadInput(f"the redis user {user or 'default'!r} at {where} may not run {command} (each "
+                               "namespace is an ACL user confined to its keys and database): give it +@all, or at "
+                               "least +acl +eval +select +scan +unlink +dbsize, on all keys") from None
+            except redis.ResponseError as exc:
+                if command != "ACL SAVE":
+                    raise LocalDevError(f"redis at {where}: {command} failed: {exc}") from None
+                raise BadInput(f"redis at {where} cannot save its users ({exc}): namespaces' users would be lost "
+                               "when it restarts; give the server an aclfile") from None
+        self.after_ready()
 
     def after_ready(self) -> None:
         version = self.admin().info("server").get("redis_version", "0")
@@ -288,6 +330,11 @@ class Redis(Service):
         """`ca_file`: how a TLS URL names the CA's certificate (the placeholder a client fills, or a path)."""
         host = f"[{host}]" if ":" in host else host
         where = f"{self.user(ns)}:{self.password(ns)}@{host}:{self.port}/{self._own_database(ns)}"
+        endpoint = self.ctx.endpoint
+        if endpoint is not None:  # as its url says: rediss:// and ssl_ca_certs hold for namespaces too
+            from urllib.parse import urlencode
+
+            return f"{endpoint.scheme}://{where}" + (f"?{urlencode(endpoint.query, safe='/')}" if endpoint.query else "")
         if self.tls:  # redis-py passes an unknown query argument on to its SSL connection
             return f"rediss://{where}?ssl_ca_certs={ca_file}"
         return f"redis://{where}"
@@ -296,9 +343,13 @@ class Redis(Service):
         return {"REDIS_URL": self._url(ns, self.client_host), "REDIS_KEY_PREFIX": self.key_prefix(ns)}
 
     def create_namespace(self, ns) -> dict[str, str]:
+        from localdev.services.postgres.locks import advisory_lock
+
         user = self.user(ns)
-        # One allocation at a time, across the agent's threads and any in-process API on this machine.
-        with self.ctx.state.lock("redis-databases"):
+        # One allocation at a time, across the agent's threads and every agent sharing the registry (on any
+        # machine): a lock in the registry's server, released with its transaction.
+        with self.ctx.services["postgres"].pool().connection() as conn, conn.transaction(), \
+                advisory_lock(conn, "redis-databases", transaction=True):
             users = self._acl_users()
             db = users.get(user)
             if db is None:
