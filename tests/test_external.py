@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import REPO, clean_env, write_config
@@ -127,7 +128,7 @@ flavor = "ministack"
 url = "mongodb://{mongo_user}@{SERVICES_IP}:{p['mongo']}/?authSource=admin&tls=true&tlsCAFile={ca}"
 password_file = "mongo.password"
 [services.redis]
-url = "redis://{redis_user}@{SERVICES_IP}:{p['redis']}/0"
+url = "rediss://{redis_user}@{SERVICES_IP}:{p['redis']}/0?ssl_ca_certs={ca}"
 
 [namespaces]
 seeds = "{REPO / 'seeds'}"
@@ -335,7 +336,8 @@ def test_up_names_the_privilege_that_is_missing_and_starts_nothing(services, tmp
         (dict(pg_role="localdev_nodb"), {"postgres": "nodb-pw"},
          "the PostgreSQL role 'localdev_nodb'", "lacks CREATEDB"),
         (dict(), {"postgres": "wrong"}, "postgres at postgresql://localdev_admin@", "password authentication failed"),
-        (dict(redis_user="default"), {"redis": "x"}, "redis at redis://default@", "refused localdev's login"),
+        (dict(redis_user="default"), {"redis": "wrong-redis-pw"}, "redis at rediss://default@",
+         "refused localdev's login"),
     ]
     for i, (where, passwords, who, what) in enumerate(cases):
         config = services.agent_config(tmp_path / f"case{i}", **where)
@@ -356,8 +358,6 @@ def test_mongo_and_redis_admins_without_user_privileges_are_refused(services, ag
     a, _ = agents
     env = json.loads(a.cli("ns", "create", "ext-tenant", "--no-seed", "--print-env", "json", check=True).stdout)
     try:
-        from urllib.parse import urlsplit
-
         mongo_pw = urlsplit(env["MONGODB_URI"]).password
         redis = urlsplit(env["REDIS_URL"])
         # a namespace's own users as localdev's admins: they may not make users
@@ -433,7 +433,7 @@ def test_two_agents_on_one_registry_create_exactly_once(services, agents):
     assert cat["dynamodb_tables"] == {k: ["carts"] for k in keys}
     assert cat["buckets"] == {keys_of(envs[n]): [f"{n}-assets", f"{n}-invoices"] for n in names}
     # each namespace's Redis database is its own, though two agents allocated them at once
-    databases = [e["REDIS_URL"].rsplit("/", 1)[1] for e in envs.values()]
+    databases = [urlsplit(e["REDIS_URL"]).path for e in envs.values()]
     assert len(set(databases)) == len(names)
 
     for i, name in enumerate(names):

@@ -340,8 +340,8 @@ class Redis(Service):
         if endpoint is not None:  # as its url says: rediss:// and ssl_ca_certs hold for namespaces too
             from urllib.parse import urlencode
 
-            query = f"?{urlencode(endpoint.query, safe='/')}" if endpoint.query else ""
-            return f"{endpoint.scheme}://{where}{query}"
+            tail = f"?{urlencode(endpoint.query, safe='/')}" if endpoint.query else ""
+            return f"{endpoint.scheme}://{where}{tail}"
         if self.tls:  # redis-py passes an unknown query argument on to its SSL connection
             return f"rediss://{where}?ssl_ca_certs={ca_file}"
         return f"redis://{where}"
