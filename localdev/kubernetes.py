@@ -35,7 +35,8 @@ AGENT = "localdev-agent"
 NAMESPACE = "localdev"  # the Kubernetes namespace it installs into, by default
 AGENT_PORT = 7443
 AGENT_IMAGE = f"localhost/localdev:{version('localdev')}"  # built from the Containerfile at the checkout's root
-AGENT_HOME = "/var/lib/localdev"
+AGENT_VOLUME = "/var/lib/localdev"  # an emptyDir: its root is root's, so LOCALDEV_HOME is a folder the agent
+AGENT_HOME = f"{AGENT_VOLUME}/home"  # makes in it, which it owns and can close (0700)
 AGENT_CONFIG_DIR = "/etc/localdev"
 AGENT_TLS_DIR = "/etc/localdev-tls"
 AGENT_COMMAND = ["python", "-m", "localdev.agent", "--home", AGENT_HOME, "--up"]
@@ -276,7 +277,7 @@ def _agent_deployment(services: dict[str, Service], secrets: set[str]) -> dict:
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "config", "mountPath": AGENT_CONFIG_DIR, "readOnly": True},
                          {"name": "tls", "mountPath": AGENT_TLS_DIR, "readOnly": True},
-                         {"name": "home", "mountPath": AGENT_HOME}, {"name": "tmp", "mountPath": "/tmp"}],
+                         {"name": "home", "mountPath": AGENT_VOLUME}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     pod = {"containers": [container], "enableServiceLinks": False,
            # fsGroup: the certificate's key is readable by the agent's group only

@@ -145,16 +145,15 @@ def test_cli_in_the_image_drives_a_native_cluster(engine, image, make_cluster, t
         h.cli("ns", "delete", "from-image", "--missing-ok")
 
 
-def agent_probe() -> list[str]:
-    """The readiness probe the generated Deployment gives the agent."""
+def agent_container() -> dict:
+    """The agent's container in the generated Deployment."""
     from localdev import kubernetes
     from localdev.config import validate
 
     [agent] = [d for d in yaml.safe_load_all(kubernetes.render(validate({}, "test", None, {}))["deployments.yaml"])
                if d["metadata"]["name"] == kubernetes.AGENT]
     [container] = agent["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == kubernetes.AGENT_COMMAND
-    return container["readinessProbe"]["exec"]["command"]
+    return container
 
 
 def test_agent_in_the_image_serves_native_services_on_the_external_runtime(engine, image, make_cluster, tmp_path):
@@ -179,20 +178,36 @@ def test_agent_in_the_image_serves_native_services_on_the_external_runtime(engin
     shared.mkdir()
     shared.chmod(0o755)
     (shared / "localdev.toml").write_text("\n".join(lines) + "\n")
-    env = {"LOCALDEV_CONFIG": "/config/localdev.toml",
-           "LOCALDEV_POSTGRES_PASSWORD": services["postgres"].admin_password,
-           "LOCALDEV_REDIS_PASSWORD": services["redis"].admin_password}
-    from localdev.kubernetes import AGENT_COMMAND
+    from localdev import kubernetes
 
-    container = engine.containers.run(image.id, AGENT_COMMAND[1:], entrypoint=AGENT_COMMAND[:1], detach=True,
-                                      network_mode="host", environment=env,
-                                      volumes={str(shared): {"bind": "/config", "mode": "ro"}})
+    spec = agent_container()
+    # the Deployment's own settings (LOCALDEV_HOME, LOCALDEV_CONFIG), and the passwords its Secret would give
+    env = {e["name"]: e["value"] for e in spec["env"] if "value" in e}
+    env.update({"LOCALDEV_POSTGRES_PASSWORD": services["postgres"].admin_password,
+                "LOCALDEV_REDIS_PASSWORD": services["redis"].admin_password})
+    assert env["LOCALDEV_CONFIG"] == f"{kubernetes.AGENT_CONFIG_DIR}/localdev.toml"
+    # confined as the Deployment's securityContext confines it: a read-only root, its volumes the only writable
+    # places (each root's and 0777, as an emptyDir is), no capabilities, no privilege escalation
+    volumes = {str(shared): {"bind": kubernetes.AGENT_CONFIG_DIR, "mode": "ro"}}
+    for mount in spec["volumeMounts"]:
+        if not mount.get("readOnly"):
+            empty_dir = tmp_path / mount["name"]
+            empty_dir.mkdir()
+            empty_dir.chmod(0o777)
+            volumes[str(empty_dir)] = {"bind": mount["mountPath"], "mode": "rw"}
+    command = spec["command"]
+    container = engine.containers.run(image.id, command[1:], entrypoint=command[:1], detach=True,
+                                      network_mode="host", environment=env, volumes=volumes, read_only=True,
+                                      cap_drop=["ALL"], security_opt=["no-new-privileges"])
     try:
-        probe = agent_probe()
+        probe = spec["readinessProbe"]["exec"]["command"]
         deadline = time.monotonic() + 90
-        while (answer := container.exec_run(probe)).exit_code != 0:
+        while True:
             container.reload()
             assert container.status == "running", container.logs().decode()
+            answer = container.exec_run(probe)
+            if answer.exit_code == 0:
+                break
             assert time.monotonic() < deadline, container.logs().decode() + answer.output.decode()
             time.sleep(1)
 
@@ -216,7 +231,7 @@ def test_agent_in_the_image_serves_native_services_on_the_external_runtime(engin
         # the TLS listener, with a token the agent keeps in the registry and the CA it made
         token = localdev("token", "create", "from-host", "--role", "admin").strip().splitlines()[0]
         ca = tmp_path / "ca.pem"
-        ca.write_text(localdev_file(container, "/var/lib/localdev/tls/ca.pem"))
+        ca.write_text(localdev_file(container, f"{kubernetes.AGENT_HOME}/tls/ca.pem"))
         remote = AgentClient(url=f"https://127.0.0.1:{port}", token=token, ca=str(ca), timeout=30)
         assert [n["name"] for n in remote.list()] == ["ext-image"]
         assert localdev("ns", "delete", "ext-image") == "namespace ext-image deleted\n"
