@@ -27,7 +27,7 @@ from conftest import REPO, clean_env, write_config
 
 from localdev.agent_client import AgentClient
 from localdev.errors import Conflict
-from localdev.testing import Net
+from localdev.testing import ExternalAgent, Net, StandIn
 from localdev.waiting import poll_until
 
 if os.geteuid() != 0 or not shutil.which("ip"):
@@ -66,122 +66,38 @@ for key in keys:
 print(json.dumps(out))
 """
 
-SQL = r"""
-import json, sys
-from localdev.cluster import Cluster
-with Cluster().services["postgres"].connect(sys.argv[2]) as conn:
-    cur = conn.execute(sys.argv[1])
-    print(json.dumps([list(r) for r in cur.fetchall()] if cur.description else [], default=str))
-"""
+def catalog(services: StandIn, names: list[str], keys: list[str]) -> dict:
+    return json.loads(services.py(CATALOG, json.dumps(names), json.dumps(keys)))
 
 
-class Services:
-    """The stand-in for services someone else runs (the services' namespace) and agents elsewhere."""
-
-    def __init__(self, net: Net, root: Path):
-        self.net, self.root = net, root
-        self.project = root / "services"
-        write_config(self.project, SERVICES, {"aws": {"flavor": "ministack", "allow_plaintext": True},
-                                              "dynamodb": {"allow_plaintext": True},
-                                              "redis": {"allow_plaintext": True}})
-        config = self.project / "localdev.toml"
-        config.write_text(f'host = "{SERVICES_IP}"\n' + config.read_text())
-        self.home = root / "services-home"
-        self.env = clean_env(LOCALDEV_HOME=str(self.home), LOCALDEV_CONFIG=str(config))
-        self.ports = {}
-        for line_block in config.read_text().split("[services.")[1:]:
-            name = line_block.split("]")[0]
-            self.ports[name] = int(line_block.split("port = ")[1].split()[0])
-        self.admin_password = "admin-" + os.urandom(12).hex()
-
-    def py(self, code: str, *args: str, timeout: float = 120) -> str:
-        return self.net.run(self.net.server, sys.executable, "-c", code, *args, env=self.env, cwd=self.project,
-                            check=True, timeout=timeout).stdout
-
-    def sql(self, statement: str, db: str = "postgres") -> list:
-        return json.loads(self.py(SQL, statement, db))
-
-    def secret(self, key: str) -> str:
-        return json.loads((self.home / "secrets.json").read_text())[key]
-
-    def catalog(self, names: list[str], keys: list[str]) -> dict:
-        return json.loads(self.py(CATALOG, json.dumps(names), json.dumps(keys)))
-
-    def agent_config(self, path: Path, pg_role: str = ADMIN_ROLE, mongo_user: str = "localdev",
-                     redis_user: str = "localdev", extra: str = "") -> Path:
-        ca = self.home / "tls" / "ca.pem"
-        p = self.ports
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "mongo.password").write_text(self.secret("mongo_root_password") + "\n")
-        (path / "mongo.password").chmod(0o600)
-        config = path / "localdev.toml"
-        config.write_text(f"""runtime = "external"
-
-[services.postgres]
-url = "postgresql://{pg_role}@{SERVICES_IP}:{p['postgres']}/postgres?sslmode=verify-full&sslrootcert={ca}"
-[services.dynamodb]
-url = "http://{SERVICES_IP}:{p['dynamodb']}"
-[services.aws]
-url = "http://{SERVICES_IP}:{p['aws']}"
-flavor = "ministack"
-[services.mongo]
-url = "mongodb://{mongo_user}@{SERVICES_IP}:{p['mongo']}/?authSource=admin&tls=true&tlsCAFile={ca}"
-password_file = "mongo.password"
-[services.redis]
-url = "rediss://{redis_user}@{SERVICES_IP}:{p['redis']}/0?ssl_ca_certs={ca}"
-
-[namespaces]
-seeds = "{REPO / 'seeds'}"
-{extra}""")
-        return config
+def make_agent(services: StandIn, name: str, config: Path, **passwords: str) -> ExternalAgent:
+    return ExternalAgent(services, services.home.parent / f"agent-{name}", config, clean_env(), **passwords)
 
 
-class Agent:
-    """One localdev agent on runtime = "external" in the agents' namespace, with a LOCALDEV_HOME of its own."""
-
-    def __init__(self, services: Services, name: str, config: Path, **passwords: str):
-        self.services, self.name = services, name
-        self.home = services.root / f"agent-{name}"
-        self.config = config
-        self.env = clean_env(LOCALDEV_HOME=str(self.home), LOCALDEV_CONFIG=str(config),
-                             LOCALDEV_POSTGRES_PASSWORD=passwords.get("postgres", services.admin_password),
-                             LOCALDEV_REDIS_PASSWORD=passwords.get("redis", services.secret("redis_admin_password")))
-
-    def cli(self, *args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-        net = self.services.net
-        return net.run(net.client, sys.executable, "-m", "localdev.cli", *args, env=self.env,
-                       cwd=self.config.parent, check=check, timeout=timeout)
-
-    def client(self) -> AgentClient:
-        return AgentClient(self.home)  # its Unix socket: reachable from here whatever network it is in
-
-    @property
-    def pid(self) -> int:
-        return json.loads((self.home / "run" / "agent" / "pid").read_text())["pid"]
+def agent_config(services: StandIn, path: Path, **kwargs) -> Path:
+    return services.agent_config(path, REPO / "seeds", **kwargs)
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
     net = Net(SERVICES_IP, AGENTS_IP)
     root = tmp_path_factory.mktemp("external")
-    svc = Services(net, root)
+    config = write_config(root / "services", SERVICES, {"aws": {"flavor": "ministack", "allow_plaintext": True},
+                                                        "dynamodb": {"allow_plaintext": True}})
+    config.write_text(f'host = "{SERVICES_IP}"\n' + config.read_text())
+    svc = StandIn(net, config, root / "services-home", clean_env(), admin_role=ADMIN_ROLE)
     try:
-        svc.py("from localdev.cluster import Cluster; Cluster().up(agent=False)", timeout=600)
-        svc.sql("DROP DATABASE IF EXISTS localdev WITH (FORCE)")  # made by up; the agents make their own
-        svc.sql(f"CREATE ROLE {ADMIN_ROLE} LOGIN CREATEROLE CREATEDB PASSWORD '{svc.admin_password}'")
-        # as a managed server's admin can (this stand-in's own up revoked it from PUBLIC)
-        svc.sql(f"GRANT CONNECT ON DATABASE postgres TO {ADMIN_ROLE}")
+        svc.start()
         yield svc
     finally:
-        net.run(net.server, sys.executable, "-c", "from localdev.cluster import Cluster; Cluster().down(purge=True)",
-                env=svc.env, cwd=svc.project, timeout=300)
+        svc.stop()
         net.close()
 
 
 @pytest.fixture(scope="module")
 def agents(services):
-    config = services.agent_config(services.root / "agents", extra="[agent]\nreap_interval = 2\n")
-    made = [Agent(services, "a", config), Agent(services, "b", config)]
+    config = agent_config(services, services.home.parent / "agents", extra="[agent]\nreap_interval = 2\n")
+    made = [make_agent(services, "a", config), make_agent(services, "b", config)]
     try:
         for agent in made:
             agent.cli("up", check=True, timeout=300)
@@ -195,7 +111,7 @@ def keys_of(env: dict) -> str:
     return env["AWS_ACCESS_KEY_ID"]
 
 
-def in_agents_net(services: Services, env: dict, code: str) -> str:
+def in_agents_net(services: StandIn, env: dict, code: str) -> str:
     """Python as an application on the agents' side would run it, with a namespace's settings in its env."""
     net = services.net
     return net.run(net.client, sys.executable, "-c", code, env=clean_env(**env), check=True).stdout
@@ -270,7 +186,7 @@ def test_an_agent_elsewhere_carves_external_services_with_a_role_that_is_not_sup
 
     # Delete gives everything back, in every service's own catalog.
     names, keys = ["ext-one", "ext-two"], [keys_of(one), keys_of(two)]
-    before = services.catalog(names, keys)
+    before = catalog(services, names, keys)
     assert before["pg_roles"] == before["pg_databases"] == before["redis_users"] == ["ns_ext_one", "ns_ext_two"]
     assert before["mongo_users"] == ["ns_ext_one", "ns_ext_two"]
     # how a role that is not superuser owns nothing yet administers every namespace: a member of its role
@@ -279,7 +195,7 @@ def test_an_agent_elsewhere_carves_external_services_with_a_role_that_is_not_sup
                         "WHERE datname = 'ns_ext_one'") == [[True, "ns_ext_one"]]
     for name in names:
         a.cli("ns", "delete", name, check=True)
-    assert services.catalog(names, keys) == {
+    assert catalog(services, names, keys) == {
         "pg_roles": [], "pg_databases": [], "mongo_databases": [], "mongo_users": [], "redis_users": [],
         "dynamodb_tables": {k: [] for k in keys}, "buckets": {k: [] for k in keys}}
 
@@ -320,10 +236,10 @@ def test_the_agents_reap_expired_namespaces_one_at_a_time_by_a_lock(services, ag
     poll_until(lambda: "ext-brief" not in [n["name"] for n in b.client().list()], 30, "a reaper to take ext-brief")
     logs = "".join((agent.home / "logs" / "agent.log").read_text() for agent in agents)
     assert logs.count("reaped expired namespaces: ext-brief") == 1
-    assert services.catalog(["ext-brief"], [keys_of(env)])["pg_roles"] == []
+    assert catalog(services, ["ext-brief"], [keys_of(env)])["pg_roles"] == []
 
 
-def _registry_url(services: Services) -> str:
+def _registry_url(services: StandIn) -> str:
     ca = services.home / "tls" / "ca.pem"
     return (f"postgresql://{ADMIN_ROLE}@{SERVICES_IP}:{services.ports['postgres']}/localdev"
             f"?sslmode=verify-full&sslrootcert={ca}")
@@ -340,17 +256,17 @@ def test_up_names_the_privilege_that_is_missing_and_starts_nothing(services, tmp
          "refused localdev's login"),
     ]
     for i, (where, passwords, who, what) in enumerate(cases):
-        config = services.agent_config(tmp_path / f"case{i}", **where)
-        agent = Agent(services, f"bad{i}", config, **passwords)
+        config = agent_config(services, tmp_path / f"case{i}", **where)
+        agent = make_agent(services, f"bad{i}", config, **passwords)
         proc = agent.cli("up")
         assert proc.returncode == 2, (proc.stdout, proc.stderr)
         assert who in proc.stderr and what in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and not [p for p in passwords.values() if p in proc.stderr]
         assert not (agent.home / "run" / "agent" / "pid").exists()
     # A password written into the url is refused before anything is tried.
-    config = services.agent_config(tmp_path / "inline")
+    config = agent_config(services, tmp_path / "inline")
     config.write_text(config.read_text().replace(f"{ADMIN_ROLE}@", f"{ADMIN_ROLE}:hunter2@"))
-    proc = Agent(services, "inline", config).cli("up")
+    proc = make_agent(services, "inline", config).cli("up")
     assert proc.returncode == 2 and "holds a password" in proc.stderr and "LOCALDEV_POSTGRES_PASSWORD" in proc.stderr
 
 
@@ -361,14 +277,14 @@ def test_mongo_and_redis_admins_without_user_privileges_are_refused(services, ag
         mongo_pw = urlsplit(env["MONGODB_URI"]).password
         redis = urlsplit(env["REDIS_URL"])
         # a namespace's own users as localdev's admins: they may not make users
-        config = services.agent_config(tmp_path / "tenant-mongo", mongo_user="ns_ext_tenant")
+        config = agent_config(services, tmp_path / "tenant-mongo", mongo_user="ns_ext_tenant")
         (config.parent / "mongo.password").write_text(mongo_pw)
         config.write_text(config.read_text().replace("authSource=admin", "authSource=ns_ext_tenant"))
-        proc = Agent(services, "tenant-mongo", config).cli("up")
+        proc = make_agent(services, "tenant-mongo", config).cli("up")
         assert proc.returncode == 2 and "the mongo user 'ns_ext_tenant'" in proc.stderr, proc.stderr
         assert "lacks createUser" in proc.stderr
-        config = services.agent_config(tmp_path / "tenant-redis", redis_user=redis.username)
-        proc = Agent(services, "tenant-redis", config, redis=redis.password).cli("up")
+        config = agent_config(services, tmp_path / "tenant-redis", redis_user=redis.username)
+        proc = make_agent(services, "tenant-redis", config, redis=redis.password).cli("up")
         assert proc.returncode == 2 and f"the redis user '{redis.username}'" in proc.stderr, proc.stderr
         assert "may not run ACL SETUSER" in proc.stderr
     finally:
@@ -428,7 +344,7 @@ def test_two_agents_on_one_registry_create_exactly_once(services, agents):
     keys = [keys_of(e) for e in envs.values()]
     assert len(set(keys)) == len(names)
     dbs = sorted("ns_" + n.replace("-", "_") for n in names)
-    cat = services.catalog(names, keys)
+    cat = catalog(services, names, keys)
     assert cat["pg_roles"] == cat["pg_databases"] == cat["mongo_users"] == cat["redis_users"] == dbs
     assert cat["dynamodb_tables"] == {k: ["carts"] for k in keys}
     assert cat["buckets"] == {keys_of(envs[n]): [f"{n}-assets", f"{n}-invoices"] for n in names}
@@ -438,7 +354,7 @@ def test_two_agents_on_one_registry_create_exactly_once(services, agents):
 
     for i, name in enumerate(names):
         assert (a if i % 2 else b).client().delete(name) is True
-    assert services.catalog(names, keys) == {
+    assert catalog(services, names, keys) == {
         "pg_roles": [], "pg_databases": [], "mongo_databases": [], "mongo_users": [], "redis_users": [],
         "dynamodb_tables": {k: [] for k in keys}, "buckets": {k: [] for k in keys}}
 
@@ -479,7 +395,7 @@ def test_an_agent_killed_mid_create_leaves_what_the_other_completes_or_rolls_bac
     assert set(left.values()) <= {"ready"}, left  # nothing half-made stays
     assert [n for n in names if results[n] == ["created"]] == sorted(left)  # what A finished before it died
     removed = [n for n in names if n not in left]
-    cat = services.catalog(removed, [keys[n] for n in removed])
+    cat = catalog(services, removed, [keys[n] for n in removed])
     assert cat == {"pg_roles": [], "pg_databases": [], "mongo_databases": [], "mongo_users": [], "redis_users": [],
                    "dynamodb_tables": {keys[n]: [] for n in removed}, "buckets": {keys[n]: [] for n in removed}}
     # the name is free again, and the other agent makes it whole
@@ -495,11 +411,11 @@ def test_the_agent_as_a_containers_main_process_checks_then_serves(services, age
     """`python -m localdev.agent --home DIR --up`, as a container image runs it: up's checks, then serving."""
     a, _ = agents
     net = services.net
-    bad = Agent(services, "fg-bad", services.agent_config(tmp_path / "bad"), postgres="wrong")
+    bad = make_agent(services, "fg-bad", agent_config(services, tmp_path / "bad"), postgres="wrong")
     proc = net.run(net.client, sys.executable, "-m", "localdev.agent", "--home", str(bad.home), "--up",
                    env=bad.env, cwd=bad.config.parent, timeout=120)
     assert proc.returncode == 2 and "password authentication failed" in proc.stderr, proc.stderr
-    fg = Agent(services, "fg", a.config)
+    fg = make_agent(services, "fg", a.config)
     server = subprocess.Popen(["ip", "netns", "exec", net.client, sys.executable, "-m", "localdev.agent",
                                "--home", str(fg.home), "--up"], env=fg.env, cwd=a.config.parent,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -483,6 +483,8 @@ class Postgres(Service):
             return self.create_namespace(ns)
         template = self._template(seeds, ns.name)
         env = self.create_namespace(ns, template=template)
+        with self.pool().connection() as conn:  # REASSIGN OWNED needs it, for a template another role built
+            self._join(conn, seeds.owner)
         with self.connect(ns.db_name) as conn:  # objects in the clone belong to the template's seed role
             conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(
                 sql.Identifier(seeds.owner), sql.Identifier(ns.db_name)))
@@ -533,7 +535,9 @@ class Postgres(Service):
         """Keep the few newest seed templates (fixtures change while people work); drop the rest."""
         from psycopg import sql
 
+        # (only those this role may drop: another admin role's templates are that role's to prune)
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'localdev_tpl_%%' AND datname <> %s "
+                            "AND pg_has_role(current_user, datdba, 'MEMBER') "
                             "ORDER BY oid DESC OFFSET %s", (keep, newest - 1)).fetchall()
         for (name,) in rows:
             Spares.drop(conn, name)

@@ -30,8 +30,11 @@ def _pattern(key: str) -> str:
 
 
 def _names(conn, key: str) -> list[str]:
-    """The spares of `key`, oldest first."""
-    return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY oid",
+    """The spares of `key` this connection's role may claim or drop (it owns them, or is superuser), oldest
+    first: agents logged in as different roles on one server (a superuser's and a managed admin's) each keep
+    their own."""
+    return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s "
+                                       "AND pg_has_role(current_user, datdba, 'MEMBER') ORDER BY oid",
                                        (_pattern(key),)).fetchall()]
 
 
