@@ -223,6 +223,10 @@ def ns_create(args) -> None:
     if not name:
         raise BadInput("missing NAME (or use --from-ci)")
     validate_name(name)
+    if args.print_env == "k8s-secret":  # refused before anything is created
+        from localdev.kubernetes import secret_name
+
+        secret_name(name)
     parse_labels(args.label)
     cfg = load_namespace_settings()
     if args.ttl is not None:
@@ -285,7 +289,7 @@ def ns_gc(args) -> None:
     print(f"{verb} {len(names)} namespace(s)" + (": " + ", ".join(names) if names else ""))
 
 
-FORMATS = ("dotenv", "shell", "json", "github", "gitlab")
+FORMATS = ("dotenv", "shell", "json", "github", "gitlab", "k8s-secret")
 
 
 def _write_env(name: str, env: dict[str, str], fmt: str, masks: list[str] | None = None) -> None:
@@ -337,6 +341,10 @@ def ns_reset(args) -> None:
 
 
 def format_env(env: dict[str, str], fmt: str) -> str:
+    if fmt == "k8s-secret":
+        from localdev.kubernetes import namespace_secret
+
+        return namespace_secret(env)
     if fmt == "gitlab":
         from localdev.ci_env import gitlab_dotenv
 
@@ -453,6 +461,13 @@ def compose(args) -> None:
     print(f"wrote {args.output}")
 
 
+def k8s(args) -> None:
+    from localdev.kubernetes import write
+
+    written = write(args.output, namespace=args.namespace)
+    print(f"wrote {len(written)} files to {args.output} (kubectl apply -k {args.output})")
+
+
 # -- parsing ----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     # No prefix matching: `ns create b --from a` must be refused, not read as `--from-ci` plus a stray name.
@@ -484,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="localdev",
                      description="One shared local cluster of data services, carved into cheap isolated namespaces.")
     parser.set_defaults(func=_help(parser, 0))
+    parser.add_argument("--version", action="version", version=f"localdev {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = _command(sub, "up", up, "Start the shared cluster (every enabled service, then the agent) and wait until "
@@ -525,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print the namespace as JSON")
     output.add_argument("--print-env", choices=FORMATS, metavar="FORMAT",
                         help="then print its connection settings as `ns env --format FORMAT` does (dotenv, shell, "
-                             "json, github, gitlab), e.g. eval \"$(localdev ns create pr-1 --print-env shell)\"")
+                             "json, github, gitlab, k8s-secret), e.g. "
+                             "eval \"$(localdev ns create pr-1 --print-env shell)\"")
     p = _command(ns_sub, "list", ns_list, "Namespaces with their age, expiry, labels and services (never credentials).")
     _json_flag(p)
     p.add_argument("--names", action="store_true", help="only the names, one a line (scripts, shell completion)")
@@ -584,7 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
     p = _command(sub, "compose", compose, "Write a docker-compose.yml generated from the same service specs.")
     p.add_argument("--output", type=Path, default=Path("compose/docker-compose.yml"), help="file to write")
+    p = _command(sub, "k8s", k8s, "Write a Kubernetes deployment (kustomize) generated from the same service specs.")
+    p.add_argument("--output", type=Path, default=Path("deploy/kubernetes"), metavar="DIR", help="folder to write")
+    p.add_argument("--namespace", default="localdev", help="the Kubernetes namespace it installs into")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("localdev")
 
 
 def _help(parser, code: int):

@@ -31,11 +31,12 @@ HEADER = """\
 """
 DEV_SECRET = "localdev-dev-password"
 _TOKEN = "LDSECRETX{}X"  # survives URL quoting: letters, digits, underscore
-_TOKEN_RE = re.compile(r"LDSECRETX([a-z0-9_]+)X")
+SECRET_TOKEN_RE = re.compile(r"LDSECRETX([a-z0-9_]+)X")
 
 
-class _ComposeState(StateDir):
-    """A state dir that hands out placeholders instead of creating real secrets (and writes nothing)."""
+class PlaceholderState(StateDir):
+    """A state dir that hands out placeholders instead of creating real secrets (and writes nothing): a
+    generated file names each secret (SECRET_TOKEN_RE finds them) and the user supplies it at install."""
 
     def __init__(self):
         super().__init__(Path("/nonexistent/localdev-compose"))
@@ -50,16 +51,23 @@ def secret_var(key: str) -> str:
     return f"LOCALDEV_{key.upper()}"
 
 
+def container_services(cfg: config_mod.Config, state: StateDir, advertise=lambda name: "") -> dict[str, Service]:
+    """Every enabled service, built for the container runtime (siblings included, for the specs that name
+    one); `advertise(name)`: the name clients reach that service by, where its spec writes it."""
+    built: dict[str, Service] = {}
+    for name, cls in service_classes().items():
+        built[name] = cls(ServiceContext(state=state, host=cfg.host, runtime="docker", options=cfg.services[name],
+                                         services=built, advertise_host=advertise(name)))
+    return {name: svc for name, svc in built.items() if cfg.services[name]["enabled"]}
+
+
 def render(cfg: config_mod.Config | None = None) -> str:
     cfg = cfg or config_mod.load()
-    state = _ComposeState()
+    state = PlaceholderState()
     classes = service_classes()
     services: dict = {}
-    built: dict[str, Service] = {}
-    for name, cls in classes.items():
-        ctx = ServiceContext(state=state, host=cfg.host, runtime="docker", options=cfg.services[name], services=built)
-        built[name] = cls(ctx)
-    enabled = [n for n in classes if cfg.services[n]["enabled"]]
+    built = container_services(cfg, state)
+    enabled = list(built)
     volumes: set[str] = set()
     for name in enabled:
         svc = built[name]
@@ -99,8 +107,15 @@ def render(cfg: config_mod.Config | None = None) -> str:
     text = HEADER.format(host=cfg.host)
     for key in sorted(state.secrets):
         text += f"# {secret_var(key)} (default {DEV_SECRET})\n"
-    return text + "\n" + yaml.dump(_with_secret_vars(doc), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                                   default_flow_style=False, width=1 << 30)
+    return text + "\n" + dump_yaml(_with_secret_vars(doc))
+
+
+def dump_yaml(doc, text_blocks: bool = False) -> str:
+    """Block style, one line per value however long, keys in the order given, strings quoted where a YAML 1.2
+    reader (compose, kubectl) would take them for another type; `text_blocks`: a multi-line string as a `|`
+    block (a file's content) rather than one quoted line."""
+    return yaml.dump(doc, Dumper=_TextDumper if text_blocks else _Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=1 << 30)
 
 
 def write_compose(path: Path | str, cfg: config_mod.Config | None = None) -> Path:
@@ -130,7 +145,7 @@ def _with_secret_vars(node):
     if isinstance(node, list):
         return type(node)(_with_secret_vars(v) for v in node)
     if isinstance(node, str):
-        return _TOKEN_RE.sub(lambda m: f"${{{secret_var(m.group(1))}:-{DEV_SECRET}}}", node)
+        return SECRET_TOKEN_RE.sub(lambda m: f"${{{secret_var(m.group(1))}:-{DEV_SECRET}}}", node)
     return node
 
 
@@ -144,6 +159,9 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow=False, indentless=False):
         return super().increase_indent(flow, False)  # `- item` under its key, not level with it
 
+    def ignore_aliases(self, data):  # a value used twice is written twice, never as an &anchor
+        return True
+
     def choose_scalar_style(self):
         style = super().choose_scalar_style()
         value = getattr(self.event, "value", "")  # a scalar event, when a scalar style is chosen
@@ -151,6 +169,14 @@ class _Dumper(yaml.SafeDumper):
         if style == "'" and ("'" in value or "\n" in value):
             return '"'
         return style
+
+
+class _TextDumper(_Dumper):
+    def choose_scalar_style(self):
+        value = getattr(self.event, "value", "")
+        if "\n" in value and value.endswith("\n") and not re.search(r"[ \t]\n|[^\x20-\x7e\n]", value):
+            return "|"
+        return super().choose_scalar_style()
 
 
 _Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_sequence(

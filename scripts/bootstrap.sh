@@ -42,8 +42,10 @@ fi
 say "fetching or building the service binaries (cached in ${LOCALDEV_CACHE:-~/.cache/localdev})"
 clients=""
 if [ "$extras" = ".[test]" ]; then
-  say "fetching the clients the tests drive (mongosh), meanwhile"
-  .venv/bin/python -c "from localdev.services.mongo.install import mongosh_binary; mongosh_binary()" &
+  say "fetching the clients the tests drive (mongosh, kustomize), meanwhile"
+  { .venv/bin/python -c "from localdev.services.mongo.install import mongosh_binary; mongosh_binary()" \
+      && { .venv/bin/python -c "from localdev.kustomize import binary; binary()" \
+           || say "kustomize could not be built (see above): the kustomize test will skip"; }; } &
   clients=$!
 fi
 .venv/bin/python -m localdev.provision

@@ -38,6 +38,25 @@ class Check:
     fix: str = ""
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What a service's container asks of an orchestrator (the Kubernetes deployment, `localdev k8s`).
+
+    Requests are what it needs idle with a few namespaces, limits what it may grow to under load; `storage` is
+    each data volume's size. `fs_group`: the group its volumes must be writable by, for an image whose user is
+    not root (a fresh volume there is root's, where a Docker named volume copies the image's ownership).
+    `subdir`: keep the data one directory down the volume, for a server that refuses a non-empty data
+    directory (a fresh filesystem's `lost+found`). The docker runtime and compose set no limits."""
+
+    memory: str = "128Mi"
+    memory_limit: str = "512Mi"
+    cpu: str = "100m"
+    cpu_limit: str = "1"
+    storage: str = "1Gi"
+    fs_group: int | None = None
+    subdir: str = ""
+
+
 @dataclass
 class ServiceContext:
     state: StateDir
@@ -209,6 +228,15 @@ class Service:
 
     def container_spec(self) -> ContainerSpec:
         raise NotImplementedError
+
+    def container_resources(self) -> Resources:
+        """Requests, limits and volume needs of its container_spec() on an orchestrator."""
+        return Resources()
+
+    def external_admin(self, host: str, port: int) -> tuple[str, str | None]:
+        """How an agent on `runtime = "external"` reaches this service at host:port as its admin: the URL (a
+        user, never a password), and which of the cluster's secrets is that admin's password (None: none)."""
+        return f"http://{host}:{port}", None
 
     def ready(self) -> bool:
         """A real protocol round-trip; False (never an exception) while not ready."""

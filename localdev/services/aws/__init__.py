@@ -34,7 +34,7 @@ from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services import aws_clients
 from localdev.services.aws_clients import WarmClients, access_key_id, error_code
-from localdev.services.base import Check, Option, PytestClient, Service
+from localdev.services.base import Check, Option, PytestClient, Resources, Service
 from localdev.undo import Undo, undoing
 
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; later ones need an auth token
@@ -192,6 +192,11 @@ class Aws(Service):
             check = ["python", "-c", f"import urllib.request; urllib.request.urlopen({health!r}, timeout=2)"]
         return ContainerSpec(image=self.image(), env=env, ports={4566: self.backend_port}, publish_host="127.0.0.1",
                              healthcheck=check)
+
+    def container_resources(self) -> Resources:
+        if self.flavor == "localstack":
+            return Resources(memory="256Mi", memory_limit="1Gi", cpu="100m", cpu_limit="1")
+        return Resources(memory="64Mi", memory_limit="256Mi", cpu="50m", cpu_limit="1")
 
     def _health(self) -> bool:
         try:

@@ -25,7 +25,7 @@ from localdev.names import validate_access_key
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services import aws_clients
 from localdev.services.aws_clients import WarmClients, access_key_id, error_code
-from localdev.services.base import Check, Option, PytestClient, Service
+from localdev.services.base import Check, Option, PytestClient, Resources, Service
 from localdev.services.dynamodb import install as provisioning
 from localdev.services.install import ProvisionError
 from localdev.undo import Undo, undoing
@@ -128,6 +128,10 @@ class DynamoDB(Service):
                                "dynamodb/aws4_request, SignedHeaders=host, Signature=0",
                          "-d", "{}", f"http://127.0.0.1:{CONTAINER_PORT}/"],
         )
+
+    def container_resources(self) -> Resources:
+        # the JVM sizes its heap from the limit; every access key served keeps its own database open
+        return Resources(memory="256Mi", memory_limit="1Gi", cpu="100m", cpu_limit="1", storage="2Gi")
 
     def ready(self) -> bool:
         try:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from localdev.errors import BadInput, LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Resources, Secret, Service
 from localdev.services.mongo import install, install_mjs
 from localdev.services.postgres.locks import advisory_lock
 from localdev.undo import Undo, undoing
@@ -40,6 +40,7 @@ FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
 MONGO_IMAGE = "mongo:7.0.16"
 # No published image carries our launcher: users build this one from localdev/services/mongo/Dockerfile
 MJS_IMAGE = "localhost/localdev-mongo-java-server:1.47.0"
+MJS_UID = 999  # the user of that image (useradd in localdev/services/mongo/Dockerfile)
 FLAVORS = ("ferretdb", "mongo-java-server", "mongodb")
 META_DB = "ferretdb"  # the PostgreSQL database FerretDB serves: one schema per namespace
 ADMIN_ROLE = "localdev_ferretdb"  # owns META_DB and reads all data: FerretDB's first request after each start
@@ -221,6 +222,21 @@ class Mongo(Service):
         # The image has no shell or client: readiness is checked from the host (a real ping).
         return ContainerSpec(image=self.option("image") or FERRETDB_IMAGE, env=env, ports={27017: self.port},
                              volumes={"mongo-data": "/state"}, healthcheck=None)
+
+    def container_resources(self) -> Resources:
+        if self.flavor == "mongo-java-server":  # a 256 MB heap (-Xmx256m) plus the JVM's own; the image's user
+            return Resources(memory="192Mi", memory_limit="512Mi", cpu="100m", cpu_limit="1", storage="2Gi",
+                             fs_group=MJS_UID)
+        if self.flavor == "mongodb":
+            return Resources(memory="512Mi", memory_limit="2Gi", cpu="250m", cpu_limit="2", storage="10Gi")
+        return Resources(memory="64Mi", memory_limit="256Mi", cpu="50m", cpu_limit="1")
+
+    def external_admin(self, host: str, port: int) -> tuple[str, str | None]:
+        if self.on_postgres:  # FerretDB hands PLAIN credentials to PostgreSQL
+            return f"mongodb://{ADMIN_ROLE}@{host}:{port}/?authMechanism=PLAIN", "ferretdb_admin_password"
+        if self.flavor == "ferretdb":  # its SQLite backend has no users
+            return f"mongodb://{host}:{port}/", None
+        return f"mongodb://{MONGO_ROOT}@{host}:{port}/?authSource=admin", "mongo_root_password"
 
     # -- clients -------------------------------------------------------------------
     def _client(self, username: str | None = None, password: str | None = None, mechanism: str | None = None,

@@ -29,7 +29,7 @@ from urllib.parse import quote
 from localdev.errors import LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service, is_loopback
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Resources, Secret, Service, is_loopback
 from localdev.services.postgres import install
 from localdev.services.postgres.install import PostgresNotFound, find_bin_dir
 from localdev.services.postgres.locks import advisory_lock
@@ -259,6 +259,14 @@ class Postgres(Service):
                  "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8"},
             ports={5432: self.port}, volumes={"postgres-data": "/var/lib/postgresql/data"},
             healthcheck=["pg_isready", "-U", ADMIN, "-h", "127.0.0.1"])
+
+    def container_resources(self) -> Resources:
+        # initdb refuses a data directory holding a fresh filesystem's lost+found
+        return Resources(memory="256Mi", memory_limit="1Gi", cpu="250m", cpu_limit="2", storage="10Gi",
+                         subdir="pgdata")
+
+    def external_admin(self, host: str, port: int) -> tuple[str, str | None]:
+        return f"postgresql://{ADMIN}@{host}:{port}/postgres", "postgres_admin_password"
 
     @property
     def admin_db(self) -> str:

@@ -27,7 +27,7 @@ from secrets import token_hex
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
-from localdev.services.base import CA_FILE, Check, Option, PytestClient, Secret, Service
+from localdev.services.base import CA_FILE, Check, Option, PytestClient, Resources, Secret, Service
 from localdev.services.redis import install
 from localdev.services.redis.install import IMAGE, RedisNotFound
 from localdev.state import write_private
@@ -179,6 +179,12 @@ class Redis(Service):
             env={"REDISCLI_AUTH": self.admin_password},
             ports={6379: self.port}, volumes={"redis-data": "/data"},
             healthcheck=["sh", "-c", f"redis-cli --user {ADMIN} --no-auth-warning ping | grep -q PONG"])
+
+    def container_resources(self) -> Resources:
+        return Resources(memory="64Mi", memory_limit="512Mi", cpu="50m", cpu_limit="1", storage="2Gi")
+
+    def external_admin(self, host: str, port: int) -> tuple[str, str | None]:
+        return f"redis://{ADMIN}@{host}:{port}/0", "redis_admin_password"
 
     def _login(self) -> dict:
         """redis-py's connection arguments for localdev's own user (an external url's, there)."""
