@@ -61,7 +61,9 @@ def test_a_third_party_service_is_found_and_configured(installed_service):
     assert classes["widget"] is Widget
     assert list(classes)[:4] == ["postgres", "dynamodb", "aws", "mongo"]  # ours first, in their order
     cfg = validate({"services": {"widget": {"colour": "red", "port": 7201}}}, "test", None, {})
-    assert cfg.services["widget"] == {"enabled": True, "allow_plaintext": False, "port": 7201, "colour": "red"}
+    # every service has the common options (url and password_file: where it runs on runtime = "external")
+    assert cfg.services["widget"] == {"enabled": True, "allow_plaintext": False, "port": 7201, "colour": "red",
+                                      "url": "", "password_file": ""}
     with pytest.raises(LocalDevError, match="services.widget.colour"):
         validate({"services": {"widget": {"colour": "green"}}}, "test", None, {})
 
