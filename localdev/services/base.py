@@ -22,6 +22,7 @@ from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
+    from localdev.exports import Summary
     from localdev.names import Namespace
     from localdev.state import StateDir
     from localdev.tls import ServerCert
@@ -315,6 +316,26 @@ class Service:
         """Apply what load_fixtures returned. If that fails, undo this call's part and raise; else return
         an Undo, which `seeding.apply` commits once every service has applied its part, or rolls back."""
         raise NotImplementedError
+
+    # -- exports (localdev/exports.py): the same seeds layout, written from a namespace's data -------------
+    def export_namespace(self, ns: Namespace, folder: Path) -> Summary:
+        """Write the namespace's data into `folder` (seeds/<name>/) in the layout load_fixtures reads, streamed
+        (memory must not grow with the data); return its counts and the content checksum of what was written.
+        What the layout cannot hold is refused (BadInput), never left out unsaid."""
+        from localdev.errors import BadInput
+
+        raise BadInput(f"{self.name} cannot export a namespace's data yet")
+
+    def checksum(self, ns: Namespace) -> Summary:
+        """Counts and a checksum of the namespace's content here: equal data gives an equal checksum whatever
+        order it was written in, and the namespace's name (key prefixes, bucket prefixes) does not enter it."""
+        from localdev.errors import BadInput
+
+        raise BadInput(f"{self.name} has no content checksum yet")
+
+    def version(self) -> str:
+        """The server's version, as an export's manifest records it."""
+        return ""
 
     def create_seeded(self, ns: Namespace, fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""
