@@ -155,6 +155,7 @@ def export_namespace(cluster, name: str, owner: str | None = None) -> Path:
             return summary
 
         summaries = in_waves(services, one)
+        _importable(seeds, services)
         manifest = {
             "format_version": FORMAT_VERSION,
             "localdev_version": _localdev_version(localdev),
@@ -168,6 +169,17 @@ def export_namespace(cluster, name: str, owner: str | None = None) -> Path:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _importable(seeds: Path, services: list[str]) -> None:
+    """Read the export back with the seed loader, so an archive that would not import is never handed out."""
+    from localdev.seeding import load_fixtures
+
+    try:
+        load_fixtures(seeds, services)
+    except BadInput as exc:
+        raise LocalDevError(f"the export would not import again ({str(exc).replace(str(seeds), 'seeds')}): "
+                            "please report this") from None
 
 
 def _localdev_version(module) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from localdev.errors import BadInput
 from localdev.exports import Digest, Summary, canonical
-from localdev.services.aws.seeds import META_FILE
+from localdev.services.aws.seeds import BUCKET_RE, META_FILE
 
 # The attributes CreateQueue takes (the rest are read-only figures or ARNs).
 SETTABLE = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
@@ -57,6 +57,9 @@ def dump(svc, ns, folder: Path | None) -> Summary:
                                "<namespace>-<folder>, so an import could not give it back its name; it cannot be "
                                "exported")
             name = bucket[len(prefix):]
+            if not BUCKET_RE.fullmatch(name):
+                raise BadInput(f"aws: bucket {bucket!r}: {name!r} after the namespace's prefix is not a bucket name of "
+                               "its own (3-63 characters), which the seeds format needs; it cannot be exported")
             counts["buckets"] += 1
             digest.add("bucket", name)
             root = folder / "s3" / name if folder else None

@@ -8,6 +8,7 @@ checksum are one committed state of the database, whatever clients write meanwhi
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -31,7 +32,10 @@ def export(svc, ns, folder: Path) -> Summary:
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         env = {**os.environ, "PGPASSWORD": svc.admin_password, "PGHOST": svc.host, "PGPORT": str(svc.port),
                "PGUSER": "postgres", "PGDATABASE": ns.db_name, "PGCONNECT_TIMEOUT": "10"}
-        proc = subprocess.run([str(pg_dump), f"--snapshot={snapshot}", "--format=plain", "--no-owner",
+        # A fixed psql \restrict key (pg_dump 15.14 and later write one, random by default): the same data
+        # gives the same file. Nothing runs the file through psql, and the seed loader skips those lines.
+        restrict = ["--restrict-key=localdev"] if _has_restrict_key(pg_dump) else []
+        proc = subprocess.run([str(pg_dump), *restrict, f"--snapshot={snapshot}", "--format=plain", "--no-owner",
                                "--no-privileges", "--no-comments", "--no-publications", "--no-subscriptions",
                                "--no-security-labels", "--no-tablespaces", "--encoding=UTF8",
                                f"--file={folder / DUMP}"], env=env, capture_output=True, text=True)
@@ -40,6 +44,11 @@ def export(svc, ns, folder: Path) -> Summary:
         summary = _summary(conn)
         conn.execute("ROLLBACK")
     return summary
+
+
+@functools.cache
+def _has_restrict_key(pg_dump: Path) -> bool:
+    return "--restrict-key" in subprocess.run([str(pg_dump), "--help"], capture_output=True, text=True).stdout
 
 
 def checksum(svc, ns) -> Summary:
