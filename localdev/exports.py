@@ -284,14 +284,38 @@ def write_archive(folder: Path, out, compress: bool) -> None:
 
 
 # -- reading an archive (on the agent) ----------------------------------------------------------------------
-def _reader(raw: IO[bytes]) -> IO[bytes]:
+def _reader(raw: IO[bytes]):
     magic = raw.read(4)
     raw.seek(0)
-    if magic != ZSTD_MAGIC:
-        return raw
-    import zstandard
+    return _Unzstd(raw) if magic == ZSTD_MAGIC else raw
 
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+
+class _Unzstd:
+    """A zstd stream read as a file, which raises EOFError when the input ends inside a frame (zstandard's own
+    stream reader ends quietly there, and a cut that only lost the tar's final padding would pass unseen)."""
+
+    def __init__(self, raw: IO[bytes]):
+        import zstandard
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self.raw, self.obj, self.buffer = raw, self._new(), bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            chunk = self.raw.read(CHUNK)
+            if not chunk:
+                if not self.obj.eof:
+                    raise EOFError("the compressed stream ends inside a frame")
+                break
+            while chunk:
+                if self.obj.eof:  # the next frame
+                    self.obj = self._new()
+                self.buffer += self.obj.decompress(chunk)
+                chunk = self.obj.unused_data if self.obj.eof else b""
+        size = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return out
 
 
 def read_manifest(archive: Path) -> dict:
@@ -310,8 +334,12 @@ def unpack(archive: Path, dest: Path, label: str) -> dict:
     from localdev.tarfiles import UnsafeArchive, extract
 
     try:
-        with open(archive, "rb") as raw, tarfile.open(fileobj=_reader(raw), mode="r|") as tar:
-            extract(tar, dest, label)
+        with open(archive, "rb") as raw:
+            source = _reader(raw)
+            with tarfile.open(fileobj=source, mode="r|") as tar:
+                extract(tar, dest, label)
+            while source.read(CHUNK):  # tar stops at its end marker: read on, so a cut-off frame is seen
+                pass
     except UnsafeArchive as exc:
         raise BadInput(str(exc)) from None
     except (tarfile.TarError, EOFError, OSError) as exc:
