@@ -13,7 +13,6 @@ Redis ACL users, AWS keys. If one fails, the namespaces this restore made are de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
+from localdev.exports import sha256_file
 
 FORMAT_VERSION = 1
 INDEX = "backup.json"
@@ -100,7 +100,7 @@ def backup(client, dest: Path, say=print) -> dict:
                 client.export(row["name"], out, compress=True)
             entries.append({**{k: row[k] for k in ("name", "created_at", "expires_at", "labels", "secrets", "region",
                                                    "owner", "max_connections")},
-                            "archive": relative, "sha256": _sha256(partial / relative)})
+                            "archive": relative, "sha256": sha256_file(partial / relative)})
             say(f"  {row['name']}")
         index = {"format_version": FORMAT_VERSION, "created_at": time.time(), "namespaces": entries,
                  "tokens": registry["tokens"]}
@@ -118,14 +118,6 @@ def backup(client, dest: Path, say=print) -> dict:
 def _private(path: Path, mode: str = "wb"):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     return os.fdopen(fd, mode)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_index(folder: Path) -> dict:
@@ -154,7 +146,7 @@ def read_index(folder: Path) -> dict:
                            "the backup")
         if not archive.is_file():
             raise BadInput(f"{path}: namespace {entry['name']!r}: its archive {entry['archive']} is missing")
-        if _sha256(archive) != entry["sha256"]:
+        if sha256_file(archive) != entry["sha256"]:
             raise BadInput(f"{archive}: does not match its SHA-256 in {INDEX}: changed or damaged since the backup")
     return index
 

@@ -194,10 +194,10 @@ def _localdev_version(module) -> str:
 def _file_digests(folder: Path) -> Iterator[tuple[str, str]]:
     for path in sorted((folder / SEEDS).rglob("*")):
         if path.is_file():
-            yield path.relative_to(folder).as_posix(), _sha256(path)
+            yield path.relative_to(folder).as_posix(), sha256_file(path)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -382,7 +382,7 @@ def check(folder: Path, label: str) -> dict:
     if extra:
         raise BadInput(f"{label}: {extra[0]} is not in the manifest: the archive was changed after the export")
     for name, expected in listed.items():
-        if _sha256(present[name]) != expected:
+        if sha256_file(present[name]) != expected:
             raise BadInput(f"{label}: {name} does not match its SHA-256 in the manifest: the file was changed "
                            "or damaged after the export")
     return manifest

@@ -463,10 +463,10 @@ def test_a_bad_sql_file_in_an_archive_is_reported_at_its_line(cluster, tmp_path)
     lines = dump.read_text().splitlines(keepends=True)
     lines.insert(len(lines) - 3, "INSERT INTO public.t VALUES ('not a number');\n")
     dump.write_text("".join(lines))
-    from localdev.exports import _sha256
+    from localdev.exports import sha256_file
 
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["seeds/postgres/dump.sql"] = _sha256(dump)
+    manifest["files"]["seeds/postgres/dump.sql"] = sha256_file(dump)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     bad = tmp_path / "bad-sql.tar"
     with tarfile.open(bad, "w") as out:

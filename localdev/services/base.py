@@ -318,24 +318,32 @@ class Service:
         raise NotImplementedError
 
     # -- exports (localdev/exports.py): the same seeds layout, written from a namespace's data -------------
-    def export_namespace(self, ns: Namespace, folder: Path) -> Summary:
-        """Write the namespace's data into `folder` (seeds/<name>/) in the layout load_fixtures reads, streamed
-        (memory must not grow with the data); return its counts and the content checksum of what was written.
-        What the layout cannot hold is refused (BadInput), never left out unsaid."""
+    # A service package adds an `export` module beside its seeds: `dump(svc, ns, folder)` writes seeds/<name>/
+    # into `folder` in the layout load_fixtures reads, streamed (memory must not grow with the data), and
+    # returns the Summary (counts, content checksum); with folder None it only takes the Summary.
+    # `version(svc)` names the server. What the layout cannot hold is refused (BadInput), never left out.
+    def _export_module(self):
+        import importlib
+
         from localdev.errors import BadInput
 
-        raise BadInput(f"{self.name} cannot export a namespace's data yet")
+        try:
+            return importlib.import_module(f"{type(self).__module__}.export")
+        except ModuleNotFoundError:
+            raise BadInput(f"{self.name} cannot export a namespace's data (it has no export module)") from None
+
+    def export_namespace(self, ns: Namespace, folder: Path) -> Summary:
+        """Write the namespace's data into `folder` as seeds; its counts and content checksum."""
+        return self._export_module().dump(self, ns, folder)
 
     def checksum(self, ns: Namespace) -> Summary:
         """Counts and a checksum of the namespace's content here: equal data gives an equal checksum whatever
         order it was written in, and the namespace's name (key prefixes, bucket prefixes) does not enter it."""
-        from localdev.errors import BadInput
-
-        raise BadInput(f"{self.name} has no content checksum yet")
+        return self._export_module().dump(self, ns, None)
 
     def version(self) -> str:
         """The server's version, as an export's manifest records it."""
-        return ""
+        return self._export_module().version(self)
 
     def create_seeded(self, ns: Namespace, fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""

@@ -29,7 +29,6 @@ import signal
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
@@ -37,9 +36,6 @@ from localdev.services import aws_clients
 from localdev.services.aws_clients import WarmClients, access_key_id, error_code
 from localdev.services.base import Check, Option, PytestClient, Resources, Service
 from localdev.undo import Undo, undoing
-
-if TYPE_CHECKING:
-    from localdev.exports import Summary
 
 LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last Apache-2.0 image; later ones need an auth token
 MINISTACK_IMAGE = "ministackorg/ministack:1.5.33"
@@ -376,22 +372,6 @@ class Aws(Service):
         from localdev.services.aws.seeds import load
 
         return load(folder)
-
-    # -- exports: seeds/aws/ written from the namespace's data (aws/export.py) --------------
-    def export_namespace(self, ns, folder: Path) -> Summary:
-        from localdev.services.aws.export import dump
-
-        return dump(self, ns, folder)
-
-    def checksum(self, ns) -> Summary:
-        from localdev.services.aws.export import dump
-
-        return dump(self, ns, None)
-
-    def version(self) -> str:
-        from localdev.services.aws.export import version
-
-        return version(self)
 
     def seed(self, ns, fixtures: dict) -> Undo:
         """Create buckets `<namespace>-<folder>`, their objects and the queues; on failure undo this call's part."""

@@ -52,12 +52,7 @@ def load(folder: Path) -> dict:
 
 def _load_metadata(path: Path, buckets: dict[str, list[tuple[str, Path]]]) -> dict[str, dict[str, dict]]:
     """{folder: {key: {"ContentType": str, "Metadata": {str: str}}}}, every key one of the seeded objects."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not UTF-8 text ({exc.reason})") from None
+    data = _read_json(path)
     if not isinstance(data, dict):
         raise BadInput(f"{path}: expected an object {{\"<folder>\": {{\"<key>\": {{\"ContentType\": ...}}}}}}")
     for folder, objects in data.items():
@@ -89,13 +84,17 @@ def _load_s3(root: Path) -> dict[str, list[tuple[str, Path]]]:
     return buckets
 
 
-def _load_sqs(path: Path) -> list[dict]:
+def _read_json(path: Path):
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def _load_sqs(path: Path) -> list[dict]:
+    data = _read_json(path)
     if not isinstance(data, list):
         raise BadInput(f"{path}: expected a list of queues, e.g. [{{\"name\": \"jobs\", \"attributes\": {{}}}}]")
     seen = set()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.names import validate_access_key
@@ -30,9 +29,6 @@ from localdev.services.base import Check, Option, PytestClient, Resources, Servi
 from localdev.services.dynamodb import install as provisioning
 from localdev.services.install import ProvisionError
 from localdev.undo import Undo, undoing
-
-if TYPE_CHECKING:
-    from localdev.exports import Summary
 
 IMAGE = f"amazon/dynamodb-local:{provisioning.VERSION}"
 CONTAINER_PORT = 8000
@@ -285,22 +281,6 @@ class DynamoDB(Service):
         with undoing() as undo:
             apply(undo.hold(self.client(ns)), ns.name, fixtures, undo)
         return undo
-
-    # -- exports: seeds/dynamodb/ written from the namespace's data (dynamodb/export.py) --------------
-    def export_namespace(self, ns, folder: Path) -> Summary:
-        from localdev.services.dynamodb.export import dump
-
-        return dump(self, ns, folder)
-
-    def checksum(self, ns) -> Summary:
-        from localdev.services.dynamodb.export import dump
-
-        return dump(self, ns, None)
-
-    def version(self) -> str:
-        from localdev.services.dynamodb.export import version
-
-        return version()
 
     def _delete_tables(self, client) -> None:
         for page in client.get_paginator("list_tables").paginate():

@@ -141,7 +141,7 @@ def _plain(value: dict, name: str, where) -> str:
                    "JSON) cannot hold: such a table cannot be exported yet")
 
 
-def version() -> str:
+def version(svc) -> str:
     from localdev.services.dynamodb.install import VERSION
 
     return f"DynamoDB Local {VERSION}"

@@ -25,7 +25,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from localdev.errors import BadInput, LocalDevError
@@ -35,9 +35,6 @@ from localdev.services.base import CA_FILE, Check, Option, PytestClient, Resourc
 from localdev.services.mongo import install, install_mjs
 from localdev.services.postgres.locks import advisory_lock
 from localdev.undo import Undo, undoing
-
-if TYPE_CHECKING:
-    from localdev.exports import Summary
 
 FERRETDB_IMAGE = "ghcr.io/ferretdb/ferretdb:1.24.2"
 MONGO_IMAGE = "mongo:7.0.16"
@@ -532,22 +529,6 @@ class Mongo(Service):
         from localdev.services.mongo.seeds import load
 
         return load(folder)
-
-    # -- exports: seeds/mongo/ written from the namespace's data (mongo/export.py) --------------
-    def export_namespace(self, ns, folder: Path) -> Summary:
-        from localdev.services.mongo.export import dump
-
-        return dump(self, ns, folder)
-
-    def checksum(self, ns) -> Summary:
-        from localdev.services.mongo.export import dump
-
-        return dump(self, ns, None)
-
-    def version(self) -> str:
-        from localdev.services.mongo.export import version
-
-        return version(self)
 
     def seed(self, ns, fixtures: dict) -> Undo:
         """As the namespace's own credentials; on failure this call's collections, indexes and documents go."""

@@ -24,7 +24,6 @@ import subprocess
 import time
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from localdev.errors import LocalDevError
@@ -38,9 +37,6 @@ from localdev.services.postgres.seeds import SqlSeeds, apply_sql, commit, load
 from localdev.services.postgres.spares import Spares, clone_sql
 from localdev.state import write_private
 from localdev.undo import Undo
-
-if TYPE_CHECKING:
-    from localdev.exports import Summary
 
 IMAGE = "postgres:15.10-bookworm"
 ADMIN = "postgres"
@@ -514,22 +510,6 @@ class Postgres(Service):
                 sql.Identifier(seeds.owner), sql.Identifier(ns.db_name)))
             conn.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM {}").format(sql.Identifier(seeds.owner)))
         return env
-
-    # -- exports: seeds/postgres/dump.sql by pg_dump, in one snapshot (postgres/export.py) -------------
-    def export_namespace(self, ns, folder: Path) -> Summary:
-        from localdev.services.postgres.export import export
-
-        return export(self, ns, folder)
-
-    def checksum(self, ns) -> Summary:
-        from localdev.services.postgres.export import checksum
-
-        return checksum(self, ns)
-
-    def version(self) -> str:
-        from localdev.services.postgres.export import version
-
-        return version(self)
 
     def _template(self, seeds: SqlSeeds, namespace: str) -> str:
         """Build (once, under a lock) a template database holding the seeds, owned by the admin, its objects

@@ -20,7 +20,9 @@ DUMP = "dump.sql"
 USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
 
 
-def export(svc, ns, folder: Path) -> Summary:
+def dump(svc, ns, folder: Path | None) -> Summary:
+    if folder is None:
+        return _checksum(svc, ns)
     from localdev.services.postgres.install import PostgresNotFound, find_bin_dir
 
     try:
@@ -51,7 +53,7 @@ def _has_restrict_key(pg_dump: Path) -> bool:
     return "--restrict-key" in subprocess.run([str(pg_dump), "--help"], capture_output=True, text=True).stdout
 
 
-def checksum(svc, ns) -> Summary:
+def _checksum(svc, ns) -> Summary:
     with svc.connect(ns.db_name) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         summary = _summary(conn)

@@ -24,7 +24,6 @@ import threading
 from functools import partial
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING
 
 from localdev.errors import BadInput, LocalDevError
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
@@ -33,9 +32,6 @@ from localdev.services.redis import install
 from localdev.services.redis.install import IMAGE, RedisNotFound
 from localdev.state import write_private
 from localdev.undo import Undo, undoing
-
-if TYPE_CHECKING:
-    from localdev.exports import Summary
 
 ADMIN = "localdev"
 ACL_FILE = "users.acl"
@@ -448,22 +444,6 @@ class Redis(Service):
             undo.add(client.close)  # the last step of a rollback
             apply(client, self.key_prefix(ns), fixtures, undo, partial(self.put_back, db), ns.name)
         return undo
-
-    # -- exports: seeds/redis/ written from the namespace's data (redis/export.py) --------------
-    def export_namespace(self, ns, folder: Path) -> Summary:
-        from localdev.services.redis.export import dump
-
-        return dump(self, ns, folder)
-
-    def checksum(self, ns) -> Summary:
-        from localdev.services.redis.export import dump
-
-        return dump(self, ns, None)
-
-    def version(self) -> str:
-        from localdev.services.redis.export import version
-
-        return version(self)
 
     def put_back(self, db: int, key: bytes | str, dump: bytes | None, pttl: int) -> None:
         """A key as it was before a seed: gone if it did not exist, else restored with its TTL."""
