@@ -251,7 +251,9 @@ class Namespaces:
         """BadInput if `name` is taken (or, for a restore, its AWS key is another namespace's)."""
         validate_name(name)
         with self.pool().connection() as conn:
-            if self._row(conn, name) is not None:
+            row = self._row(conn, name)
+            # (a row left 'creating' or 'deleting' is an interrupted command's: create() rolls it back)
+            if row is not None and row["state"] == "ready":
                 raise BadInput(f"the name {name!r} is taken: choose another, or `localdev ns delete {name}` first")
             key = ((restore or {}).get("secrets") or {}).get("aws", {}).get("access_key_id")
             taken = key and conn.execute("SELECT name FROM namespaces WHERE secrets->'aws'->>'access_key_id' = %s",

@@ -52,12 +52,12 @@ def dump(svc, ns, folder: Path | None) -> Summary:
         prefix = f"{ns.name}-"
         metadata: dict[str, dict] = {}
         for bucket in sorted(b["Name"] for b in s3.list_buckets().get("Buckets", [])):
-            if not bucket.startswith(prefix):
+            if folder and not bucket.startswith(prefix):  # (a checksum takes any bucket as it is)
                 raise BadInput(f"aws: bucket {bucket!r} does not start with {prefix!r}: seeded buckets are named "
                                "<namespace>-<folder>, so an import could not give it back its name; it cannot be "
                                "exported")
-            name = bucket[len(prefix):]
-            if not BUCKET_RE.fullmatch(name):
+            name = bucket.removeprefix(prefix)
+            if folder and not BUCKET_RE.fullmatch(name):
                 raise BadInput(f"aws: bucket {bucket!r}: {name!r} after the namespace's prefix is not a bucket name of "
                                "its own (3-63 characters), which the seeds format needs; it cannot be exported")
             counts["buckets"] += 1
