@@ -504,7 +504,7 @@ def big_archive(cluster, tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("big")
     seeds = tmp_path / "big-seeds" / "dynamodb"
     seeds.mkdir(parents=True)
-    items = ",\n".join(json.dumps({"id": i, "body": "x" * 100}) for i in range(4000))
+    items = ",\n".join(json.dumps({"id": i, "body": "x" * 100}) for i in range(2500))
     (seeds / "big.json").write_text('{"table": {"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "N"}],'
                                     ' "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}, "items": [\n'
                                     + items + "\n]}\n")
@@ -550,7 +550,7 @@ def test_after_a_killed_agent_the_same_import_rolls_back_and_imports_whole(clust
     proc = subprocess.Popen([sys.executable, "-m", "localdev.cli", "ns", "import", str(archive), "--as", "cut"],
                             env=cluster.env, cwd=cluster.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     poll_until(lambda: (_registry_row(cluster, "cut") or {}).get("state") == "creating", 60, "the import to start")
-    time.sleep(1.0)  # well inside the 4000-item replay
+    time.sleep(1.0)  # well inside the 2500-item replay
     agent = cluster.cluster._native().state("agent").pid
     os.kill(agent, signal.SIGKILL)
     proc.wait(timeout=60)
@@ -573,7 +573,7 @@ def test_after_a_killed_agent_the_same_import_rolls_back_and_imports_whole(clust
                                                              row["secrets"]["postgres"]["password"])
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(old_url)
-    assert json.loads(ok(cluster, "ns", "checksum", "cut", "--json").stdout)["dynamodb"]["counts"]["items"] == 4000
+    assert json.loads(ok(cluster, "ns", "checksum", "cut", "--json").stdout)["dynamodb"]["counts"]["items"] == 2500
     staging = cluster.home / "exports"
     assert not staging.exists() or list(staging.iterdir()) == []  # the killed agent's staging went too
     ok(cluster, "ns", "delete", "cut")
@@ -607,7 +607,7 @@ def test_kill_9_of_the_cli_mid_import_gives_a_whole_namespace_or_none(cluster, b
         row = _registry_row(cluster, "cli-cut")
         if row is not None:
             assert json.loads(ok(cluster, "ns", "checksum", "cli-cut", "--json").stdout)["dynamodb"]["counts"] == \
-                {"tables": 1, "items": 4000}
+                {"tables": 1, "items": 2500}
             ok(cluster, "ns", "delete", "cli-cut")
 
 
