@@ -1,7 +1,8 @@
 """Backup and restore of a whole cluster: every namespace (its data as an export archive, and its labels,
 expiry, owner, region, connection budget and secrets) and the registry's tokens (their hashes).
 
-    DIR/backup.json                   0600: the registry's records, secrets included, and each archive's SHA-256
+    DIR/backup.json                   0600: the registry's records, secrets and `ns env` included, and each
+                                      archive's SHA-256
     DIR/namespaces/<name>.tar.zst     0600: `ns export` of each namespace
 
 A backup is written into DIR.partial-<pid> and renamed to DIR when complete, so a DIR that exists is whole.
@@ -100,6 +101,7 @@ def backup(client, dest: Path, say=print) -> dict:
                 client.export(row["name"], out, compress=True)
             entries.append({**{k: row[k] for k in ("name", "created_at", "expires_at", "labels", "secrets", "region",
                                                    "owner", "max_connections")},
+                            "env": client.env(row["name"]),  # what decides more than the secrets (Redis's db)
                             "archive": relative, "sha256": sha256_file(partial / relative)})
             say(f"  {row['name']}")
         index = {"format_version": FORMAT_VERSION, "created_at": time.time(), "namespaces": entries,
@@ -187,12 +189,14 @@ def restore(client, folder: Path, skip_existing: bool = False, say=print) -> dic
     try:
         for entry in todo:
             ttl = "none" if entry.get("expires_at") is None else max(1, int(entry["expires_at"] - time.time()))
-            record = {k: entry.get(k) for k in ("secrets", "region", "labels", "owner", "max_connections")}
+            record = {k: entry.get(k) for k in ("secrets", "region", "labels", "owner", "max_connections", "env")}
             with open(folder / entry["archive"], "rb") as fh:
-                client.import_archive(fh, entry["name"], label=str(folder / entry["archive"]), ttl=ttl,
-                                      restore=record)
+                info = client.import_archive(fh, entry["name"], label=str(folder / entry["archive"]), ttl=ttl,
+                                             restore=record)
             made.append(entry["name"])
             say(f"  {entry['name']}")
+            for note in info.get("notes", []):
+                say(f"    note: {note}")
         client.restore_tokens(index["tokens"])
     except BaseException as exc:
         for name in reversed(made):

@@ -419,17 +419,32 @@ def import_archive(cluster, archive: Path, name: str, label: str, ttl="default",
             labels, owner = restore.get("labels") or {}, restore.get("owner")
         with relabelled(seeds, f"{label}:{SEEDS}"):
             info = cluster.namespaces.create(name, ttl=ttl, labels=labels, seed=True, seeds_dir=seeds, owner=owner,
-                                             **kept)
+                                             keep_seed_snapshot=False, **kept)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    changed = []
+    if restore and restore.get("env"):
+        try:
+            changed = adopt(cluster, name, restore["env"])
+        except BaseException:
+            cluster.namespaces.delete(name, missing_ok=True)
+            raise
     differs = compare(cluster, name, manifest)
     if differs:
         cluster.namespaces.delete(name, missing_ok=True)
         raise LocalDevError(f"importing {label} as {name!r} gave different data in {differs}: the namespace was "
                             "deleted again; please report this with the archive")
     info["imported"] = {s: v.get("counts", {}) for s, v in manifest["services"].items()}
-    info["notes"] = [n for v in manifest["services"].values() for n in v.get("notes", [])]
+    info["notes"] = [n for v in manifest["services"].values() for n in v.get("notes", [])] + changed
     return info
+
+
+def adopt(cluster, name: str, env: dict) -> list[str]:
+    """Each service makes its part of the restored namespace's env what the backup's `env` said; what could
+    not be made so, in sentences."""
+    ns, services = cluster.namespaces.namespace_for_export(name)
+    notes = [cluster.services[service].adopt_env(ns, env) for service in services]
+    return [note for note in notes if note]
 
 
 def compare(cluster, name: str, manifest: dict) -> str:

@@ -146,7 +146,10 @@ def _checked_restore(restore) -> dict:
         raise BadInput("a restore's owner must be a token name")
     if not isinstance(restore.get("region", "us-east-1"), str):
         raise BadInput("a restore's region must be a string")
-    return {**restore, "labels": parse_labels(restore.get("labels"))}
+    env = restore.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise BadInput("a restore's env must map names to strings")
+    return {**restore, "labels": parse_labels(restore.get("labels")), "env": env}
 
 
 async def _in_own_thread(fn):

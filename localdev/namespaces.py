@@ -156,11 +156,12 @@ class Namespaces:
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
                seed: bool = False, seeds_dir=None, owner: str | None = None,
                max_connections: int | None = None, from_: str | None = None, secrets: dict | None = None,
-               region: str | None = None) -> dict:
+               region: str | None = None, keep_seed_snapshot: bool = True) -> dict:
         """`owner`: the ci token creating it (only it sees the namespace then). `max_connections`: its
         connection budget (default: [namespaces] max_connections); an existing namespace keeps its own.
         `from_`: a live namespace or a snapshot whose data it starts with (localdev/snapshots.py).
-        `secrets`, `region`: a restore's, so the namespace comes back with its old credentials."""
+        `secrets`, `region`: a restore's, so the namespace comes back with its old credentials.
+        `keep_seed_snapshot`: False for content made once (an import): no seed snapshot is kept of it."""
         validate_name(name)
         if max_connections is None:
             max_connections = self.cluster.config.namespaces.get("max_connections", 20)
@@ -201,7 +202,7 @@ class Namespaces:
                 if snap is not None:
                     self.snapshots.fill_from(ns, services, snap)
                 elif fixtures:  # the first create of this content replays it; later ones copy its snapshot
-                    self.snapshots.fill_seeded(ns, services, fixtures)
+                    self.snapshots.fill_seeded(ns, services, fixtures, keep=keep_seed_snapshot)
                 else:
                     self._for_services(services, lambda svc: svc.create_namespace(ns))
             except BaseException:

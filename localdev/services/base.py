@@ -345,6 +345,12 @@ class Service:
         """The server's version, as an export's manifest records it."""
         return self._export_module().version(self)
 
+    def adopt_env(self, ns: Namespace, env: dict[str, str]) -> str | None:
+        """After a restore: make what this service puts in the namespace's env what `env` (the backup's) said,
+        where something other than the secrets decides it (Redis: the database number in REDIS_URL). None when
+        done (by default there is nothing to do); else a sentence saying what differs now."""
+        return None
+
     def create_seeded(self, ns: Namespace, fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""
         env = self.create_namespace(ns)
