@@ -32,8 +32,9 @@ def dump(svc, ns, folder: Path | None) -> Summary:
     with svc.connect(ns.db_name) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        env = {**os.environ, "PGPASSWORD": svc.admin_password, "PGHOST": svc.host, "PGPORT": str(svc.port),
-               "PGUSER": "postgres", "PGDATABASE": ns.db_name, "PGCONNECT_TIMEOUT": "10"}
+        # the password never on a command line
+        env = {**os.environ, **svc.admin_libpq_env(), "PGHOST": svc.host, "PGPORT": str(svc.port),
+               "PGDATABASE": ns.db_name, "PGCONNECT_TIMEOUT": "10"}
         # A fixed psql \restrict key (pg_dump 15.14 and later write one, random by default): the same data
         # gives the same file. Nothing runs the file through psql, and the seed loader skips those lines.
         restrict = ["--restrict-key=localdev"] if _has_restrict_key(pg_dump) else []
