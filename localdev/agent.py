@@ -181,6 +181,9 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         listener = cluster.listener()
         port = listener.port if listener else 0
         routes += dashboard.page_routes(cookie=f"localdev_dashboard_{port}", secure=tls)
+    from localdev import exports_http
+
+    routes += exports_http.routes(cluster, authenticate, _error)
     return Starlette(routes=routes)
 
 

@@ -41,8 +41,17 @@ class _Response:
 
     def pieces(self):
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
-            while size := int(self._file.readline().split(b";")[0] or b"0", 16):
-                yield self._file.read(size)
+            while True:
+                line = self._file.readline()
+                if not line:  # closed before the last (empty) chunk: the sender failed midway
+                    raise LocalDevError("the agent's answer was cut off: see `localdev logs agent`")
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if not size:
+                    return
+                piece = self._file.read(size)
+                if len(piece) < size:
+                    raise LocalDevError("the agent's answer was cut off: see `localdev logs agent`")
+                yield piece
                 self._file.readline()  # the CRLF after each chunk
         elif "content-length" in self.headers:
             yield self._file.read(int(self.headers["content-length"]))
@@ -122,25 +131,33 @@ class AgentClient:
             raise AgentUnavailable(f"TLS with the agent at {self.url} failed: {exc}") from None
 
     def _send(self, method: str, path: str, body, accept: str, timeout: float,
-              content_type: str = "application/json") -> socket.socket:
-        payload = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
+              content_type: str = "application/json", headers: dict | None = None) -> socket.socket:
+        """`body`: bytes, JSON-able, or (an open binary file, its size) sent as it is read."""
+        stream = body if isinstance(body, tuple) else None
+        payload = b"" if stream else body if isinstance(body, bytes) else \
+            (json.dumps(body).encode() if body is not None else b"")
         host = f"{self.host}:{self.port}" if self.remote else "localhost"
         auth = f"Authorization: Bearer {self.token}\r\n" if self.remote and self.token else ""
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}"
-                f"Content-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {len(payload)}\r\n\r\n")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        length = stream[1] if stream else len(payload)
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}{extra}"
+                f"Content-Type: {content_type}\r\nAccept: {accept}\r\nContent-Length: {length}\r\n\r\n")
         sock = self._connect(timeout)
         try:
             sock.sendall(head.encode() + payload)
+            if stream:
+                for chunk in iter(lambda: stream[0].read(1 << 16), b""):
+                    sock.sendall(chunk)
         except BaseException:
             sock.close()
             raise
         return sock
 
     def request(self, method: str, path: str, body=None, query: dict | None = None,
-                content_type: str = "application/json"):
+                content_type: str = "application/json", headers: dict | None = None):
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        with self._send(method, path, body, "application/json", self.timeout, content_type) as sock:
+        with self._send(method, path, body, "application/json", self.timeout, content_type, headers) as sock:
             resp = _Response(sock)
             raw = resp.body()
         try:
@@ -272,6 +289,38 @@ class AgentClient:
 
     def token_revoke(self, name: str) -> dict:
         return self.request("DELETE", f"/tokens/{quote(name, safe='')}")
+
+    # exports, imports, backups (localdev/exports.py, localdev/backups.py)
+    def export(self, name: str, out, compress: bool = True) -> None:
+        """Write namespace `name`'s export archive to the binary file `out`, as the agent sends it."""
+        path = f"/namespaces/{quote(name, safe='')}/export?compress={'1' if compress else '0'}"
+        with self._send("GET", path, None, "application/x-tar", self.timeout) as sock:
+            resp = _Response(sock)
+            if resp.status >= 400:
+                data = json.loads(resp.body() or b"{}")
+                raise from_kind(data.get("kind"), data.get("error", f"agent answered {resp.status}"))
+            for piece in resp.pieces():
+                out.write(piece)
+
+    def import_archive(self, fh, name: str, label: str, ttl=None, labels=None, restore: dict | None = None) -> dict:
+        """Send the archive in the open binary file `fh` (read as it is sent) to be imported as `name`."""
+        import os
+
+        size = os.fstat(fh.fileno()).st_size - fh.tell()
+        options = {"name": name, "label": label, "labels": labels or [], "restore": restore}
+        if ttl is not None:
+            options["ttl"] = ttl
+        return self.request("POST", "/imports", (fh, size), content_type="application/x-tar",
+                            headers={"X-Localdev-Import": json.dumps(options)})
+
+    def checksum(self, name: str) -> dict:
+        return self.request("GET", f"/namespaces/{quote(name, safe='')}/checksum")
+
+    def backup_registry(self) -> dict:
+        return self.request("GET", "/backup/registry")
+
+    def restore_tokens(self, tokens: builtins.list[dict]) -> dict:
+        return self.request("POST", "/backup/tokens", tokens)
 
 
 def _masked(answer) -> dict:

@@ -468,6 +468,120 @@ def k8s(args) -> None:
     print(f"wrote {len(written)} files to {args.output} (kubectl apply -k {args.output})")
 
 
+# -- exports, imports, backups (the work is in localdev/exports.py and localdev/backups.py) ----------------
+ARCHIVE_FORMATS = {".tar.zst": True, ".tzst": True, ".tar": False}
+
+
+def ns_export(args) -> None:
+    from localdev.names import validate_name
+
+    validate_name(args.name)
+    suffix = next((s for s in ARCHIVE_FORMATS if args.output.endswith(s)), None)
+    if args.output != "-" and suffix is None and args.format is None:
+        raise BadInput(f"-o {args.output}: name the file .tar.zst (compressed) or .tar, or give --format")
+    compress = (args.format or suffix or ".tar.zst") != ".tar"
+    if args.output == "-":
+        _agent().export(args.name, sys.stdout.buffer, compress)
+        return
+    import os
+
+    path = Path(args.output)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") as fh:
+            _agent().export(args.name, fh, compress)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    from localdev.exports import read_manifest
+
+    manifest = read_manifest(path)
+    counts = "; ".join(f"{s}: " + ", ".join(f"{v} {k}" for k, v in i["counts"].items())
+                       for s, i in manifest["services"].items())
+    print(f"namespace {args.name} exported to {path} ({path.stat().st_size} bytes): {counts}")
+    for service in manifest["services"].values():
+        for note in service.get("notes", []):
+            print(f"  note: {note}")
+
+
+def ns_import(args) -> None:
+    from localdev.names import parse_labels, parse_ttl, validate_name
+
+    validate_name(args.as_name)
+    parse_labels(args.label)
+    if args.ttl is not None:
+        parse_ttl(args.ttl)
+    try:
+        fh = open(args.file, "rb")
+    except OSError as exc:
+        raise BadInput(f"{args.file}: {exc.strerror}") from None
+    with fh:
+        info = _agent().import_archive(fh, args.as_name, label=args.file, ttl=args.ttl, labels=args.label)
+    if args.json:
+        _out(info)
+        return
+    counts = "; ".join(f"{s}: " + ", ".join(f"{v} {k}" for k, v in c.items()) for s, c in info["imported"].items())
+    print(f"namespace {info['name']} imported from {args.file} ({counts}); `localdev ns env {info['name']}` prints "
+          "its credentials")
+    for note in info.get("notes", []):
+        print(f"  note: {note}")
+
+
+def ns_checksum(args) -> None:
+    from localdev.names import validate_name
+
+    validate_name(args.name)
+    sums = _agent().checksum(args.name)
+    if args.json:
+        _out(sums)
+        return
+    _table(f"content of {args.name}", ["service", "counts", "checksum"],
+           [[s, ", ".join(f"{v} {k}" for k, v in i["counts"].items()), i["checksum"]] for s, i in sums.items()])
+
+
+def backup(args) -> None:
+    from localdev.backups import backup as run
+
+    done = run(_agent(), args.output, say=lambda m: print(m, file=sys.stderr))
+    print(f"backed up {len(done['namespaces'])} namespace(s) and {done['tokens']} token(s) to {done['path']} "
+          "(it holds their credentials: keep it private)")
+
+
+def restore(args) -> None:
+    from localdev.backups import restore as run
+
+    done = run(_agent(), args.dir, skip_existing=args.skip_existing, say=lambda m: print(m, file=sys.stderr))
+    print(f"restored {len(done['restored'])} namespace(s) and {done['tokens']} token(s) from {args.dir}"
+          + (f"; skipped {len(done['skipped'])}" if done["skipped"] else ""))
+
+
+def _archive_commands(sub, ns_sub) -> None:
+    p = _command(ns_sub, "export", ns_export, "Write a namespace's data as a portable archive (a seeds/ tree and "
+                                              "a manifest); SQS messages are not copied.")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.tar.zst, FILE.tar, or - for stdout")
+    p.add_argument("--format", choices=(".tar.zst", ".tar"), help="default: from FILE's name (stdout: .tar.zst)")
+    p = _command(ns_sub, "import", ns_import, "Create a namespace from an export archive (checked first; all or "
+                                              "nothing).")
+    p.add_argument("file")
+    p.add_argument("--as", dest="as_name", required=True, metavar="NAME", help="the new namespace's name")
+    p.add_argument("--ttl", help="e.g. 30m, 2h, 7d, none (default: config)")
+    p.add_argument("--label", action="append", metavar="K=V", help="a label (repeatable)")
+    _json_flag(p)
+    p = _command(ns_sub, "checksum", ns_checksum, "Per-service counts and content checksums of a namespace (equal "
+                                                  "data, equal checksum).")
+    p.add_argument("name")
+    _json_flag(p)
+    p = _command(sub, "backup", backup, "Back up every namespace (data, labels, TTL, owner, credentials) and the "
+                                        "tokens into a new folder (0600 files).")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    p = _command(sub, "restore", restore, "Restore a backup: every namespace with its old credentials, and the "
+                                          "tokens. Refuses names the cluster has, unless --skip-existing.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--skip-existing", action="store_true", help="keep the cluster's namespaces of the same name")
+
+
 # -- parsing ----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     # No prefix matching: `ns create b --from a` must be refused, not read as `--from-ci` plus a stray name.
@@ -599,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive_int, metavar="N", help="local listener's port (default: a free one)")
     p = _command(sub, "completion", completion, "Print a shell completion script (bash, zsh or fish).")
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
+    _archive_commands(sub, ns_sub)
     p = _command(sub, "compose", compose, "Write a docker-compose.yml generated from the same service specs.")
     p.add_argument("--output", type=Path, default=Path("compose/docker-compose.yml"), help="file to write")
     p = _command(sub, "k8s", k8s, "Write a Kubernetes deployment (kustomize) generated from the same service specs.")

@@ -129,10 +129,11 @@ class Namespace:
     max_connections: int | None = None
 
     @classmethod
-    def new(cls, name: str, region: str, declared, max_connections: int | None = None) -> Namespace:
+    def new(cls, name: str, region: str, declared, max_connections: int | None = None,
+            kept: dict[str, dict[str, str]] | None = None) -> Namespace:
         """A namespace with a fresh value for every declared secret (`Secret`s of its services; a group that
-        two services share is made once)."""
-        secrets: dict[str, dict[str, str]] = {}
+        two services share is made once), except those in `kept` (a restore's)."""
+        secrets: dict[str, dict[str, str]] = {g: dict(v) for g, v in (kept or {}).items()}
         for secret in declared:
             secrets.setdefault(secret.group, {}).setdefault(secret.key, secret.make())
         return cls(name=name, region=region, secrets=secrets, max_connections=max_connections)

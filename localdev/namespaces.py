@@ -155,10 +155,13 @@ class Namespaces:
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,
                seed: bool = False, seeds_dir=None, owner: str | None = None,
-               max_connections: int | None = None, from_: str | None = None) -> dict:
+               max_connections: int | None = None, from_: str | None = None, secrets: dict | None = None,
+               region: str | None = None, keep_seed_snapshot: bool = True) -> dict:
         """`owner`: the ci token creating it (only it sees the namespace then). `max_connections`: its
         connection budget (default: [namespaces] max_connections); an existing namespace keeps its own.
-        `from_`: a live namespace or a snapshot whose data it starts with (localdev/snapshots.py)."""
+        `from_`: a live namespace or a snapshot whose data it starts with (localdev/snapshots.py).
+        `secrets`, `region`: a restore's, so the namespace comes back with its old credentials.
+        `keep_seed_snapshot`: False for content made once (an import): no seed snapshot is kept of it."""
         validate_name(name)
         if max_connections is None:
             max_connections = self.cluster.config.namespaces.get("max_connections", 20)
@@ -185,9 +188,9 @@ class Namespaces:
             if row:  # an interrupted create or delete: finish rolling it back
                 self._roll_back(conn, row)
             snap = source.enter_context(self.snapshots.source(from_, owner)) if from_ is not None else None
-            ns = Namespace.new(name, self.cluster.config.namespaces.get("region", "us-east-1"),
+            ns = Namespace.new(name, region or self.cluster.config.namespaces.get("region", "us-east-1"),
                                [secret for n in services for secret in self.cluster.services[n].secrets],
-                               max_connections=max_connections)
+                               max_connections=max_connections, kept=secrets)
             expires = (datetime.now(UTC) + timedelta(seconds=ttl_seconds)) if ttl_seconds else None
             conn.execute(
                 "INSERT INTO namespaces (name, state, expires_at, labels, services, secrets, region, owner, "
@@ -199,7 +202,7 @@ class Namespaces:
                 if snap is not None:
                     self.snapshots.fill_from(ns, services, snap)
                 elif fixtures:  # the first create of this content replays it; later ones copy its snapshot
-                    self.snapshots.fill_seeded(ns, services, fixtures)
+                    self.snapshots.fill_seeded(ns, services, fixtures, keep=keep_seed_snapshot)
                 else:
                     self._for_services(services, lambda svc: svc.create_namespace(ns))
             except BaseException:
@@ -237,6 +240,28 @@ class Namespaces:
             conn.execute("UPDATE namespaces SET seed_hash = %s, problems = problems - %s::text[] WHERE name = %s",
                          (seed_hash, targets, name))
             return self._info(self._ready_row(conn, name))
+
+    # -- exports, backups (localdev/exports.py, localdev/backups.py) ------------------------
+    def namespace_for_export(self, name: str, owner: str | None = None) -> tuple[Namespace, builtins.list[str]]:
+        validate_name(name)
+        with self.pool().connection() as conn:
+            row = self._ready_row(conn, name, owner)
+        return self._namespace(row), builtins.list(row["services"])
+
+    def check_free(self, name: str, restore: dict | None = None) -> None:
+        """BadInput if `name` is taken (or, for a restore, its AWS key is another namespace's)."""
+        validate_name(name)
+        with self.pool().connection() as conn:
+            row = self._row(conn, name)
+            # (a row left 'creating' or 'deleting' is an interrupted command's: create() rolls it back)
+            if row is not None and row["state"] == "ready":
+                raise BadInput(f"the name {name!r} is taken: choose another, or `localdev ns delete {name}` first")
+            key = ((restore or {}).get("secrets") or {}).get("aws", {}).get("access_key_id")
+            taken = key and conn.execute("SELECT name FROM namespaces WHERE secrets->'aws'->>'access_key_id' = %s",
+                                         (key,)).fetchone()
+            if taken:
+                raise BadInput(f"namespace {name!r} cannot get its old AWS access key back: namespace "
+                               f"{taken[0]!r} of this cluster has it")
 
     def verify(self, services: builtins.list[str]) -> dict[str, dict]:
         """Ask each of `services` whether every ready namespace's state survived; record what was lost.

@@ -295,10 +295,11 @@ class Snapshots:
             row = self._row(conn, f"seed:{seed_hash}")
         return row if row and row["state"] == "ready" else None
 
-    def fill_seeded(self, ns: Namespace, services: builtins.list[str], fixtures) -> None:
+    def fill_seeded(self, ns: Namespace, services: builtins.list[str], fixtures, keep: bool = True) -> None:
         """A seeded create: copy the seed snapshot of this content if there is one, in the services where that
         is faster (`Copier.copies_seeds`; PostgreSQL keeps its template and spare clones); else replay, then
-        keep what was made as that snapshot. With `[namespaces] seed_snapshots = false` every create replays."""
+        keep what was made as that snapshot (unless not `keep`: an import, made once). With `[namespaces]
+        seed_snapshots = false` every create replays."""
         parts = fixtures.per_service
         copying = self.cluster.config.namespaces.get("seed_snapshots", True)
         snap = self.seed_snapshot(fixtures.content_hash) if copying else None
@@ -310,7 +311,7 @@ class Snapshots:
             return svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
 
         self.namespaces._for_services(services, one)
-        if copying and snap is None:
+        if copying and keep and snap is None:
             sql = parts.get("postgres")
             hints = {"postgres": {"template": sql.template, "template_owner": sql.owner}} if sql and sql.files else {}
             self._keep_seeded(ns, services, fixtures.content_hash, hints)

@@ -22,6 +22,7 @@ from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
+    from localdev.exports import Summary
     from localdev.names import Namespace
     from localdev.state import StateDir
     from localdev.tls import ServerCert
@@ -315,6 +316,40 @@ class Service:
         """Apply what load_fixtures returned. If that fails, undo this call's part and raise; else return
         an Undo, which `seeding.apply` commits once every service has applied its part, or rolls back."""
         raise NotImplementedError
+
+    # -- exports (localdev/exports.py): the same seeds layout, written from a namespace's data -------------
+    # A service package adds an `export` module beside its seeds: `dump(svc, ns, folder)` writes seeds/<name>/
+    # into `folder` in the layout load_fixtures reads, streamed (memory must not grow with the data), and
+    # returns the Summary (counts, content checksum); with folder None it only takes the Summary.
+    # `version(svc)` names the server. What the layout cannot hold is refused (BadInput), never left out.
+    def _export_module(self):
+        import importlib
+
+        from localdev.errors import BadInput
+
+        try:
+            return importlib.import_module(f"{type(self).__module__}.export")
+        except ModuleNotFoundError:
+            raise BadInput(f"{self.name} cannot export a namespace's data (it has no export module)") from None
+
+    def export_namespace(self, ns: Namespace, folder: Path) -> Summary:
+        """Write the namespace's data into `folder` as seeds; its counts and content checksum."""
+        return self._export_module().dump(self, ns, folder)
+
+    def checksum(self, ns: Namespace) -> Summary:
+        """Counts and a checksum of the namespace's content here: equal data gives an equal checksum whatever
+        order it was written in, and the namespace's name (key prefixes, bucket prefixes) does not enter it."""
+        return self._export_module().dump(self, ns, None)
+
+    def version(self) -> str:
+        """The server's version, as an export's manifest records it."""
+        return self._export_module().version(self)
+
+    def adopt_env(self, ns: Namespace, env: dict[str, str]) -> str | None:
+        """After a restore: make what this service puts in the namespace's env what `env` (the backup's) said,
+        where something other than the secrets decides it (Redis: the database number in REDIS_URL). None when
+        done (by default there is nothing to do); else a sentence saying what differs now."""
+        return None
 
     def create_seeded(self, ns: Namespace, fixtures) -> dict[str, str]:
         """Create the namespace already seeded. Services with a faster way than create-then-replay override it."""

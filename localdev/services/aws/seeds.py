@@ -2,6 +2,8 @@
 
     seeds/aws/s3/<bucket>/<key path>   each file becomes an object of bucket <namespace>-<bucket>
     seeds/aws/sqs.json                 [{"name": "jobs", "attributes": {"VisibilityTimeout": "30"}}]
+    seeds/aws/s3-metadata.json         {"<folder>": {"<key>": {"ContentType": "...", "Metadata": {...}}}}
+                                       (optional: objects not listed get the type their name suggests)
 
 Bucket names are global across accounts in both emulators (as on AWS), so the namespace name is put in
 front of every seeded bucket; queue names are per account and kept as written.
@@ -20,6 +22,7 @@ from localdev.services.aws_clients import error_code
 from localdev.undo import Undo
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]$")
+META_FILE = "s3-metadata.json"
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,75}(\.fifo)?$")
 
 
@@ -30,6 +33,7 @@ def bucket_name(ns_name: str, folder: str) -> str:
 def load(folder: Path) -> dict:
     buckets: dict[str, list[tuple[str, Path]]] = {}
     queues: list[dict] = []
+    meta_file = None
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
@@ -37,10 +41,34 @@ def load(folder: Path) -> dict:
             buckets = _load_s3(entry)
         elif entry.name == "sqs.json" and entry.is_file():
             queues = _load_sqs(entry)
+        elif entry.name == META_FILE and entry.is_file():
+            meta_file = entry
         else:
-            raise BadInput(f"{entry}: unexpected entry; seeds/aws holds a folder s3/ (one folder per bucket) "
-                           "and a file sqs.json")
-    return {"buckets": buckets, "queues": queues}
+            raise BadInput(f"{entry}: unexpected entry; seeds/aws holds a folder s3/ (one folder per bucket), "
+                           f"a file sqs.json and optionally {META_FILE}")
+    metadata = _load_metadata(meta_file, buckets) if meta_file else {}
+    return {"buckets": buckets, "queues": queues, "metadata": metadata}
+
+
+def _load_metadata(path: Path, buckets: dict[str, list[tuple[str, Path]]]) -> dict[str, dict[str, dict]]:
+    """{folder: {key: {"ContentType": str, "Metadata": {str: str}}}}, every key one of the seeded objects."""
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected an object {{\"<folder>\": {{\"<key>\": {{\"ContentType\": ...}}}}}}")
+    for folder, objects in data.items():
+        keys = {key for key, _ in buckets.get(folder, [])}
+        if not isinstance(objects, dict):
+            raise BadInput(f"{path}: {folder!r}: expected an object of keys")
+        for key, meta in objects.items():
+            where = f"{path}: {folder}/{key}"
+            if key not in keys:
+                raise BadInput(f"{where}: no such file under s3/{folder}/")
+            if not isinstance(meta, dict) or set(meta) - {"ContentType", "Metadata"} or \
+                    not isinstance(meta.get("ContentType", ""), str) or \
+                    not isinstance(meta.get("Metadata", {}), dict) or \
+                    not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.get("Metadata", {}).items()):
+                raise BadInput(f"{where}: expected {{\"ContentType\": \"<type>\", \"Metadata\": {{<name>: <text>}}}}")
+    return data
 
 
 def _load_s3(root: Path) -> dict[str, list[tuple[str, Path]]]:
@@ -56,13 +84,17 @@ def _load_s3(root: Path) -> dict[str, list[tuple[str, Path]]]:
     return buckets
 
 
-def _load_sqs(path: Path) -> list[dict]:
+def _read_json(path: Path):
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def _load_sqs(path: Path) -> list[dict]:
+    data = _read_json(path)
     if not isinstance(data, list):
         raise BadInput(f"{path}: expected a list of queues, e.g. [{{\"name\": \"jobs\", \"attributes\": {{}}}}]")
     seen = set()
@@ -121,9 +153,11 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
         for key, path in objects:
             if not made:
                 undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            meta = fixtures.get("metadata", {}).get(folder, {}).get(key, {})
+            content_type = meta.get("ContentType") or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             with open(path, "rb") as body:
-                s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type)
+                s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type,
+                              Metadata=meta.get("Metadata", {}))
     for queue in fixtures["queues"]:
         url = sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])["QueueUrl"]
         if url not in existing["queues"]:

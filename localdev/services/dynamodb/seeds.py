@@ -1,4 +1,6 @@
 """DynamoDB seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [<plain JSON>]}.
+The table's parameters may also hold "TimeToLiveSpecification" ({"AttributeName": ..., "Enabled": true}),
+set with UpdateTimeToLive once the table is made.
 
 Each file is streamed twice and never held whole: `load` checks every item, keeping only the table
 definition and a count; `apply` reads the items again and writes them 25 to a BatchWriteItem. Both passes
@@ -46,6 +48,7 @@ class TableFixture:
     count: int = 0
     types: dict[str, str] = field(default_factory=dict)  # attribute -> S/N/B, for key and index attributes
     keys: list[str] = field(default_factory=list)  # the table's key attributes
+    ttl: dict | None = None  # "TimeToLiveSpecification" in the table's parameters: set after CreateTable
 
     @property
     def name(self) -> str:
@@ -109,6 +112,10 @@ def _checked_table(path: Path, table: dict) -> TableFixture:
     def bad(problem: str) -> BadInput:
         return BadInput(f"{path}: {problem}")
 
+    ttl = table.pop("TimeToLiveSpecification", None)  # not a CreateTable parameter: UpdateTimeToLive's
+    if ttl is not None and (not isinstance(ttl, dict) or set(ttl) != {"AttributeName", "Enabled"}
+                            or not isinstance(ttl["AttributeName"], str) or ttl["Enabled"] is not True):
+        raise bad('TimeToLiveSpecification must be {"AttributeName": "<attribute>", "Enabled": true}')
     name = table.setdefault("TableName", path.stem)
     if name != path.stem:
         raise bad(f"TableName {name!r} differs from the file name; name the file {name}.json")
@@ -144,7 +151,7 @@ def _checked_table(path: Path, table: dict) -> TableFixture:
                   "(DynamoDB refuses that)")
     if "ProvisionedThroughput" not in table:
         table.setdefault("BillingMode", "PAY_PER_REQUEST")
-    return TableFixture(path=path, table=table, types=types, keys=keys)
+    return TableFixture(path=path, table=table, types=types, keys=keys, ttl=ttl)
 
 
 def _checked_items(fx: TableFixture) -> Iterator[dict]:
@@ -202,6 +209,8 @@ def apply(client, namespace: str, fixtures: list[TableFixture], undo: Undo) -> N
             else:
                 client.create_table(**fx.table)
                 undo.add(partial(delete_table, client), fx.name)
+                if fx.ttl:
+                    client.update_time_to_live(TableName=fx.name, TimeToLiveSpecification=fx.ttl)
                 key_names = fx.keys
             _write_items(client, namespace, fx, key_names, undo if fx.name in existing else None)
     except ClientError as exc:

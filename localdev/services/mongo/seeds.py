@@ -93,6 +93,7 @@ def apply(db, namespace: str, fixtures: dict[str, CollectionFixture], undo: Undo
             collection = db[name]
             if name not in existing:
                 undo.add(db.drop_collection, name)
+                db.create_collection(name)  # an empty collection (an export's) exists too
             if fx.indexes:
                 before = {ix["name"] for ix in collection.list_indexes()} if name in existing else None
                 made = collection.create_indexes([pymongo.IndexModel(list(ix["key"].items()),

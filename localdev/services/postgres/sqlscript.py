@@ -1,7 +1,8 @@
 """Split a SQL script into statements as it streams, with the line each starts on.
 
 Handles '...' and "..." (doubled quotes), E'...' escapes, $tag$ bodies, -- and nested /* */ comments, and
-psql-style `COPY ... FROM stdin;` blocks whose data runs to a line holding only `\\.` (pg_dump's format).
+psql-style `COPY ... FROM stdin;` blocks whose data runs to a line holding only `\\.` (pg_dump's format),
+and skips the `\\restrict` / `\\unrestrict` lines pg_dump puts around its output.
 Streaming keeps a 100k-row seed file out of memory; line numbers make errors `file:line: ...`.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 from localdev.errors import BadInput
 
 COPY_STDIN = re.compile(r"^\s*copy\s.+\sfrom\s+stdin\b", re.IGNORECASE | re.DOTALL)
+# Lines pg_dump writes around a dump for psql: `\restrict KEY` first and `\unrestrict KEY` last.
+PSQL_RESTRICT = re.compile(r"^\\(un)?restrict [A-Za-z0-9]+\s*$")
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
@@ -33,6 +36,8 @@ def statements(lines: Iterable[str], source: str = "<sql>") -> Iterator[Statemen
     state: Any = None  # None | "'" | '"' | "e'" | ("$", tag) | ("/*", depth)
     for raw in it:
         lineno += 1
+        if state is None and start is None and PSQL_RESTRICT.match(raw):
+            continue  # pg_dump's (15.14 and later) guard against meta-commands in the dump: not SQL
         i, n = 0, len(raw)
         while i < n:
             ch = raw[i]

@@ -365,6 +365,27 @@ class Redis(Service):
             self.admin().execute_command("ACL", "SAVE")
         return self.namespace_env(ns)
 
+    def adopt_env(self, ns, env: dict[str, str]) -> str | None:
+        """A restored namespace gets back its old database number (its old REDIS_URL works): the database it
+        was given is swapped with that one, if no namespace has it and it is empty."""
+        match = re.search(r"/(\d+)$", env.get("REDIS_URL", ""))
+        if not match:
+            return None
+        want, have = int(match.group(1)), self._own_database(ns)
+        if want == have:
+            return None
+        with self.ctx.state.lock("redis-databases"):
+            taken = set(self._acl_users().values())
+            free = 0 < want < int(self.option("databases")) and want not in taken and \
+                self.admin().eval("redis.call('SELECT', ARGV[1]); return redis.call('DBSIZE')", 0, want) == 0
+            if not free:
+                return (f"redis: namespace {ns.name} could not get its old database {want} back (another namespace "
+                        f"of this cluster has it): it is database {have} now, so its REDIS_URL changed")
+            self.admin().execute_command("SWAPDB", have, want)
+            self.admin().execute_command("ACL", "SETUSER", self.user(ns), *self._rules(ns, want))
+            self.admin().execute_command("ACL", "SAVE")
+        return None
+
     def _free_database(self, taken: set) -> int:
         count = int(self.option("databases"))
         for db in range(1, count):

@@ -1,0 +1,148 @@
+"""Pure logic of exports (no services): checksums, manifests, the archive's checks, value conversions."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from localdev.errors import BadInput
+from localdev.exports import FORMAT_VERSION, Digest, JsonArrayWriter, check, unpack, write_archive
+
+
+def test_digest_is_order_independent_and_separates_parts():
+    a, b = Digest(), Digest()
+    for x in ("one", "two", "three"):
+        a.add("row", x)
+    for x in ("three", "one", "two"):
+        b.add("row", x)
+    assert a.hexdigest() == b.hexdigest() and a.count == 3
+    c, d = Digest(), Digest()
+    c.add("ab", "c")
+    d.add("a", "bc")
+    assert c.hexdigest() != d.hexdigest()
+    e = Digest()
+    e.add("row", "one")
+    e.add("row", "one")
+    assert e.hexdigest() != Digest().hexdigest()  # a duplicate counts
+
+
+def test_json_array_writer_puts_one_element_per_line():
+    buf = io.StringIO()
+    w = JsonArrayWriter(buf)
+    for v in ({"a": 1}, [2], "x"):
+        w.add(json.dumps(v))
+    w.close()
+    assert json.loads(buf.getvalue()) == [{"a": 1}, [2], "x"]
+    assert buf.getvalue().splitlines()[1] == '{"a": 1},'
+    empty = io.StringIO()
+    JsonArrayWriter(empty).close()
+    assert json.loads(empty.getvalue()) == []
+
+
+def _export_folder(tmp_path, version=FORMAT_VERSION):
+    folder = tmp_path / "export"
+    (folder / "seeds" / "redis").mkdir(parents=True)
+    keys = folder / "seeds" / "redis" / "keys.json"
+    keys.write_text('[{"key": "a", "type": "string", "value": "b"}]\n')
+    import hashlib
+
+    manifest = {"format_version": version, "services": {"redis": {"counts": {"keys": 1}, "checksum": "x"}},
+                "files": {"seeds/redis/keys.json": hashlib.sha256(keys.read_bytes()).hexdigest()}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_an_archive_round_trips_and_its_damage_is_bad_input(tmp_path, compress):
+    folder = _export_folder(tmp_path)
+    archive = tmp_path / "a.tar"
+    with open(archive, "wb") as fh:
+        write_archive(folder, fh, compress)
+    assert unpack(archive, tmp_path / "out", "a.tar")["services"]["redis"]["counts"] == {"keys": 1}
+    data = archive.read_bytes()
+    # cut inside a header, inside the manifest, inside a file's data (a cut in the final padding leaves every
+    # file whole and checked: that archive is complete)
+    cuts = (len(data) // 2, len(data) - 8) if compress else (100, 700, 2100, 2570)
+    for cut in cuts:
+        (tmp_path / "cut.tar").write_bytes(data[:cut])
+        with pytest.raises(BadInput, match="cut off|missing|no manifest"):
+            unpack(tmp_path / "cut.tar", tmp_path / f"cut-{cut}", "cut.tar")
+
+
+def test_the_manifest_checks(tmp_path):
+    folder = _export_folder(tmp_path)
+    assert check(folder, "x")["format_version"] == FORMAT_VERSION
+    (folder / "seeds" / "redis" / "keys.json").write_text("[]\n")
+    with pytest.raises(BadInput, match="does not match its SHA-256"):
+        check(folder, "x")
+    newer = _export_folder(tmp_path / "n", version=FORMAT_VERSION + 1)
+    with pytest.raises(BadInput, match="newer localdev"):
+        check(newer, "x")
+    extra = _export_folder(tmp_path / "e")
+    (extra / "seeds" / "redis" / "more.json").write_text("[]")
+    with pytest.raises(BadInput, match="not in the manifest"):
+        check(extra, "x")
+
+
+def test_unsafe_members_are_refused(tmp_path):
+    for name, kind in (("../up", tarfile.REGTYPE), ("/abs", tarfile.REGTYPE), ("seeds/l", tarfile.SYMTYPE),
+                       ("seeds/h", tarfile.LNKTYPE)):
+        archive = tmp_path / "bad.tar"
+        with tarfile.open(archive, "w") as tar:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "/etc/passwd"
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+        with pytest.raises(BadInput, match="outside its folder|not a file or a folder"):
+            unpack(archive, tmp_path / "dest", "bad.tar")
+
+
+def test_dynamodb_items_become_plain_json_or_are_refused():
+    from localdev.services.dynamodb.export import _normal, _plain_item
+
+    schema = [{"AttributeName": "id", "KeyType": "HASH"}]
+    item = {"id": {"B": b"\x00\x01"}, "n": {"N": "12.50"}, "m": {"M": {"l": {"L": [{"BOOL": True}, {"NULL": True}]}}}}
+    assert json.loads(_plain_item(item, {"id": "B"}, "t", schema)) == \
+        {"id": "AAE=", "n": 12.5, "m": {"l": [True, None]}}
+    assert '"n":12.50' in _plain_item(item, {"id": "B"}, "t", schema)  # the number's text as stored
+    with pytest.raises(BadInput, match="attribute 'tags' holds a SS value"):
+        _plain_item({"id": {"B": b"1"}, "tags": {"SS": ["a"]}}, {"id": "B"}, "t", schema)
+    assert _normal({"a": {"NS": ["2", "1.0"]}, "b": {"N": "1.50"}}) == {"a": {"NS": ["1", "2"]}, "b": {"N": "1.5"}}
+
+
+def test_object_keys_that_are_no_file_path_are_refused(tmp_path):
+    from localdev.services.aws.export import _target
+
+    assert _target(tmp_path, "b", "a/b.txt") == tmp_path / "a" / "b.txt"
+    (tmp_path / "a" / "b.txt").write_text("x")
+    for key in ("a/b.txt", "a/b.txt/c", "x//y", "./x", "../x", ".hidden", "dir/"):
+        with pytest.raises(BadInput):
+            _target(tmp_path, "b", key)
+
+
+def test_pg_dump_restrict_lines_are_skipped_only_between_statements():
+    from localdev.services.postgres.sqlscript import statements
+
+    lines = ["\\restrict K3y\n", "SELECT 1;\n", "COPY t (a) FROM stdin;\n", "\\restrict K3y\n", "\\.\n",
+             "\\unrestrict K3y\n"]
+    seen = []
+    for st in statements(lines):
+        seen.append((st.sql, list(st.copy_rows) if st.copy_rows is not None else None))
+    # a \restrict line inside COPY data is data; outside statements it is skipped
+    assert seen == [("SELECT 1;", None), ("COPY t (a) FROM stdin;", ["\\restrict K3y\n"])]
+
+
+def test_a_backup_index_is_checked(tmp_path):
+    from localdev.backups import read_index
+
+    with pytest.raises(BadInput, match="not a localdev backup"):
+        read_index(tmp_path)
+    (tmp_path / "backup.json").write_text(json.dumps({"format_version": 1, "tokens": [], "namespaces": [
+        {"name": "a", "archive": "../../etc/passwd", "sha256": "0", "secrets": {}}]}))
+    with pytest.raises(BadInput, match="outside the backup"):
+        read_index(tmp_path)
+    (tmp_path / "backup.json").write_text(json.dumps({"format_version": 9, "tokens": [], "namespaces": []}))
+    with pytest.raises(BadInput, match="newer localdev"):
+        read_index(tmp_path)
