@@ -152,7 +152,7 @@ def test_cli_on_a_terminal_shows_progress_and_succeeds(shared_cluster, tmp_path)
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=shared_cluster.env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
-    assert "namespace tty-made ready" in proc.stdout
+    assert "namespace tty-made is ready" in proc.stdout and "localdev ns delete tty-made" in proc.stdout  # next steps
     shared_cluster.cli("ns", "delete", "tty-made", check=True)
 
 
