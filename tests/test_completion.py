@@ -46,10 +46,11 @@ def named(shared_cluster):
 
 def test_bash_completes_commands_options_and_choices(named):
     assert bash_complete(named, "n") == ["ns"]
-    assert bash_complete(named, "ns", "") == ["create", "list", "delete", "gc", "snapshot", "snapshots", "reset", "env"]
+    assert bash_complete(named, "ns", "") == ["create", "list", "delete", "gc", "snapshot", "snapshots", "reset", "env",
+                                              "export", "import", "checksum"]
     assert bash_complete(named, "ns", "list", "--n") == ["--names"]
     assert bash_complete(named, "ns", "create", "pr-1", "--print-env", "") == [
-        "dotenv", "shell", "json", "github", "gitlab"]
+        "dotenv", "shell", "json", "github", "gitlab", "k8s-secret"]
     assert bash_complete(named, "ns", "env", "x", "--format", "g") == ["github", "gitlab"]
     assert bash_complete(named, "completion", "") == ["bash", "zsh", "fish"]
     assert bash_complete(named, "up", "--runtime", "d") == ["docker"]
@@ -84,9 +85,10 @@ def test_fish_completes_commands_and_namespace_names(named):
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
         return sorted(line.split("\t")[0] for line in proc.stdout.splitlines())
 
-    assert complete("localdev ns ") == ["create", "delete", "env", "gc", "list", "reset", "snapshot", "snapshots"]
+    assert complete("localdev ns ") == ["checksum", "create", "delete", "env", "export", "gc", "import", "list", "reset",
+                                        "snapshot", "snapshots"]
     assert [c for c in complete("localdev ns delete ") if c.startswith("compl-")] == ["compl-alpha", "compl-beta"]
-    assert complete("localdev ns env x --format ") == ["dotenv", "github", "gitlab", "json", "shell"]
+    assert complete("localdev ns env x --format ") == ["dotenv", "github", "gitlab", "json", "k8s-secret", "shell"]
 
 
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed (scripts/bootstrap.sh --test installs it)")

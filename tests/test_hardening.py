@@ -15,6 +15,7 @@ import psycopg
 import pymongo
 import pytest
 
+from localdev.services.aws_clients import server_url
 from localdev.services.mongo import META_DB
 from localdev.waiting import TimedOut, poll_until
 
@@ -33,6 +34,7 @@ def leftovers(h, envs: list[dict]) -> list[str]:
         dbs = {r[0] for r in conn.execute("select datname from pg_database")}
         roles = {r[0] for r in conn.execute("select rolname from pg_roles")}
     mongo = h.cluster.services["mongo"]
+    dynamodb, aws = h.cluster.services["dynamodb"], h.cluster.services["aws"]
     schemas: set[str] = set()
     if mongo.on_postgres:  # FerretDB keeps a namespace as a schema of the `ferretdb` PostgreSQL database
         with psycopg.connect(admin(META_DB), autocommit=True) as conn:
@@ -44,13 +46,14 @@ def leftovers(h, envs: list[dict]) -> list[str]:
         found += [f"ferretdb schema {db}"] * (db in schemas) + [f"mongo database {db}"] * (db in mongo_dbs)
         if mongo.scram:  # mongo-java-server, mongodb: the namespace's SCRAM user
             found += [f"mongo user {u['user']} of {db}" for u in mongo.admin()[db].command("usersInfo")["users"]]
+        # Asked of the servers themselves, behind the gateway: it refuses a deleted namespace's key outright.
         session = boto3.session.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_REGION"])
-        tables = session.client("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"]).list_tables()["TableNames"]
+                                        aws_secret_access_key=aws.backend_secret, region_name=env["AWS_REGION"])
+        tables = session.client("dynamodb", endpoint_url=server_url(dynamodb)).list_tables()["TableNames"]
         found += [f"dynamodb table {t} of {db}" for t in tables]
-        buckets = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).list_buckets().get("Buckets", [])
+        buckets = session.client("s3", endpoint_url=server_url(aws)).list_buckets().get("Buckets", [])
         found += [f"bucket {b['Name']}" for b in buckets]
-        queues = session.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"]).list_queues().get("QueueUrls", [])
+        queues = session.client("sqs", endpoint_url=server_url(aws)).list_queues().get("QueueUrls", [])
         found += [f"queue {q}" for q in queues]
     return found
 

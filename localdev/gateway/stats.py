@@ -4,9 +4,12 @@ requests are counted under the namespace's name, or "(unknown)" for a key no nam
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
+
+log = logging.getLogger("localdev.gateway")
 
 UNKNOWN = "(unknown)"
 FILE = "stats.json"
@@ -18,6 +21,7 @@ class Stats:
         self.counts: dict[str, dict[str, int]] = {}
         self.started = time.time()
         self._dirty = True
+        self._failing = False
 
     def count(self, namespace: str | None, error: bool = False, denied: bool = False) -> None:
         entry = self.counts.get(namespace or UNKNOWN)
@@ -33,12 +37,21 @@ class Stats:
                 "namespaces": {k: dict(v) for k, v in sorted(self.counts.items())}}
 
     def write(self) -> None:
+        """The counts to their file for `status`; a full disk or a lost file costs the figures, never the
+        gateway (it keeps forwarding, and writes them again at the next tick)."""
         if not self._dirty:
             return
-        self._dirty = False
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.snapshot()))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(self.snapshot()))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._failing:
+                log.warning("gateway: cannot write its counts to %s (%s); still forwarding", self.path,
+                            exc.strerror or exc)
+            self._failing = True
+            return
+        self._dirty = self._failing = False
 
 
 def read(path: Path) -> dict | None:

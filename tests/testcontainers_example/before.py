@@ -1,7 +1,7 @@
 """An application's tests as testcontainers-python 4.15 users write them: a private container per service.
 
 after.py is this file with only the import lines changed (tests/test_testcontainers.py checks that, and runs
-it against a real cluster). The images are configurable, as suites often make them; bench/testcontainers.py
+it against a real cluster). The images are configurable, as suites often make them; bench/testcontainers_vs_localdev.py
 runs this file on Podman with stand-in images, since none can be pulled there.
 """
 

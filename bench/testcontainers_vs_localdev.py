@@ -3,7 +3,7 @@ Docker Engine API at DOCKER_HOST: Podman's here) vs the same file with only its 
 localdev.testcontainers (a namespace per fixture on a running cluster), with 1 and with 4 xdist workers,
 side by side in one run.
 
-    DOCKER_HOST=unix:///path/podman.sock python bench/testcontainers.py [--stand-ins] [--rounds 1]
+    DOCKER_HOST=unix:///path/podman.sock python bench/testcontainers_vs_localdev.py [--stand-ins] [--rounds 1]
 
 The files are tests/testcontainers_example/before.py and after.py (16 tests; module-scoped PostgreSQL, MongoDB
 and LocalStack fixtures; each xdist worker sets up the fixtures of the tests it gets). Set-up time is the sum
