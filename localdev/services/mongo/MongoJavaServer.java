@@ -235,6 +235,10 @@ public final class MongoJavaServer {
             for (String[] m : maps) {
                 MVMap<Object, Object> source = store.openMap(m[0]);
                 MVMap<Object, Object> target = store.openMap(m[1]);
+                if (m[2].isEmpty()) {
+                    copyPages(source, target);  // a unique index's entries
+                    continue;
+                }
                 boolean isNamespaces = m[0].equals(namespaces);
                 boolean isIndexes = m[0].startsWith("databases.") && m[2].equals(INDEXES);
                 for (Map.Entry<Object, Object> e : source.entrySet()) {
@@ -256,7 +260,34 @@ public final class MongoJavaServer {
             resolveDatabase(to);  // opens its collections and unique indexes from the maps just written
         }
 
-        // Stored documents are the backend's own objects (the page cache hands them out): never share one.
+        // A unique index's map copied page by page, as H2's own compaction copies a map (MVMap.copyFrom,
+        // package-private in the pinned H2): put() would compare its KeyValue keys by Java-serializing both
+        // at every step of each binary search, which made that part of a copy take seconds. The pages' keys
+        // (KeyValue, immutable) and positions (_id values, never changed in place) are shared, not copied.
+        private static final java.lang.reflect.Method COPY_FROM;
+
+        static {
+            try {
+                COPY_FROM = MVMap.class.getDeclaredMethod("copyFrom", MVMap.class);
+                COPY_FROM.setAccessible(true);
+            } catch (NoSuchMethodException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        private static void copyPages(MVMap<Object, Object> source, MVMap<Object, Object> target) {
+            if (source.isEmpty()) {
+                return;
+            }
+            try {
+                COPY_FROM.invoke(target, source);
+            } catch (ReflectiveOperationException e) {
+                throw new MongoServerError(1, "InternalError", "cannot copy " + source.getName() + ": " + e);
+            }
+        }
+
+        // Stored documents are the backend's own objects (the page cache hands them out) and an update
+        // changes them in place: never share one between two maps.
         private static Object copyOf(Object v) {
             return v instanceof Document ? ((Document) v).cloneDeeply() : v;
         }
