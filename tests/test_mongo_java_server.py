@@ -276,3 +276,130 @@ def test_logs_hold_no_passwords(mjs_cluster, two):
     for uri in (two["uri_a"], two["uri_b"]):
         assert urlsplit(uri).password not in logs
     assert mjs_cluster.cluster.state.secret("mongo_root_password") not in logs
+
+
+def _contents(db) -> dict:
+    """Every collection's documents (in _id order) and indexes, the index's namespace left out."""
+    out = {}
+    for name in sorted(db.list_collection_names()):
+        indexes = sorted(({k: v for k, v in ix.items() if k != "ns"} for ix in db[name].list_indexes()),
+                         key=lambda ix: ix["name"])
+        out[name] = {"docs": list(db[name].find({}, sort=[("_id", 1)])), "indexes": indexes}
+    return out
+
+
+def _fill_varied(db) -> None:
+    from bson import ObjectId
+
+    db.people.insert_many([{"_id": ObjectId(), "email": f"p{i}@x", "city": ["oslo", "rome"][i % 2], "age": 20 + i,
+                            "address": {"street": f"s{i}", "geo": {"lat": i / 3, "tags": ["a", {"deep": i}]}}}
+                           for i in range(40)])
+    db.people.create_index("email", unique=True, name="email_unique")
+    db.people.create_index([("city", 1), ("age", -1)], name="city_age")
+    db.counters.insert_many([{"_id": i, "value": i * i} for i in range(25)])
+    db.tags.insert_many([{"_id": f"tag-{i}", "label": {"en": f"T{i}", "n": i}} for i in range(15)])
+    db.tags.create_index([("label.n", 1), ("label.en", 1)], unique=True, name="label_unique")
+
+
+def test_storage_copy_of_a_namespace_is_exact_independent_enforced_and_durable(make_cluster):
+    h = make_cluster(services=("postgres", "mongo"), options=MJS)
+    ns = h.cluster.namespaces
+    ns.create("cp-src")
+    src_uri = ns.env("cp-src")["MONGODB_URI"]
+    with client(src_uri) as c:
+        _fill_varied(c.get_default_database())
+        want = _contents(c.get_default_database())
+    assert set(want) == {"people", "counters", "tags"}
+    assert [ix["name"] for ix in want["people"]["indexes"]] == ["_id_", "city_age", "email_unique"]
+
+    h.cli("ns", "create", "cp-new", "--from", "cp-src", check=True)  # a branch: a snapshot taken and copied
+    new_uri = ns.env("cp-new")["MONGODB_URI"]
+    with client(new_uri) as c, client(src_uri) as s:
+        new, src = c.get_default_database(), s.get_default_database()
+        assert _contents(new) == want
+        for coll, dup in (("people", {"email": "p3@x"}), ("tags", {"label": {"en": "T4", "n": 4}}),
+                          ("counters", {"_id": 7})):
+            with pytest.raises(pymongo.errors.DuplicateKeyError):
+                new[coll].insert_one(dup)
+        new.people.insert_one({"email": "only-in-copy@x"})
+        new.counters.delete_one({"_id": 0})
+        src.tags.insert_one({"_id": "only-in-source", "label": {"en": "S", "n": 99}})
+        assert src.people.count_documents({"email": "only-in-copy@x"}) == 0
+        assert src.counters.count_documents({"_id": 0}) == 1
+        assert new.tags.count_documents({"_id": "only-in-source"}) == 0
+        new.tags.insert_one({"_id": "only-in-source", "label": {"en": "S", "n": 99}})  # its own index: no clash
+        copy_state = _contents(new)
+
+        # only localdev's root user may copy a database, and only into a new one from an existing one
+        for target in ("admin", "ns_cp_new"):
+            with pytest.raises(OperationFailure) as info:
+                new.client[target].command("localdevCopyDatabase", **{"from": "ns_cp_new", "to": "ns_stolen"})
+            assert info.value.code == 13
+        admin = h.cluster.services["mongo"].admin()
+        for source, target, code in (("ns_cp_src", "ns_cp_new", 48), ("ns_nothing", "ns_other", 26),
+                                     ("ns_cp_src", "ns_cp_src", 2), ("admin", "ns_x", 2)):
+            with pytest.raises(OperationFailure) as info:
+                admin.admin.command("localdevCopyDatabase", **{"from": source, "to": target})
+            assert info.value.code == code
+        assert _contents(new) == copy_state
+        assert "ns_stolen" not in admin.list_database_names()
+
+    # the copy is committed: it survives a kill -9 of the server (the agent starts it again)
+    pid = h.cluster.runtime.state("mongo").pid
+    os.kill(pid, signal.SIGKILL)
+    h.wait_restarted("mongo", pid, 90)
+    h.cluster.close()
+    with client(new_uri) as c:
+        new = c.get_default_database()
+        assert _contents(new) == copy_state
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            new.people.insert_one({"email": "p5@x"})
+
+    # reset to a snapshot of the source gives the source's state back, unique indexes enforced
+    h.cli("ns", "snapshot", "cp-src", "--as", "cp-snap", check=True)
+    h.cli("ns", "reset", "cp-new", "--to", "cp-snap", check=True)
+    with client(new_uri) as c, client(src_uri) as s:
+        assert _contents(c.get_default_database()) == _contents(s.get_default_database())
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            c.get_default_database().people.insert_one({"email": "p1@x"})
+
+
+def test_storage_copy_sees_whole_writes_of_a_concurrent_writer(mjs_cluster):
+    import threading
+
+    ns = mjs_cluster.cluster.namespaces
+    ns.create("cp-busy")
+    admin = mjs_cluster.cluster.services["mongo"].admin()
+    with client(ns.env("cp-busy")["MONGODB_URI"]) as c:
+        db = c.get_default_database()
+        db.log.create_index("n", unique=True)
+        db.log.insert_many([{"n": i, "pad": "x" * 200} for i in range(3000)])
+        stop, written = threading.Event(), []
+
+        def writer():
+            n = 3000
+            while not stop.is_set():
+                db.log.insert_many([{"n": n + k, "pad": "y"} for k in range(50)])
+                n += 50
+                written.append(n)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            while len(written) < 3:
+                time.sleep(0.01)
+            copies = [f"cp_busy_copy_{i}" for i in range(3)]
+            for name in copies:
+                admin.admin.command("localdevCopyDatabase", **{"from": "ns_cp_busy", "to": name})
+        finally:
+            stop.set()
+            t.join()
+        for name in copies:
+            got = sorted(d["n"] for d in admin[name].log.find({}, {"n": 1}))
+            # whole batches only, and in order: every insert acknowledged before the copy, none after
+            assert got == list(range(len(got))) and len(got) % 50 == 0 and len(got) >= 3000
+            assert admin[name].log.count_documents({}) == len(got)
+            with pytest.raises(pymongo.errors.DuplicateKeyError):
+                admin[name].log.insert_one({"n": 0})
+            admin.drop_database(name)
+    ns.delete("cp-busy")

@@ -517,9 +517,9 @@ class Mongo(Service):
     def snapshot_copier(self):
         if self.flavor == "ferretdb" and not self.on_postgres:
             return None  # FerretDB's SQLite backend has no users: nothing keeps a snapshot from its tenants
-        from localdev.services.mongo.snapshot import DatabaseCopier
+        from localdev.services.mongo.snapshot import DatabaseCopier, StorageCopier
 
-        return DatabaseCopier(self)
+        return StorageCopier(self) if self.flavor == "mongo-java-server" else DatabaseCopier(self)
 
     # -- seeds -----------------------------------------------------------------------
     @classmethod

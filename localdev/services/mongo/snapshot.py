@@ -1,8 +1,9 @@
 """Mongo snapshots: a database `localdev_snap_<id>` per snapshot, written by localdev's own user.
 
-No flavor here offers a server-side copy of a database (mongo-java-server has no copydb/cloneCollection and
-refuses `$out` to another database for tenants; FerretDB 1.x neither; MongoDB removed copydb in 4.2), so the
-copy is logical but never parses seed files: each collection's indexes are made first, then its documents are
+On mongo-java-server our launcher copies a database at the storage level (`localdevCopyDatabase`, root only:
+its MVStore maps under the new name, in one commit, under both databases' write locks): `StorageCopier`.
+FerretDB 1.x and MongoDB have no server-side copy (MongoDB removed copydb in 4.2), so there the copy is
+logical but never parses seed files: each collection's indexes are made first, then its documents are
 streamed as raw BSON (never decoded) in batches, read as the namespace (its own credentials: FerretDB lets
 only the owner role read its schema) and written as localdev's user, and back the other way.
 """
@@ -87,3 +88,34 @@ def _copy(source, target) -> int:
         if batch:
             into.insert_many(batch, ordered=True)
     return len(names)
+
+
+class StorageCopier(DatabaseCopier):
+    """mongo-java-server: whole databases copied by the server. A database without a collection does not
+    exist there, so an empty namespace's snapshot is no database at all (`collections` 0)."""
+
+    def _copy_db(self, source: str, target: str) -> None:
+        self.svc.admin().admin.command("localdevCopyDatabase", **{"from": source, "to": target})
+
+    def _collections(self, db: str) -> int:
+        return sum(1 for n in self.svc.admin()[db].list_collection_names() if not n.startswith("system."))
+
+    def take(self, ns, sid: str, idle: bool) -> dict:
+        admin = self.svc.admin()
+        admin.drop_database(db_of(sid))  # a take cut short left it, never a finished snapshot
+        collections = self._collections(ns.db_name)
+        if collections:
+            self._copy_db(ns.db_name, db_of(sid))
+        return {"db": db_of(sid), "collections": collections}
+
+    def _fill(self, ns, part: dict) -> None:
+        # the namespace's database is being made or reset: whatever is in it goes
+        self.svc.admin().drop_database(ns.db_name)
+        if part.get("collections", 1):
+            self._copy_db(part["db"], ns.db_name)
+
+    def reset(self, ns, sid: str | None, part: dict | None) -> None:
+        if part is None:
+            self.svc.admin().drop_database(ns.db_name)
+        else:
+            self._fill(ns, part)
