@@ -4,6 +4,7 @@ unit tests of the pure parts (SigV4 against botocore's own signer, the request c
 
 from __future__ import annotations
 
+import email.header
 import hashlib
 import http.client
 import json
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.auth import HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
+from botocore.auth import HmacV1Auth, HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
@@ -105,6 +106,58 @@ def test_presigned_v4_and_v2_match_botocore():
     text = sigv2.string_to_sign("GET", split.path, split.query, {}, presigned.expires)
     assert sigv2.sign(SECRET, text) == presigned.signature
     assert sigv2.sign(SECRET, text.replace("versionId=7", "versionId=8")) != presigned.signature
+
+
+def test_sigv4_takes_its_time_from_date_when_there_is_no_x_amz_date():
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar",
+                         headers={"Date": "Tue, 01 Dec 2026 12:00:00 GMT"})
+    target, headers = _signed(request, S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1"))
+    names = {k.lower() for k, _ in headers}
+    assert "date" in names and "x-amz-date" not in names  # what botocore sends when a caller set Date
+    assert _check("PUT", target, headers, b"bar")
+    signed = sigv4.parse({"authorization": dict(headers)["Authorization"], "date": "Tue, 01 Dec 2026 12:00:00 GMT"},
+                         [])
+    assert signed is not None and signed.amz_date == "20261201T120000Z"
+    with pytest.raises(sigv4.AuthError) as err:
+        sigv4.parse({"authorization": dict(headers)["Authorization"], "date": "yesterday"}, [])
+    assert err.value.kind == "malformed"
+
+
+def test_non_ascii_header_values_are_signed_as_their_wire_bytes():
+    """botocore sends a non-ASCII header as UTF-8 and signs those bytes: both signature versions agree."""
+    value = "Hello World\xe9 \u20ac"
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar", headers={"x-amz-meta-m": value})
+    target, headers = _signed(request, S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1"))
+    assert _check("PUT", target, headers, b"bar")
+    assert not _check("PUT", target, [(k, v + "x" if k == "x-amz-meta-m" else v) for k, v in headers], b"bar")
+
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar", headers={"x-amz-meta-m": value})
+    HmacV1Auth(Credentials(KEY, SECRET)).add_auth(request)
+    wire = b"".join(f"{k}: {v}\r\n".encode() for k, v in request.headers.items())
+    head = parse_head(b"PUT /bucket/k HTTP/1.1\r\n" + wire + b"\r\n")
+    given = sigv2.parse_header(head.lower["authorization"])
+    assert given is not None and given.key == KEY
+    texts = [sigv2.string_to_sign("PUT", head.path, head.query, head.lower, line) for line in sigv2.header_dates(head.lower)]
+    assert given.signature in [sigv2.sign(SECRET, t) for t in texts]
+    assert given.signature not in [sigv2.sign(SECRET + "x", t) for t in texts]
+    assert sigv2.request_time(head.lower) == pytest.approx(time.time(), abs=5)
+
+
+def test_sigv2_header_date_line_follows_aws_and_botocore():
+    assert sigv2.parse_header("AWS4-HMAC-SHA256 Credential=x") is None
+    assert sigv2.parse_header("AWS 123456789012:abc=") == sigv2.Presigned("123456789012", "abc=", 0)
+    assert sigv2.header_dates({"date": "D"}) == ["D"]
+    assert sigv2.header_dates({"date": "D", "x-amz-date": "X"}) == ["", "D"]
+    assert sigv2.request_time({"date": "nonsense"}) is None
+
+
+@pytest.mark.parametrize("expires,kind", [(-1000, "query_parameters"), (604801, "query_parameters")])
+def test_presigned_expiry_out_of_range_is_refused_as_aws_does(expires, kind):
+    request = AWSRequest("GET", "http://127.0.0.1:4566/bucket/k")
+    target, _ = _signed(request, S3SigV4QueryAuth(Credentials(KEY, SECRET), "s3", "us-east-1", expires=expires))
+    with pytest.raises(sigv4.AuthError) as err:
+        sigv4.parse({}, urllib.parse.parse_qsl(target.split("?", 1)[1]))
+    assert err.value.kind == kind
 
 
 def test_aws_chunked_signatures_follow_the_documented_example():
@@ -461,3 +514,38 @@ def test_kill_9_of_the_gateway_is_restarted_by_the_supervisor(gw):
     assert client(env, "dynamodb").list_tables()["TableNames"] == []
     assert client(env, "s3").list_buckets()["Buckets"] == []
     assert any(e["service"] == "gateway" and e["event"] == "restarted" for e in gw.cluster.events(limit=50))
+
+
+def rfc2047(value: str) -> str:
+    return str(email.header.make_header(email.header.decode_header(value)))
+
+
+@pytest.mark.slow
+def test_sigv2_header_date_header_and_unicode_metadata_through_the_gateway(gw):
+    env, other = new_ns(gw, "v2own"), new_ns(gw, "v2other")
+    v2 = client(env, "s3", sig="s3")
+    v2.create_bucket(Bucket="v2-data")
+    v2.put_object(Bucket="v2-data", Key="k", Body=b"old-style", Metadata={"a": "b"})
+    assert v2.get_object(Bucket="v2-data", Key="k")["Body"].read() == b"old-style"
+    assert error_of(lambda: client(other, "s3", sig="s3").get_object(Bucket="v2-data", Key="k")) == \
+        ("AccessDenied", 403)
+    assert error_of(lambda: client(env, "s3", sig="s3", AWS_SECRET_ACCESS_KEY="wrong").get_object(
+        Bucket="v2-data", Key="k")) == ("SignatureDoesNotMatch", 403)
+
+    s3 = client(env, "s3", sig="s3v4")
+    for sdk in (s3, v2):
+        def add(params, **_):
+            params["headers"]["Date"] = "Tue, 01 Dec 2026 00:00:00 GMT"  # botocore replaces it with its time
+            params["headers"]["x-amz-meta-m"] = "Hello World\xe9"
+        sdk.meta.events.register("before-call.s3.PutObject", add)
+        sdk.put_object(Bucket="v2-data", Key="u", Body=b"bar")
+        # The bytes reach the emulator as sent (UTF-8); LocalStack reads them as latin-1, MiniStack as
+        # UTF-8; both answer in an RFC 2047 word.
+        assert rfc2047(s3.get_object(Bucket="v2-data", Key="u")["Metadata"]["m"]) == \
+            ("Hello World\xc3\xa9" if gw.flavor == "localstack" else "Hello World\xe9")
+        sdk.meta.events.unregister("before-call.s3.PutObject", add)
+
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "v2-data", "Key": "k"}, ExpiresIn=-1000)
+    status, body = raw("PUT", url, b"late")
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
+    assert v2.get_object(Bucket="v2-data", Key="k")["Body"].read() == b"old-style"
