@@ -4,6 +4,7 @@ unit tests of the pure parts (SigV4 against botocore's own signer, the request c
 
 from __future__ import annotations
 
+import base64
 import email.header
 import hashlib
 import http.client
@@ -24,7 +25,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from conftest import start_cluster
 
-from localdev.gateway import classify, sigv2, sigv4
+from localdev.gateway import classify, post_form, sigv2, sigv4
 from localdev.gateway.http import parse_head
 from localdev.waiting import poll_until
 
@@ -158,6 +159,78 @@ def test_presigned_expiry_out_of_range_is_refused_as_aws_does(expires, kind):
     with pytest.raises(sigv4.AuthError) as err:
         sigv4.parse({}, urllib.parse.parse_qsl(target.split("?", 1)[1]))
     assert err.value.kind == kind
+
+
+def _form(fields: dict, file: bytes = b"bar", boundary: str = "XyZ") -> bytes:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n'
+                 f"Content-Type: text/plain\r\n\r\n".encode() + file + f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(parts)
+
+
+def _presigned_post(conditions=None, expires=60, **config) -> dict:
+    s3 = boto3.session.Session(aws_access_key_id=KEY, aws_secret_access_key=SECRET, region_name="us-east-1").client(
+        "s3", endpoint_url="http://127.0.0.1:1", config=Config(**config))
+    return s3.generate_presigned_post("bkt", "up/${filename}", Fields={"Content-Type": "text/plain"},
+                                      Conditions=[{"Content-Type": "text/plain"}, ["starts-with", "$key", "up/"]]
+                                      + (conditions or []), ExpiresIn=expires)["fields"]
+
+
+@pytest.mark.parametrize("sig", ["s3v4", "s3"])
+def test_post_policies_signed_by_botocore_are_checked_as_aws_does(sig):
+    fields = _presigned_post([["content-length-range", 1, 10]], signature_version=sig)
+    body = _form(fields)
+    form = post_form.parse_prefix(body, b"XyZ")
+    assert form is not None and form.filename == "f.txt" and body[form.content_start:].startswith(b"bar\r\n")
+    now = datetime.now(UTC)
+    checked = post_form.check(form, "bkt", now, lambda key: SECRET)
+    assert (checked.key, checked.min_size, checked.max_size) == (KEY, 1, 10)
+    assert post_form.parse_prefix(body[:form.content_start - 5], b"XyZ") is None  # not at the file yet
+
+    def kind(fields, bucket="bkt", when=now, secret=SECRET):
+        with pytest.raises(post_form.FormError) as err:
+            post_form.check(post_form.parse_prefix(_form(fields), b"XyZ"), bucket, when, lambda key: secret)
+        return err.value.kind, str(err.value)
+
+    assert kind(fields, secret="wrong")[0] == "signature"
+    assert kind(fields, bucket="other") == ("denied", 'Invalid according to Policy: Policy Condition failed: '
+                                                      '["eq", "$bucket", "bkt"]')
+    assert kind(fields, when=datetime.fromtimestamp(time.time() + 120, UTC)) == \
+        ("denied", "Invalid according to Policy: Policy expired.")
+    assert kind({**fields, "Content-Type": "image/png"})[0] == "denied"
+    assert kind({**fields, "x-amz-meta-extra": "1"}) == ("denied", "Invalid according to Policy: Extra input "
+                                                                   "fields: x-amz-meta-extra")
+    assert post_form.check(post_form.parse_prefix(_form({**fields, "x-ignore-me": "1"}), b"XyZ"), "bkt", now,
+                           lambda key: SECRET).key == KEY
+    assert kind({k: v for k, v in fields.items() if k != "key"})[0] == "invalid_argument"
+    signature_field = "x-amz-signature" if sig == "s3v4" else "signature"
+    assert kind({k: v for k, v in fields.items() if k != signature_field})[0] == "invalid_argument"
+    resigned = post_form.resign(body, form, checked, "backend-secret")
+    again = post_form.parse_prefix(resigned, b"XyZ")
+    assert again is not None and len(resigned) == len(body)
+    post_form.check(again, "bkt", now, lambda key: "backend-secret")
+
+
+def test_post_policy_documents_are_refused_as_aws_does():
+    def kind(document) -> str:
+        policy = base64.b64encode(json.dumps(document).encode()).decode()
+        fields = {"key": "k", "AWSAccessKeyId": KEY, "policy": policy, "signature": post_form.sign_v2(SECRET, policy)}
+        with pytest.raises(post_form.FormError) as err:
+            post_form.check(post_form.parse_prefix(_form(fields), b"XyZ"), "bkt", datetime.now(UTC),
+                            lambda key: SECRET)
+        return err.value.kind
+
+    later = "2100-01-01T00:00:00Z"
+    assert kind({"conditions": []}) == "invalid_policy"
+    assert kind({"Expiration": later, "conditions": []}) == "invalid_policy"
+    assert kind({"expiration": later}) == "invalid_policy"
+    assert kind({"expiration": "tomorrow", "conditions": []}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [{}]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["StArTs-WiTh", "$key", "k"]]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["content-length-range", -1, 5]]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["eq", "$key", "other"]]}) == "denied"
+    assert kind({"expiration": later, "conditions": []}) == "denied"  # the key field is not covered
 
 
 def test_aws_chunked_signatures_follow_the_documented_example():
@@ -549,3 +622,36 @@ def test_sigv2_header_date_header_and_unicode_metadata_through_the_gateway(gw):
     status, body = raw("PUT", url, b"late")
     assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
     assert v2.get_object(Bucket="v2-data", Key="k")["Body"].read() == b"old-style"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["s3v4", "s3"])
+def test_browser_form_uploads_are_checked_then_stored(gw, sig):
+    import requests
+
+    env, other = new_ns(gw, f"form{sig[-1]}"), new_ns(gw, f"formo{sig[-1]}")
+    s3, theirs = client(env, "s3", sig=sig), client(other, "s3", sig=sig)
+    s3.create_bucket(Bucket=f"form-{sig}")
+    theirs.create_bucket(Bucket=f"their-{sig}")
+    big = os.urandom(3 << 20)  # larger than a piece: the file streams on
+
+    def post(sdk, bucket: str, data: bytes, conditions=None):
+        form = sdk.generate_presigned_post(bucket, "up/${filename}", Fields={"Content-Type": "text/plain"},
+                                           Conditions=[{"Content-Type": "text/plain"}, ["starts-with", "$key", "up/"],
+                                                       ["content-length-range", 1, 4 << 20]] + (conditions or []))
+        return requests.post(form["url"], data=form["fields"], files={"file": ("f.txt", data)}, timeout=60)
+
+    response = post(s3, f"form-{sig}", big)
+    assert response.status_code == 204, response.text
+    assert s3.get_object(Bucket=f"form-{sig}", Key="up/f.txt")["Body"].read() == big
+    response = post(s3, f"form-{sig}", os.urandom((4 << 20) + 1))
+    assert response.status_code == 400 and "<Code>EntityTooLarge</Code>" in response.text
+    response = post(s3, f"form-{sig}", b"")
+    assert response.status_code == 400 and "<Code>EntityTooSmall</Code>" in response.text
+    response = post(s3, f"their-{sig}", b"mine")  # a policy of ours on their bucket
+    assert response.status_code == 403 and "<Code>AccessDenied</Code>" in response.text
+    wrong = client(env, "s3", sig=sig, AWS_SECRET_ACCESS_KEY="wrong")
+    response = post(wrong, f"form-{sig}", b"x")
+    assert response.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in response.text
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=f"form-{sig}").get("Contents", [])]
+    assert keys == ["up/f.txt"] and "Contents" not in theirs.list_objects_v2(Bucket=f"their-{sig}")
