@@ -31,8 +31,8 @@ from localdev.gateway import classify, post_form, sigv2, sigv4
 from localdev.gateway.aws_errors import render
 from localdev.gateway.http import (
     HOP_BY_HOP,
-    Backend,
     PIECE,
+    Backend,
     BadRequest,
     Head,
     Unavailable,
