@@ -128,9 +128,7 @@ def _verify_signature(form: Form, policy: str, secret_of) -> tuple[str, str]:
         parts = fields["x-amz-credential"].split("/")
         if len(parts) != 5 or parts[3] != "s3" or parts[4] != "aws4_request":
             raise FormError("invalid_argument", "x-amz-credential is not KEY/DATE/REGION/s3/aws4_request")
-        secret = secret_of(parts[0])
-        expected = hmac.new(sigv4.signing_key(secret, parts[1], parts[2], "s3"), policy.encode(),
-                            hashlib.sha256).hexdigest()
+        expected = sign_v4(secret_of(parts[0]), fields["x-amz-credential"], policy)
         given, name = fields["x-amz-signature"], "x-amz-signature"
         key = parts[0]
     else:

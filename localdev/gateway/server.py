@@ -12,6 +12,7 @@ its hash checked before the last piece leaves, so a body that does not match nev
 end), UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER (the body's integrity rests on its trailing
 checksum, which the back end checks, as AWS does), and STREAMING-AWS4-HMAC-SHA256-PAYLOAD (every chunk's
 signature checked, and re-signed for the back end). The signed-trailer variant is refused (NotImplemented).
+SigV2 (presigned URLs and the `AWS key:sig` header) and browser-form uploads (post_form) are checked too.
 
 Run by the cluster as ``python -m localdev.gateway --home LOCALDEV_HOME``.
 """
