@@ -4,6 +4,8 @@ unit tests of the pure parts (SigV4 against botocore's own signer, the request c
 
 from __future__ import annotations
 
+import base64
+import email.header
 import hashlib
 import http.client
 import json
@@ -16,14 +18,14 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from botocore.auth import HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
+from botocore.auth import HmacV1Auth, HmacV1QueryAuth, S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from conftest import start_cluster
 
-from localdev.gateway import classify, sigv2, sigv4
+from localdev.gateway import classify, post_form, sigv2, sigv4
 from localdev.gateway.http import parse_head
 from localdev.waiting import poll_until
 
@@ -105,6 +107,130 @@ def test_presigned_v4_and_v2_match_botocore():
     text = sigv2.string_to_sign("GET", split.path, split.query, {}, presigned.expires)
     assert sigv2.sign(SECRET, text) == presigned.signature
     assert sigv2.sign(SECRET, text.replace("versionId=7", "versionId=8")) != presigned.signature
+
+
+def test_sigv4_takes_its_time_from_date_when_there_is_no_x_amz_date():
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar",
+                         headers={"Date": "Tue, 01 Dec 2026 12:00:00 GMT"})
+    target, headers = _signed(request, S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1"))
+    names = {k.lower() for k, _ in headers}
+    assert "date" in names and "x-amz-date" not in names  # what botocore sends when a caller set Date
+    assert _check("PUT", target, headers, b"bar")
+    signed = sigv4.parse({"authorization": dict(headers)["Authorization"], "date": "Tue, 01 Dec 2026 12:00:00 GMT"},
+                         [])
+    assert signed is not None and signed.amz_date == "20261201T120000Z"
+    with pytest.raises(sigv4.AuthError) as err:
+        sigv4.parse({"authorization": dict(headers)["Authorization"], "date": "yesterday"}, [])
+    assert err.value.kind == "malformed"
+
+
+def test_non_ascii_header_values_are_signed_as_their_wire_bytes():
+    """botocore sends a non-ASCII header as UTF-8 and signs those bytes: both signature versions agree."""
+    value = "Hello World\xe9 \u20ac"
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar", headers={"x-amz-meta-m": value})
+    target, headers = _signed(request, S3SigV4Auth(Credentials(KEY, SECRET), "s3", "us-east-1"))
+    assert _check("PUT", target, headers, b"bar")
+    assert not _check("PUT", target, [(k, v + "x" if k == "x-amz-meta-m" else v) for k, v in headers], b"bar")
+
+    request = AWSRequest("PUT", "http://127.0.0.1:4566/bucket/k", data=b"bar", headers={"x-amz-meta-m": value})
+    HmacV1Auth(Credentials(KEY, SECRET)).add_auth(request)
+    wire = b"".join(f"{k}: {v}\r\n".encode() for k, v in request.headers.items())
+    head = parse_head(b"PUT /bucket/k HTTP/1.1\r\n" + wire + b"\r\n")
+    given = sigv2.parse_header(head.lower["authorization"])
+    assert given is not None and given.key == KEY
+    texts = [sigv2.string_to_sign("PUT", head.path, head.query, head.lower, line) for line in sigv2.header_dates(head.lower)]
+    assert given.signature in [sigv2.sign(SECRET, t) for t in texts]
+    assert given.signature not in [sigv2.sign(SECRET + "x", t) for t in texts]
+    assert sigv2.request_time(head.lower) == pytest.approx(time.time(), abs=5)
+
+
+def test_sigv2_header_date_line_follows_aws_and_botocore():
+    assert sigv2.parse_header("AWS4-HMAC-SHA256 Credential=x") is None
+    assert sigv2.parse_header("AWS 123456789012:abc=") == sigv2.Presigned("123456789012", "abc=", 0)
+    assert sigv2.header_dates({"date": "D"}) == ["D"]
+    assert sigv2.header_dates({"date": "D", "x-amz-date": "X"}) == ["", "D"]
+    assert sigv2.request_time({"date": "nonsense"}) is None
+
+
+@pytest.mark.parametrize("expires,kind", [(-1000, "query_parameters"), (604801, "query_parameters")])
+def test_presigned_expiry_out_of_range_is_refused_as_aws_does(expires, kind):
+    request = AWSRequest("GET", "http://127.0.0.1:4566/bucket/k")
+    target, _ = _signed(request, S3SigV4QueryAuth(Credentials(KEY, SECRET), "s3", "us-east-1", expires=expires))
+    with pytest.raises(sigv4.AuthError) as err:
+        sigv4.parse({}, urllib.parse.parse_qsl(target.split("?", 1)[1]))
+    assert err.value.kind == kind
+
+
+def _form(fields: dict, file: bytes = b"bar", boundary: str = "XyZ") -> bytes:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n'
+                 f"Content-Type: text/plain\r\n\r\n".encode() + file + f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(parts)
+
+
+def _presigned_post(conditions=None, expires=60, **config) -> dict:
+    s3 = boto3.session.Session(aws_access_key_id=KEY, aws_secret_access_key=SECRET, region_name="us-east-1").client(
+        "s3", endpoint_url="http://127.0.0.1:1", config=Config(**config))
+    return s3.generate_presigned_post("bkt", "up/${filename}", Fields={"Content-Type": "text/plain"},
+                                      Conditions=[{"Content-Type": "text/plain"}, ["starts-with", "$key", "up/"]]
+                                      + (conditions or []), ExpiresIn=expires)["fields"]
+
+
+@pytest.mark.parametrize("sig", ["s3v4", "s3"])
+def test_post_policies_signed_by_botocore_are_checked_as_aws_does(sig):
+    fields = _presigned_post([["content-length-range", 1, 10]], signature_version=sig)
+    body = _form(fields)
+    form = post_form.parse_prefix(body, b"XyZ")
+    assert form is not None and form.filename == "f.txt" and body[form.content_start:].startswith(b"bar\r\n")
+    now = datetime.now(UTC)
+    checked = post_form.check(form, "bkt", now, lambda key: SECRET)
+    assert (checked.key, checked.min_size, checked.max_size) == (KEY, 1, 10)
+    assert post_form.parse_prefix(body[:form.content_start - 5], b"XyZ") is None  # not at the file yet
+
+    def kind(fields, bucket="bkt", when=now, secret=SECRET):
+        with pytest.raises(post_form.FormError) as err:
+            post_form.check(post_form.parse_prefix(_form(fields), b"XyZ"), bucket, when, lambda key: secret)
+        return err.value.kind, str(err.value)
+
+    assert kind(fields, secret="wrong")[0] == "signature"
+    assert kind(fields, bucket="other") == ("denied", 'Invalid according to Policy: Policy Condition failed: '
+                                                      '["eq", "$bucket", "bkt"]')
+    assert kind(fields, when=datetime.fromtimestamp(time.time() + 120, UTC)) == \
+        ("denied", "Invalid according to Policy: Policy expired.")
+    assert kind({**fields, "Content-Type": "image/png"})[0] == "denied"
+    assert kind({**fields, "x-amz-meta-extra": "1"}) == ("denied", "Invalid according to Policy: Extra input "
+                                                                   "fields: x-amz-meta-extra")
+    assert post_form.check(post_form.parse_prefix(_form({**fields, "x-ignore-me": "1"}), b"XyZ"), "bkt", now,
+                           lambda key: SECRET).key == KEY
+    assert kind({k: v for k, v in fields.items() if k != "key"})[0] == "invalid_argument"
+    signature_field = "x-amz-signature" if sig == "s3v4" else "signature"
+    assert kind({k: v for k, v in fields.items() if k != signature_field})[0] == "invalid_argument"
+    resigned = post_form.resign(body, form, checked, "backend-secret")
+    again = post_form.parse_prefix(resigned, b"XyZ")
+    assert again is not None and len(resigned) == len(body)
+    post_form.check(again, "bkt", now, lambda key: "backend-secret")
+
+
+def test_post_policy_documents_are_refused_as_aws_does():
+    def kind(document) -> str:
+        policy = base64.b64encode(json.dumps(document).encode()).decode()
+        fields = {"key": "k", "AWSAccessKeyId": KEY, "policy": policy, "signature": post_form.sign_v2(SECRET, policy)}
+        with pytest.raises(post_form.FormError) as err:
+            post_form.check(post_form.parse_prefix(_form(fields), b"XyZ"), "bkt", datetime.now(UTC),
+                            lambda key: SECRET)
+        return err.value.kind
+
+    later = "2100-01-01T00:00:00Z"
+    assert kind({"conditions": []}) == "invalid_policy"
+    assert kind({"Expiration": later, "conditions": []}) == "invalid_policy"
+    assert kind({"expiration": later}) == "invalid_policy"
+    assert kind({"expiration": "tomorrow", "conditions": []}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [{}]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["StArTs-WiTh", "$key", "k"]]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["content-length-range", -1, 5]]}) == "invalid_policy"
+    assert kind({"expiration": later, "conditions": [["eq", "$key", "other"]]}) == "denied"
+    assert kind({"expiration": later, "conditions": []}) == "denied"  # the key field is not covered
 
 
 def test_aws_chunked_signatures_follow_the_documented_example():
@@ -461,3 +587,71 @@ def test_kill_9_of_the_gateway_is_restarted_by_the_supervisor(gw):
     assert client(env, "dynamodb").list_tables()["TableNames"] == []
     assert client(env, "s3").list_buckets()["Buckets"] == []
     assert any(e["service"] == "gateway" and e["event"] == "restarted" for e in gw.cluster.events(limit=50))
+
+
+def rfc2047(value: str) -> str:
+    return str(email.header.make_header(email.header.decode_header(value)))
+
+
+@pytest.mark.slow
+def test_sigv2_header_date_header_and_unicode_metadata_through_the_gateway(gw):
+    env, other = new_ns(gw, "v2own"), new_ns(gw, "v2other")
+    v2 = client(env, "s3", sig="s3")
+    v2.create_bucket(Bucket="v2-data")
+    v2.put_object(Bucket="v2-data", Key="k", Body=b"old-style", Metadata={"a": "b"})
+    assert v2.get_object(Bucket="v2-data", Key="k")["Body"].read() == b"old-style"
+    assert error_of(lambda: client(other, "s3", sig="s3").get_object(Bucket="v2-data", Key="k")) == \
+        ("AccessDenied", 403)
+    assert error_of(lambda: client(env, "s3", sig="s3", AWS_SECRET_ACCESS_KEY="wrong").get_object(
+        Bucket="v2-data", Key="k")) == ("SignatureDoesNotMatch", 403)
+
+    s3 = client(env, "s3", sig="s3v4")
+    for sdk in (s3, v2):
+        def add(params, **_):
+            params["headers"]["Date"] = "Tue, 01 Dec 2026 00:00:00 GMT"  # botocore replaces it with its time
+            params["headers"]["x-amz-meta-m"] = "Hello World\xe9"
+        sdk.meta.events.register("before-call.s3.PutObject", add)
+        sdk.put_object(Bucket="v2-data", Key="u", Body=b"bar")
+        # The bytes reach the emulator as sent (UTF-8); LocalStack reads them as latin-1, MiniStack as
+        # UTF-8; both answer in an RFC 2047 word.
+        assert rfc2047(s3.get_object(Bucket="v2-data", Key="u")["Metadata"]["m"]) == \
+            ("Hello World\xc3\xa9" if gw.flavor == "localstack" else "Hello World\xe9")
+        sdk.meta.events.unregister("before-call.s3.PutObject", add)
+
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "v2-data", "Key": "k"}, ExpiresIn=-1000)
+    status, body = raw("PUT", url, b"late")
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
+    assert v2.get_object(Bucket="v2-data", Key="k")["Body"].read() == b"old-style"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["s3v4", "s3"])
+def test_browser_form_uploads_are_checked_then_stored(gw, sig):
+    import requests
+
+    env, other = new_ns(gw, f"form{sig[-1]}"), new_ns(gw, f"formo{sig[-1]}")
+    s3, theirs = client(env, "s3", sig=sig), client(other, "s3", sig=sig)
+    s3.create_bucket(Bucket=f"form-{sig}")
+    theirs.create_bucket(Bucket=f"their-{sig}")
+    big = os.urandom(3 << 20)  # larger than a piece: the file streams on
+
+    def post(sdk, bucket: str, data: bytes, conditions=None):
+        form = sdk.generate_presigned_post(bucket, "up/${filename}", Fields={"Content-Type": "text/plain"},
+                                           Conditions=[{"Content-Type": "text/plain"}, ["starts-with", "$key", "up/"],
+                                                       ["content-length-range", 1, 4 << 20]] + (conditions or []))
+        return requests.post(form["url"], data=form["fields"], files={"file": ("f.txt", data)}, timeout=60)
+
+    response = post(s3, f"form-{sig}", big)
+    assert response.status_code == 204, response.text
+    assert s3.get_object(Bucket=f"form-{sig}", Key="up/f.txt")["Body"].read() == big
+    response = post(s3, f"form-{sig}", os.urandom((4 << 20) + 1))
+    assert response.status_code == 400 and "<Code>EntityTooLarge</Code>" in response.text
+    response = post(s3, f"form-{sig}", b"")
+    assert response.status_code == 400 and "<Code>EntityTooSmall</Code>" in response.text
+    response = post(s3, f"their-{sig}", b"mine")  # a policy of ours on their bucket
+    assert response.status_code == 403 and "<Code>AccessDenied</Code>" in response.text
+    wrong = client(env, "s3", sig=sig, AWS_SECRET_ACCESS_KEY="wrong")
+    response = post(wrong, f"form-{sig}", b"x")
+    assert response.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in response.text
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=f"form-{sig}").get("Contents", [])]
+    assert keys == ["up/f.txt"] and "Contents" not in theirs.list_objects_v2(Bucket=f"their-{sig}")

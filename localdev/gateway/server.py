@@ -12,6 +12,7 @@ its hash checked before the last piece leaves, so a body that does not match nev
 end), UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER (the body's integrity rests on its trailing
 checksum, which the back end checks, as AWS does), and STREAMING-AWS4-HMAC-SHA256-PAYLOAD (every chunk's
 signature checked, and re-signed for the back end). The signed-trailer variant is refused (NotImplemented).
+SigV2 (presigned URLs and the `AWS key:sig` header) and browser-form uploads (post_form) are checked too.
 
 Run by the cluster as ``python -m localdev.gateway --home LOCALDEV_HOME``.
 """
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
-from localdev.gateway import classify, sigv2, sigv4
+from localdev.gateway import classify, post_form, sigv2, sigv4
 from localdev.gateway.aws_errors import render
 from localdev.gateway.http import (
     HOP_BY_HOP,
+    PIECE,
     Backend,
     BadRequest,
     Head,
@@ -146,10 +148,16 @@ class Gateway:
         head = ex.head
         deadline = time.monotonic() + self.hold
         query_pairs = parse_qsl(head.query, keep_blank_values=True)
-        if "authorization" not in head.lower and ex.endpoint.name == "aws":
-            presigned = sigv2.parse(query_pairs)
-            if presigned is not None:
-                return await self._checked_v2(ex, presigned, reader, writer, deadline)
+        if ex.endpoint.name == "aws" and head.method == "POST" and "authorization" not in head.lower \
+                and not ({"X-Amz-Signature", "Signature"} & {n for n, _ in query_pairs}):
+            boundary = post_form.boundary_of(head.lower.get("content-type", ""))
+            if boundary is not None:
+                return await self._checked_form(ex, boundary, reader, writer, deadline)
+        if ex.endpoint.name == "aws":
+            v2 = (sigv2.parse_header(head.lower["authorization"]) if "authorization" in head.lower
+                  else sigv2.parse(query_pairs))
+            if v2 is not None:
+                return await self._checked_v2(ex, v2, reader, writer, deadline)
         try:
             signed = sigv4.parse(head.lower, query_pairs)
         except sigv4.AuthError as exc:
@@ -229,33 +237,94 @@ class Gateway:
         return await self._forward(ex, reader, writer, request_target, headers, source, deadline, target)
 
     async def _checked_v2(self, ex: Exchange, presigned: sigv2.Presigned, reader, writer, deadline: float) -> bool:
-        """A SigV2 presigned S3 URL: checked with the namespace's secret, re-signed with the back end's."""
+        """SigV2, presigned URL or Authorization header (expires 0): checked with the namespace's secret,
+        re-signed with the back end's. Its body is not part of what is signed, so it streams on."""
         head = ex.head
+        header_form = "authorization" in head.lower
         ex.api, ex.protocol = "s3", "rest-xml"
         ex.caller = await self.registry.caller(presigned.key) if ACCESS_KEY_RE.fullmatch(presigned.key) else None
         if ex.caller is None:
             raise Refused("unknown_key", "The AWS Access Key Id you provided does not exist in our records.",
                           {"AWSAccessKeyId": presigned.key})
-        if time.time() > presigned.expires:
-            raise Refused("expired", "Request has expired", {"Expires": str(presigned.expires)})
+        if header_form:
+            when = sigv2.request_time(head.lower)
+            if when is None:
+                raise Refused("denied", "AWS authentication requires a valid Date or x-amz-date header")
+            if abs(time.time() - when) > sigv4.MAX_SKEW:
+                raise Refused("skewed", "The difference between the request time and the current time is too "
+                                        "large.")
+            date_lines: list[int | str] = list(sigv2.header_dates(head.lower))
+        else:
+            if time.time() > presigned.expires:
+                raise Refused("expired", "Request has expired", {"Expires": str(presigned.expires)})
+            date_lines = [presigned.expires]
         bucket = classify.virtual_bucket(head.lower.get("host", ""), self.virtual_bases)
-        sts = sigv2.string_to_sign(head.method, head.path, head.query, head.lower, presigned.expires, bucket)
-        if not sigv4.matches(sigv2.sign(ex.caller.secret, sts), presigned.signature):
+        texts = [sigv2.string_to_sign(head.method, head.path, head.query, head.lower, line, bucket)
+                 for line in date_lines]
+        sts = next((t for t in texts if sigv4.matches(sigv2.sign(ex.caller.secret, t), presigned.signature)), None)
+        if sts is None:
             raise Refused("signature", "The request signature we calculated does not match the signature you "
                                        "provided. Check your key and signing method.",
-                          {"AWSAccessKeyId": presigned.key, "StringToSign": sts,
+                          {"AWSAccessKeyId": presigned.key, "StringToSign": texts[0],
                            "SignatureProvided": presigned.signature})
         target = classify.classify("s3", head.method, head.path, head.query, head.lower, b"", self.virtual_bases)
         await self._authorize(target, ex.caller)
-        resigned = quote(sigv2.sign(ex.endpoint.backend_secret, sts), safe="")
-        query = V2_SIGNATURE_RE.sub(lambda m: f"{m.group(1)}Signature={resigned}", head.query)
-        headers = self._headers(head, None)
+        resigned = sigv2.sign(ex.endpoint.backend_secret, sts)
+        if header_form:
+            request_target = head.target
+            headers = self._headers(head, f"AWS {presigned.key}:{resigned}")
+        else:
+            query = V2_SIGNATURE_RE.sub(lambda m: f"{m.group(1)}Signature={quote(resigned, safe='')}", head.query)
+            request_target, headers = f"{head.path}?{query}", self._headers(head, None)
         await self._continue(ex, writer)
         length = body_length(head)
         if length is None:
-            raise Refused("not_implemented", "a presigned upload needs a Content-Length")
+            raise Refused("not_implemented", "a SigV2-signed upload needs a Content-Length")
         body = await read_exactly(reader, length) if length <= BUFFER_LIMIT else pieces(reader, length)
-        return await self._forward(ex, reader, writer, f"{head.path}?{query}", headers, body, deadline, target)
+        ex.body_read = True
+        return await self._forward(ex, reader, writer, request_target, headers, body, deadline, target)
+
+    async def _checked_form(self, ex: Exchange, boundary: bytes, reader, writer, deadline: float) -> bool:
+        """A browser-form upload: the fields before the file read (bounded), the policy's signature checked
+        with the namespace's secret and its conditions as AWS checks them, the bucket's ownership enforced;
+        then the form goes on with the policy re-signed with the back end's secret, the file streamed (its
+        size checked against content-length-range before its last piece leaves)."""
+        head = ex.head
+        ex.api, ex.protocol = "s3", "rest-xml"
+        target = classify.classify("s3", head.method, head.path, head.query, head.lower, b"", self.virtual_bases)
+        length = body_length(head)
+        if length is None:
+            raise Refused("missing_length", "You must provide the Content-Length HTTP header.")
+        await self._continue(ex, writer)
+        prefix = b""
+        form = None
+        while form is None:
+            if len(prefix) >= min(length, post_form.MAX_PREFIX):
+                raise Refused("invalid_argument", "POST requires exactly one file upload per request.")
+            prefix += await reader.read(min(PIECE, length - len(prefix)))
+            try:
+                form = post_form.parse_prefix(prefix, boundary)
+            except post_form.FormError as exc:
+                raise Refused(exc.kind, str(exc)) from None
+        key = post_form.access_key(form)
+        ex.caller = await self.registry.caller(key) if key and ACCESS_KEY_RE.fullmatch(key) else None
+        if ex.caller is None and key is not None:
+            raise Refused("unknown_key", "The AWS Access Key Id you provided does not exist in our records.",
+                          {"AWSAccessKeyId": key})
+        if target.operation != "bucket" or not target.bucket or ex.caller is None:
+            raise Refused("denied", "Access Denied")  # anonymous: no public-write grants here (docs/aws.md)
+        caller = ex.caller
+        try:
+            checked = post_form.check(form, target.bucket, datetime.now(UTC), lambda _: caller.secret)
+        except post_form.FormError as exc:
+            raise Refused(exc.kind, str(exc)) from None
+        await self._authorize(target, caller)
+        resigned = post_form.resign(prefix, form, checked, ex.endpoint.backend_secret)
+        total = length + len(resigned) - len(prefix)
+        headers = [(n, str(total) if n.lower() == "content-length" else v) for n, v in self._headers(head, None)]
+        source = _form_body(resigned, form.content_start, pieces(reader, length - len(prefix)), boundary, checked,
+                            ex)
+        return await self._forward(ex, reader, writer, head.target, headers, source, deadline, target)
 
     def _verify(self, ex: Exchange, signed: sigv4.Signed, payload_hash: str) -> str:
         head = ex.head
@@ -418,3 +487,33 @@ async def _signed_chunks(reader, signed: sigv4.Signed, secret: str, backend_secr
         yield f"{size_text};chunk-signature={previous_backend}\r\n".encode() + data
         if size == 0:
             return
+
+
+async def _form_body(prefix: bytes, content_start: int, rest, boundary: bytes, checked: post_form.Checked,
+                     ex: Exchange):
+    """The form's bytes, with the file's size (up to the next delimiter) checked against the policy's
+    content-length-range before the last piece goes on, so a file out of range never completes."""
+    marker = b"\r\n--" + boundary
+    seen = prefix[content_start:]
+    window, offset, size = seen[-(len(marker) - 1):], len(seen), None
+    found = seen.find(marker)
+    if found >= 0:
+        size = found
+    held = prefix
+    async for piece in rest:
+        if size is None:
+            found = (window + piece).find(marker)
+            if found >= 0:
+                size = offset - len(window) + found
+            window = (window + piece)[-(len(marker) - 1):]
+        offset += len(piece)
+        yield held
+        held = piece
+    ex.body_read = True
+    if size is None:
+        raise Refused("bad_request", "the form's file part has no closing delimiter")
+    if size < checked.min_size:
+        raise Refused("too_small", "Your proposed upload is smaller than the minimum allowed size")
+    if checked.max_size is not None and size > checked.max_size:
+        raise Refused("too_large", "Your proposed upload exceeds the maximum allowed size")
+    yield held

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
@@ -75,7 +76,7 @@ def parse(headers: dict[str, str], query: list[tuple[str, str]]) -> Signed | Non
             fields[name] = value
         if not {"Credential", "SignedHeaders", "Signature"} <= set(fields):
             raise AuthError("malformed", "the Authorization header lacks Credential, SignedHeaders or Signature")
-        amz_date = headers.get("x-amz-date", "")
+        amz_date = headers.get("x-amz-date") or _from_http_date(headers.get("date", ""))
         key, date, region, service = _credential(fields["Credential"])
         return Signed(key, date, region, service, tuple(fields["SignedHeaders"].split(";")),
                       fields["Signature"], amz_date, presigned=False)
@@ -92,9 +93,23 @@ def parse(headers: dict[str, str], query: list[tuple[str, str]]) -> Signed | Non
     except (KeyError, ValueError):
         raise AuthError("malformed", "a presigned URL needs X-Amz-Credential, X-Amz-Date, X-Amz-Expires, "
                                      "X-Amz-SignedHeaders and X-Amz-Signature") from None
-    if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
-        raise AuthError("malformed", "X-Amz-Expires must be between 1 and 604800 seconds")
+    if expires < 0:
+        raise AuthError("query_parameters", "X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGN_EXPIRES:
+        raise AuthError("query_parameters", "X-Amz-Expires must be less than a week (in seconds); that is, the "
+                                            "given X-Amz-Expires must be less than 604800 seconds")
     return signed
+
+
+def _from_http_date(text: str) -> str:
+    """SigV4 takes the request's time from `Date` when there is no X-Amz-Date (botocore sends only `Date`
+    when a caller set one): the string to sign still carries it as YYYYMMDDTHHMMSSZ."""
+    if not text:
+        return ""
+    try:
+        return parsedate_to_datetime(text).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    except (TypeError, ValueError):
+        raise AuthError("malformed", f"Date {text!r} is not an HTTP date") from None
 
 
 def parse_amz_date(text: str) -> datetime:
@@ -174,8 +189,11 @@ def canonical_request(method: str, raw_path: str, raw_query: str, header_list: l
 
 
 def string_to_sign(signed: Signed, canonical: str) -> str:
+    """`canonical` holds the request's bytes as latin-1 characters (http.parse_head decodes the head so):
+    AWS hashes the header values as they came on the wire, which for a non-ASCII value botocore sends as
+    UTF-8, so encoding back to latin-1 gives exactly those bytes."""
     return "\n".join((ALGORITHM, signed.amz_date, signed.scope,
-                      hashlib.sha256(canonical.encode()).hexdigest()))
+                      hashlib.sha256(canonical.encode("latin-1")).hexdigest()))
 
 
 @lru_cache(maxsize=4096)
