@@ -24,9 +24,16 @@ from localdev.waiting import poll_until
 SEEDS = str(Path(__file__).parent.parent / "seeds")
 
 
-@pytest.fixture
-def full(full_cluster):
-    return full_cluster
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """A cluster of this file's own: snapshots are cluster-wide state, and other files kill -9 the session's
+    shared services (MiniStack forgets every snapshot copy it held when it restarts, and a reset then says so)."""
+    from conftest import ALL_SERVICES, start_cluster
+
+    handle = start_cluster(tmp_path_factory, ALL_SERVICES, {"aws": {"flavor": "ministack"}},
+                           extra="[agent]\nreap_interval = 3600\n")
+    yield handle
+    handle.close()
 
 
 def _session(env):
