@@ -212,8 +212,14 @@ class Namespaces:
                 except Exception:
                     pass  # left in state 'creating': the next command on this name rolls it back
                 raise
-            conn.execute("UPDATE namespaces SET state = 'ready', seed_hash = %s WHERE name = %s", (seed_hash, name))
-            return self._info(self._ready_row(conn, name))
+            # The row comes back with the update: once 'ready' is committed, no further query of this create
+            # may fail it (a server restarting there made a client see an error for a namespace that exists).
+            from psycopg.rows import dict_row
+
+            made = conn.cursor(row_factory=dict_row).execute(
+                "UPDATE namespaces SET state = 'ready', seed_hash = %s WHERE name = %s RETURNING *",
+                (seed_hash, name)).fetchone()
+            return self._info(made)
 
     def _seed(self, ns: Namespace, services: builtins.list[str], fixtures) -> str:
         from localdev.seeding import apply

@@ -44,4 +44,7 @@ def advisory_lock(conn, name: str, *, space: int = INTERNAL, timeout: str | None
         yield held
     finally:
         if held and not transaction:
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (space, name))
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (space, name))
+            except psycopg.OperationalError:
+                pass  # the connection is gone (a restarted server), and the session's lock went with it
