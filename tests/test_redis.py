@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from localdev.waiting import poll_until
 import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
@@ -498,7 +500,9 @@ def test_agent_restarts_a_killed_server_with_its_data(make_cluster):
     else:
         raise AssertionError("the agent did not restart redis within 60 s")
     assert client(url).get("watched:last") == "written just before the kill"
-    assert any(e["service"] == "redis" and e["event"] == "restarted" for e in h.cluster.events(limit=50))
+    # the supervisor records the event once its restart returns, which can be just after redis answers
+    poll_until(lambda: any(e["service"] == "redis" and e["event"] == "restarted" for e in h.cluster.events(limit=50)),
+               10, "the supervisor's restarted event")
     status = json.loads(h.cli("status", "--json", check=True).stdout)["services"]["redis"]
     assert status["state"] == "healthy"
 
