@@ -17,10 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from localdev.waiting import poll_until
 import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+
+from localdev.waiting import poll_until
 
 from conftest import start_cluster
 from localdev.names import Namespace
