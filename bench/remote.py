@@ -35,9 +35,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     services = args.services.split(",")
-    plaintext = {"allow_plaintext": True}  # (until the AWS gateway serves them over TLS)
-    home, config, env = temp_project(services, {"aws": {"flavor": "ministack", **plaintext},
-                                                "dynamodb": plaintext})
+    # every service encrypted beyond loopback, as team mode runs them (the AWS gateway's TLS included)
+    home, config, env = temp_project(services, {"aws": {"flavor": "ministack"}})
     config.write_text(f'host = "{SERVER_IP}"\n' + config.read_text())
     env = {k: v for k, v in env.items() if k not in ("LOCALDEV_URL", "LOCALDEV_TOKEN", "LOCALDEV_CA")}
     port = free_port()

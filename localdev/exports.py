@@ -31,6 +31,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -99,6 +100,20 @@ class JsonArrayWriter:
 
     def close(self) -> None:
         self.fh.write(("" if self.first else "\n") + self.suffix)
+
+
+@contextmanager
+def json_array(path: Path | None, prefix: str = "[", suffix: str = "]\n") -> Iterator[JsonArrayWriter | None]:
+    """A JsonArrayWriter on a new file at `path`, ended with its suffix only when the block succeeds (a failed
+    export leaves a file no loader takes for whole). None when there is no path: a checksum-only pass reads the
+    same data without writing it."""
+    if path is None:
+        yield None
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        writer = JsonArrayWriter(fh, prefix, suffix)
+        yield writer
+        writer.close()
 
 
 # -- making an export (on the agent) -----------------------------------------------------------------------

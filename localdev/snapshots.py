@@ -73,6 +73,9 @@ class Copier(Protocol):
     def drop(self, sid: str, part: dict | None) -> None:
         """Free the snapshot's storage; idempotent; `part` None after an interrupted take."""
 
+    # Optional, for a service whose copies can vanish under us (an emulator without persistence):
+    # def lost(self, sid: str, part: dict) -> str | None: what of the copy is gone, as a sentence, or None.
+
 
 def validate_snapshot_name(name: str) -> str:
     if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
@@ -127,6 +130,18 @@ class Snapshots:
             raise BadInput(f"cannot {doing}: {', '.join(missing)} has no snapshot copy on this cluster "
                            f"(runtime {self.cluster.runtime.name}); see the README's snapshot section")
         return {s: c for s, c in found.items() if c is not None}
+
+    def _intact(self, snap: dict, services: builtins.list[str], doing: str, remedy: str) -> None:
+        """Refuse, before anything changes, to copy a snapshot that a service has lost part of."""
+        lost = []
+        for service in services:
+            part = snap["parts"].get(service)
+            if part is not None and (why := _lost(self.copier(service), snap["id"], part)):
+                lost.append(f"{service}: {why}")
+        if lost:
+            what = "its seeded state" if snap["kind"] == "seed" else f"snapshot {snap['name']!r}"
+            raise LocalDevError(f"cannot {doing}: {what} is incomplete ({'; '.join(lost)}); nothing was changed. "
+                                + remedy)
 
     def repair(self) -> builtins.list[str]:
         """Roll back snapshots whose command was interrupted (not ready, or a branch snapshot whose create is
@@ -257,6 +272,7 @@ class Snapshots:
                 row = self._row(conn, source)
                 if row is None or row["state"] != "ready":
                     raise BadInput(f"--from {source!r}: that snapshot is gone or incomplete")
+                self._intact(row, list(row["services"]), f"copy snapshot {source!r}", _RETAKE.format(name=source))
                 yield row
             return
         if not live:
@@ -304,13 +320,20 @@ class Snapshots:
         copying = self.cluster.config.namespaces.get("seed_snapshots", True)
         snap = self.seed_snapshot(fixtures.content_hash) if copying else None
 
+        lost: builtins.list[str] = []
+
         def one(svc):
             copier = self.copier(svc.name) if snap and svc.name in snap["parts"] else None
             if snap is not None and copier is not None and copier.copies_seeds:
                 return copier.create(ns, snap["id"], snap["parts"][svc.name])
-            return svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
+            env = svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
+            if snap is not None and copier is not None and _lost(copier, snap["id"], snap["parts"][svc.name]):
+                lost.append(svc.name)
+            return env
 
         self.namespaces._for_services(services, one)
+        if snap is not None and lost:
+            self._retake(snap, ns, lost)
         if copying and keep and snap is None:
             sql = parts.get("postgres")
             hints = {"postgres": {"template": sql.template, "template_owner": sql.owner}} if sql and sql.files else {}
@@ -328,6 +351,21 @@ class Snapshots:
                 return
             self._take(conn, name, "seed", ns, with_copier, True, None, hints)
         self._forget_old_seeds()
+
+    def _retake(self, snap: dict, ns: Namespace, services: builtins.list[str]) -> None:
+        """The seed snapshot's parts a service lost (an emulator restart), taken again from a namespace those
+        services just replayed the seeds into, and nobody is connected to yet. Skipped if another command
+        holds the snapshot: a later create mends it."""
+        with self._conn() as conn, advisory_lock(conn, snap["name"], space=SNAPSHOTS, try_only=True) as mine:
+            if not mine or (row := self._row(conn, snap["name"])) is None or row["id"] != snap["id"]:
+                return
+            parts = dict(row["parts"])
+            for service in services:
+                copier = self.copier(service)
+                assert copier is not None
+                copier.drop(snap["id"], parts[service])
+                parts[service] = copier.take(ns, snap["id"], True)
+            conn.execute("UPDATE snapshots SET parts = %s WHERE name = %s", (json.dumps(parts), snap["name"]))
 
     def _forget_old_seeds(self) -> None:
         """Free the seed snapshots no namespace can reset to, beyond the KEEP_SEEDS newest."""
@@ -361,6 +399,7 @@ class Snapshots:
                     if snap is None or snap["kind"] != "user" or snap["state"] != "ready" or \
                             (owner is not None and snap["owner"] != owner):
                         raise BadInput(f"--to {to!r}: no snapshot has that name (`localdev ns snapshots`)")
+                    self._intact(snap, services, f"reset namespace {namespace!r}", _RETAKE.format(name=to))
                     self._reset(ns_conn, ns, services, snap)
             elif row.get("seed_hash"):
                 name = f"seed:{row['seed_hash']}"
@@ -370,6 +409,9 @@ class Snapshots:
                         raise LocalDevError(f"namespace {namespace!r} has no recorded seeded state (it was created "
                                             f"before snapshots, or on a cluster that cannot copy): "
                                             f"`localdev seed {namespace}` applies the seeds again")
+                    self._intact(snap, services, f"reset namespace {namespace!r}",
+                                 f"`localdev seed {namespace} --service aws` puts the seeds back there; the next "
+                                 "seeded create with these seeds records the seeded state whole again")
                     self._reset(ns_conn, ns, services, snap)
             else:
                 self._reset(ns_conn, ns, services, None)
@@ -394,6 +436,14 @@ class Snapshots:
         # One wave: a reset needs no service's part of another (the namespace's role and schema stay).
         _parallel(services, one, f"resetting namespace {ns.name!r}")
         conn.execute("UPDATE namespaces SET problems = problems - 'reset' WHERE name = %s", (ns.name,))
+
+
+_RETAKE = ("Take it again: `localdev ns snapshot --delete {name}`, then `localdev ns snapshot NAMESPACE --as {name}`")
+
+
+def _lost(copier: Copier | None, sid: str, part: dict) -> str | None:
+    check = getattr(copier, "lost", None)
+    return check(sid, part) if check is not None else None
 
 
 _VALIDATED: OrderedDict[tuple, object] = OrderedDict()

@@ -373,6 +373,40 @@ def test_the_reset_fixture_gives_each_test_the_seeded_state(full, tmp_path):
     assert "3 passed" in proc.stdout
 
 
+def test_copies_the_emulator_lost_in_a_restart_are_refused_by_name_and_mended(full):
+    """MiniStack keeps nothing across a restart, the snapshots' bucket copies included: a reset or a --from that
+    needs them says so and changes nothing; the next seeded create takes the seed snapshot's AWS part again."""
+    full.cli("ns", "create", "rl-a", "--seeds", SEEDS, check=True)
+    full.cli("ns", "snapshot", "rl-a", "--as", "rl-snap", check=True)
+    env = full.ns_env("rl-a")
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute("delete from order_lines")
+    pid = full.cluster.runtime.state("aws").pid
+    os.kill(pid, signal.SIGKILL)
+    full.wait_restarted("aws", pid, 60)
+
+    proc = full.cli("ns", "reset", "rl-a")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "cannot reset namespace 'rl-a': its seeded state is incomplete (aws: the AWS emulator no longer holds " \
+           "its copy of 2 of its 2 buckets" in proc.stderr
+    assert "nothing was changed" in proc.stderr and "Traceback" not in proc.stderr
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        assert conn.execute("select count(*) from order_lines").fetchone() == (0,)  # not reset halfway
+    proc = full.cli("ns", "create", "rl-c", "--from", "rl-snap")
+    assert proc.returncode == 1 and "snapshot 'rl-snap' is incomplete" in proc.stderr
+    assert "localdev ns snapshot --delete rl-snap" in proc.stderr
+    assert "rl-c" not in _names(full)
+
+    # a seeded create replays the emulator's seeds anyway, and takes the seed snapshot's part again from them
+    full.cli("ns", "create", "rl-b", "--seeds", SEEDS, check=True)
+    full.cli("seed", "rl-a", "--seeds", SEEDS, "--service", "aws", check=True)
+    full.cli("ns", "reset", "rl-a", check=True)
+    assert_same({**state(env), "pg_owners": None}, {**state(full.ns_env("rl-b")), "pg_owners": None})
+    full.cli("ns", "snapshot", "--delete", "rl-snap", check=True)
+    for name in ("rl-a", "rl-b"):
+        full.cli("ns", "delete", name, check=True)
+
+
 @pytest.mark.long
 def test_large_seeds_are_copied_not_replayed(full, tmp_path):
     sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))

@@ -69,6 +69,19 @@ class AccountCopier:
                                "attributes": {k: v for k, v in attrs.items() if k in TOPIC_ATTRIBUTES}})
         return {"buckets": buckets, "queues": queues, "topics": topics}
 
+    def lost(self, sid: str, part: dict) -> str | None:
+        """What the emulator no longer holds of the snapshot (it keeps nothing across a restart), or None.
+        Queues and topics are re-made from the registry's part; only the copied buckets can go."""
+        if not part.get("buckets"):
+            return None
+        with self._store(sid, "s3") as store:
+            held = {b["Name"] for b in store.list_buckets().get("Buckets", [])}
+        gone = [b["store"] for b in part["buckets"] if b["store"] not in held]
+        if not gone:
+            return None
+        return (f"the AWS emulator no longer holds its copy of {len(gone)} of its {len(part['buckets'])} buckets "
+                f"(it keeps no state across a restart, and was restarted since the snapshot was taken)")
+
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
         env = self.svc.create_namespace(ns)
         self._fill(ns, sid, part, set())

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from localdev.errors import BadInput
-from localdev.exports import Digest, JsonArrayWriter, Summary, canonical
+from localdev.exports import Digest, Summary, canonical, json_array
 
 TABLE_KEYS = ("TableName", "AttributeDefinitions", "KeySchema")
 
@@ -34,23 +34,14 @@ def dump(svc, ns, folder: Path | None) -> Summary:
             params = create_parameters(client, table)
             digest.add("table", canonical(params))
             key_types = {d["AttributeName"]: d["AttributeType"] for d in params["AttributeDefinitions"]}
-            fh = open(folder / f"{table}.json", "w", encoding="utf-8") if folder else None
-            try:
-                writer = None
-                if fh:
-                    fh.write('{"table": ' + json.dumps(params) + ",\n")
-                    writer = JsonArrayWriter(fh, '"items": [', "]}\n")
+            head = '{"table": ' + json.dumps(params) + ',\n"items": ['
+            with json_array(folder / f"{table}.json" if folder else None, head, "]}\n") as writer:
                 for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
                     for item in page["Items"]:
                         digest.add("item", table, canonical(_normal(item)))
                         items += 1
                         if writer:
                             writer.add(_plain_item(item, key_types, table, params["KeySchema"]))
-                if writer:
-                    writer.close()
-            finally:
-                if fh:
-                    fh.close()
     return Summary(counts={"tables": len(tables), "items": items}, checksum=digest.hexdigest())
 
 

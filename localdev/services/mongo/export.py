@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localdev.exports import Digest, JsonArrayWriter, Summary
+from localdev.exports import Digest, Summary, json_array
 
 SKIP_PREFIXES = ("system.", "_ferretdb_", "_localdev_")
 INDEX_FIELDS_DROPPED = ("v", "ns", "key")
@@ -39,26 +39,18 @@ def dump(svc, ns, folder: Path | None) -> Summary:
             indexes.append(spec)
             digest.add("index", name, json_util.dumps(spec, json_options=json_util.CANONICAL_JSON_OPTIONS))
         if folder and indexes:
-            with open(folder / f"{name}.indexes.json", "w", encoding="utf-8") as ixfh:
-                ixwriter = JsonArrayWriter(ixfh)
+            with json_array(folder / f"{name}.indexes.json") as ixwriter:
+                assert ixwriter is not None  # a path was given
                 for spec in indexes:
                     ixwriter.add(json_util.dumps(spec, json_options=json_util.CANONICAL_JSON_OPTIONS))
-                ixwriter.close()
         digest.add("collection", name)
-        fh = open(folder / f"{name}.json", "w", encoding="utf-8") if folder else None
-        try:
-            writer = JsonArrayWriter(fh) if fh else None
+        with json_array(folder / f"{name}.json" if folder else None) as writer:
             for document in collection.find({}, sort=[("_id", 1)], batch_size=1000):
                 digest.add("document", name, document.raw)
                 documents += 1
                 if writer:
                     writer.add(json_util.dumps(bson.decode(document.raw),
                                                json_options=json_util.CANONICAL_JSON_OPTIONS))
-            if writer:
-                writer.close()
-        finally:
-            if fh:
-                fh.close()
     return Summary(counts={"collections": len(names), "documents": documents}, checksum=digest.hexdigest())
 
 

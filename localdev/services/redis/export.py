@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from localdev.errors import BadInput
-from localdev.exports import Digest, JsonArrayWriter, Summary, canonical
+from localdev.exports import Digest, Summary, canonical, json_array
 
 FILE = "keys.json"
 READ_KEY = """
@@ -36,34 +36,29 @@ def dump(svc, ns, folder: Path | None) -> Summary:
     conn = svc._on(svc._own_database(ns))
     digest = Digest()
     count = 0
-    fh = open(folder / FILE, "w", encoding="utf-8") if folder else None
     try:
-        writer = JsonArrayWriter(fh) if fh else None
-        read = conn.register_script(READ_KEY)
-        for raw_key in conn.scan_iter(match=prefix + b"*", count=1000):
-            kind, pttl, raw = read(keys=[raw_key])
-            kind = kind.decode() if isinstance(kind, bytes) else kind
-            if kind == "none":
-                continue  # deleted or expired since the SCAN saw it
-            key = _text(raw_key[len(prefix):], raw_key)
-            if not key:
-                raise BadInput(f"redis: key {raw_key!r} is the bare prefix: the seeds format needs a name after it")
-            if kind not in ("string", "hash", "list", "set", "zset"):
-                raise BadInput(f"redis: key {key!r} is a {kind}; the seeds format holds strings, hashes, lists, sets "
-                               "and sorted sets only, so it cannot be exported yet")
-            value = _value(kind, raw, raw_key)
-            digest.add(key, kind, canonical(_normal(kind, value)), "ttl" if pttl > 0 else "")
-            count += 1
-            if writer:
-                entry = {"key": key, "type": kind, "value": value}
-                if pttl > 0:
-                    entry["ttl"] = -(-pttl // 1000)
-                writer.add(json.dumps(entry, ensure_ascii=False))
-        if writer:
-            writer.close()
+        with json_array(folder / FILE if folder else None) as writer:
+            read = conn.register_script(READ_KEY)
+            for raw_key in conn.scan_iter(match=prefix + b"*", count=1000):
+                kind, pttl, raw = read(keys=[raw_key])
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                if kind == "none":
+                    continue  # deleted or expired since the SCAN saw it
+                key = _text(raw_key[len(prefix):], raw_key)
+                if not key:
+                    raise BadInput(f"redis: key {raw_key!r} is the bare prefix: the seeds format needs a name after it")
+                if kind not in ("string", "hash", "list", "set", "zset"):
+                    raise BadInput(f"redis: key {key!r} is a {kind}; the seeds format holds strings, hashes, lists, "
+                                   "sets and sorted sets only, so it cannot be exported yet")
+                value = _value(kind, raw, raw_key)
+                digest.add(key, kind, canonical(_normal(kind, value)), "ttl" if pttl > 0 else "")
+                count += 1
+                if writer:
+                    entry = {"key": key, "type": kind, "value": value}
+                    if pttl > 0:
+                        entry["ttl"] = -(-pttl // 1000)
+                    writer.add(json.dumps(entry, ensure_ascii=False))
     finally:
-        if fh:
-            fh.close()
         conn.close()
     return Summary(counts={"keys": count}, checksum=digest.hexdigest())
 
