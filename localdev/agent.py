@@ -369,6 +369,21 @@ def warm_up(cluster: Cluster) -> None:
         log.warning("warm-up failed: %s", exc)
 
 
+def warm_services(cluster: Cluster) -> None:
+    """Each service's `warm()`, at once, in the background: the first create after `up` should cost what later
+    ones do, and `up` should not wait for that."""
+    from localdev.services import in_waves
+
+    def one(name: str) -> None:
+        try:
+            cluster.services[name].warm()
+        except Exception as exc:  # only speed is lost
+            log.info("warming %s failed: %s", name, exc)
+
+    threading.Thread(target=lambda: in_waves(list(cluster.services), one, depends=lambda n: ()),
+                     name="warm-services", daemon=True).start()
+
+
 def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
     """Who a TCP request is: the bearer token's name and role (401 without a valid one)."""
     tokens = cluster.namespaces.tokens
@@ -407,6 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
     warm_up(cluster)
+    warm_services(cluster)
     def server(app, certfile=None, keyfile=None):
         return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                              ssl_certfile=certfile, ssl_keyfile=keyfile))

@@ -145,12 +145,15 @@ class Namespaces:
     # -- per-service work, in dependency waves, each wave in parallel --------------
     def _for_services(self, names: builtins.list[str], fn) -> None:
         """`fn(service)` for each; the first wave with a failure ends it (later services need earlier ones)."""
-        in_waves(names, lambda n: fn(self.cluster.services[n]), combine=_combined)
+        in_waves(names, lambda n: fn(self.cluster.services[n]), combine=_combined, depends=self._depends)
 
     def _drop_everywhere(self, ns: Namespace, services: builtins.list[str]) -> None:
         """Dependants first (mongo's schema before postgres's role); every service is tried, whatever failed."""
         in_waves(services, lambda n: self.cluster.services[n].drop_namespace(ns), dependants_first=True,
-                 keep_going=True, combine=lambda errors: _combined(errors, "dropping"))
+                 keep_going=True, combine=lambda errors: _combined(errors, "dropping"), depends=self._depends)
+
+    def _depends(self, service: str) -> tuple[str, ...]:
+        return self.cluster.services[service].namespace_depends_on
 
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,

@@ -320,20 +320,16 @@ class Snapshots:
         copying = self.cluster.config.namespaces.get("seed_snapshots", True)
         snap = self.seed_snapshot(fixtures.content_hash) if copying else None
 
-        lost: builtins.list[str] = []
-
         def one(svc):
             copier = self.copier(svc.name) if snap and svc.name in snap["parts"] else None
             if snap is not None and copier is not None and copier.copies_seeds:
                 return copier.create(ns, snap["id"], snap["parts"][svc.name])
             env = svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
             if snap is not None and copier is not None and _lost(copier, snap["id"], snap["parts"][svc.name]):
-                lost.append(svc.name)
+                self._retake(snap, ns, svc.name)  # beside the other services' creates, not after them
             return env
 
         self.namespaces._for_services(services, one)
-        if snap is not None and lost:
-            self._retake(snap, ns, lost)
         if copying and keep and snap is None:
             sql = parts.get("postgres")
             hints = {"postgres": {"template": sql.template, "template_owner": sql.owner}} if sql and sql.files else {}
@@ -352,20 +348,19 @@ class Snapshots:
             self._take(conn, name, "seed", ns, with_copier, True, None, hints)
         self._forget_old_seeds()
 
-    def _retake(self, snap: dict, ns: Namespace, services: builtins.list[str]) -> None:
-        """The seed snapshot's parts a service lost (an emulator restart), taken again from a namespace those
-        services just replayed the seeds into, and nobody is connected to yet. Skipped if another command
-        holds the snapshot: a later create mends it."""
+    def _retake(self, snap: dict, ns: Namespace, service: str) -> None:
+        """The part of the seed snapshot a service lost (an emulator restart), taken again from a namespace it
+        just replayed the seeds into, and nobody is connected to yet. Skipped if another command holds the
+        snapshot: a later create mends it."""
         with self._conn() as conn, advisory_lock(conn, snap["name"], space=SNAPSHOTS, try_only=True) as mine:
             if not mine or (row := self._row(conn, snap["name"])) is None or row["id"] != snap["id"]:
                 return
-            parts = dict(row["parts"])
-            for service in services:
-                copier = self.copier(service)
-                assert copier is not None
-                copier.drop(snap["id"], parts[service])
-                parts[service] = copier.take(ns, snap["id"], True)
-            conn.execute("UPDATE snapshots SET parts = %s WHERE name = %s", (json.dumps(parts), snap["name"]))
+            copier = self.copier(service)
+            assert copier is not None
+            copier.drop(snap["id"], row["parts"][service])
+            part = copier.take(ns, snap["id"], True)
+            conn.execute("UPDATE snapshots SET parts = jsonb_set(parts, %s::text[], %s::jsonb) WHERE name = %s",
+                         ([service], json.dumps(part), snap["name"]))
 
     def _forget_old_seeds(self) -> None:
         """Free the seed snapshots no namespace can reset to, beyond the KEEP_SEEDS newest."""

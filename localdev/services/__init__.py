@@ -54,12 +54,14 @@ def service_classes() -> dict[str, type[Service]]:
     return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
-def waves(names: list[str], classes: dict[str, type[Service]] | None = None) -> list[list[str]]:
+def waves(names: list[str], classes: dict[str, type[Service]] | None = None,
+          depends: Callable[[str], tuple[str, ...]] | None = None) -> list[list[str]]:
     """Group services so each group depends only on earlier groups (start/create in order, each group in parallel)."""
-    classes = classes or service_classes()
+    known = classes or service_classes()
+    depends = depends or (lambda n: known[n].depends_on)
     remaining, done, result = list(names), set(), []
     while remaining:
-        wave = [n for n in remaining if all(d in done or d not in names for d in classes[n].depends_on)]
+        wave = [n for n in remaining if all(d in done or d not in names for d in depends(n))]
         if not wave:
             raise ValueError(f"dependency cycle among services {remaining}")
         result.append(wave)
@@ -69,15 +71,16 @@ def waves(names: list[str], classes: dict[str, type[Service]] | None = None) -> 
 
 
 def in_waves(names: list[str], fn: Callable[[str], T], *, dependants_first: bool = False,
-             keep_going: bool = False,
+             keep_going: bool = False, depends: Callable[[str], tuple[str, ...]] | None = None,
              combine: Callable[[list[tuple[str, BaseException]]], BaseException] | None = None) -> dict[str, T]:
     """Run `fn(name)` for every service in dependency waves, each wave in parallel; returns name -> result.
 
     Error policy: every failure of a wave is collected; then, unless `keep_going`, no later wave starts.
     At the end the failures, as (service, exception) in the order they ran, are raised as `combine` makes
     them into one exception; by default a single failure is raised as it is and several as `ServiceErrors`.
-    `dependants_first` runs the waves backwards (stop, drop: mongo's schema goes before postgres's role)."""
-    order = waves(names)
+    `dependants_first` runs the waves backwards (stop, drop: mongo's schema goes before postgres's role).
+    `depends`: a service's dependencies for this operation (default: its class's `depends_on`)."""
+    order = waves(names, depends=depends)
     results: dict[str, T] = {}
     errors: list[tuple[str, BaseException]] = []
     for wave in (reversed(order) if dependants_first else order):

@@ -272,6 +272,10 @@ class Service:
     def close(self) -> None:
         """Close warm clients."""
 
+    def warm(self) -> None:
+        """Pay, once the agent serves, the one-time costs of this process's first namespace request (client
+        libraries loading their models): otherwise the first `ns create` after `up` pays them. Reads only."""
+
     def missing_debian_packages(self) -> list[str]:
         """The Debian packages its native runtime needs and this machine lacks (bootstrap installs them as root)."""
         return []
@@ -358,6 +362,12 @@ class Service:
         return env
 
     # -- snapshots (localdev/snapshots.py) ----------------------------------------------------------
+    @property
+    def namespace_depends_on(self) -> tuple[str, ...]:
+        """The services whose part of a namespace this one's needs made first (and dropped after): by default
+        those it needs running."""
+        return self.depends_on
+
     def snapshot_copier(self):
         """This service's copy primitive (a `localdev.snapshots.Copier`, from its package's snapshot.py) for
         `ns snapshot`, `ns create --from`, `ns reset` and the seeded creates after the first; None where it has

@@ -249,6 +249,14 @@ class Aws(Service):
     def close(self) -> None:
         self._clients.close()
 
+    def warm(self) -> None:
+        # One read per API a create uses, in the emulator's default account (a namespace's clients then
+        # share the loaded models and endpoint rules; their sessions stay per key).
+        with self.client("s3") as s3, self.client("sqs") as sqs, self.client("sns") as sns, \
+                self.client("events") as events:
+            _listings(s3, sqs, sns)
+            events.list_event_buses(Limit=1)
+
     @classmethod
     def pytest_clients(cls) -> list[PytestClient]:
         return [PytestClient(api, partial(_emulator_client, api),
@@ -372,6 +380,12 @@ class Aws(Service):
         from localdev.services.aws.seeds import load
 
         return load(folder)
+
+    def create_seeded(self, ns, fixtures: dict) -> dict[str, str]:
+        from localdev.services.aws.seeds import apply_fresh
+
+        apply_fresh(self, ns, fixtures, marker=partial(self.create_namespace, ns))
+        return self.namespace_env(ns)
 
     def seed(self, ns, fixtures: dict) -> Undo:
         """Create buckets `<namespace>-<folder>`, their objects and the queues; on failure undo this call's part."""

@@ -125,43 +125,83 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
     """Create the buckets, objects and queues. `undo` learns how to take each step back: remove a bucket
     or queue this call created; in a bucket that existed, delete the objects it added and put back those
     it overwrote."""
-    from botocore.exceptions import ClientError
-
     s3, sqs = undo.hold(svc.ns_client(ns, "s3")), undo.hold(svc.ns_client(ns, "sqs"))
-    for folder in fixtures["buckets"]:
-        name = bucket_name(ns.name, folder)
-        if len(name) > 63:
-            raise BadInput(f"seeds/aws/s3/{folder}: bucket {name!r} (the namespace's name, '-', the folder's) "
-                           "is longer than the 63 characters S3 allows: use a shorter folder name")
+    names = _bucket_names(ns, fixtures)
     # Listed, not inferred from CreateBucket: in us-east-1 creating a bucket one already owns succeeds.
     existing = svc.resources(ns)
     for folder, objects in fixtures["buckets"].items():
-        name = bucket_name(ns.name, folder)
-        kwargs = {} if ns.region == "us-east-1" else {
-            "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+        name = names[folder]
         made = name not in existing["buckets"]
         if made:
-            try:
-                s3.create_bucket(Bucket=name, **kwargs)
-            except ClientError as exc:
-                if error_code(exc) == "BucketAlreadyExists":
-                    raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
-                                        "global): delete it there or rename seeds/aws/s3/" + folder) from None
-                raise
+            _create_bucket(svc, ns, s3, folder, name)
             undo.add(partial(_remove_bucket, svc, ns, s3), name)
-        svc.record_bucket(ns, name)  # seeded buckets are the namespace's, as those it makes through the gateway
+        else:
+            svc.record_bucket(ns, name)
         for key, path in objects:
             if not made:
                 undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
-            meta = fixtures.get("metadata", {}).get(folder, {}).get(key, {})
-            content_type = meta.get("ContentType") or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            with open(path, "rb") as body:
-                s3.put_object(Bucket=name, Key=key, Body=body, ContentType=content_type,
-                              Metadata=meta.get("Metadata", {}))
-    for queue in fixtures["queues"]:
-        url = sqs.create_queue(QueueName=queue["name"], Attributes=queue["attributes"])["QueueUrl"]
+            _put_object(s3, fixtures, folder, name, key, path)
+    for url in _create_queues(sqs, fixtures):
         if url not in existing["queues"]:
             undo.add(sqs.delete_queue, QueueUrl=url)
+
+
+def apply_fresh(svc, ns, fixtures: dict, marker) -> None:
+    """The seeds of a namespace being created: its account is new and empty, and a failed create drops the
+    whole namespace, so nothing is listed first or recorded to take back, and every step that waits on no
+    other runs at once: `marker()`, each bucket's creation, then each object, and the queues (one after the
+    other, in the file's order: a redrive policy names a queue made before it)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    names = _bucket_names(ns, fixtures)
+    objects = [(folder, key, path) for folder, items in fixtures["buckets"].items() for key, path in items]
+    with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, \
+            ThreadPoolExecutor(max_workers=min(8, 2 + len(names) + len(objects))) as pool:
+        others = [pool.submit(marker), pool.submit(_create_queues, sqs, fixtures)]
+        buckets = [pool.submit(_create_bucket, svc, ns, s3, folder, name) for folder, name in names.items()]
+        wait(buckets)
+        puts = [] if any(f.exception() for f in buckets) else \
+            [pool.submit(_put_object, s3, fixtures, folder, names[folder], key, path) for folder, key, path in objects]
+        wait(others + puts)
+    for future in buckets + others + puts:
+        future.result()  # the first failure, as it was raised
+
+
+def _bucket_names(ns, fixtures: dict) -> dict[str, str]:
+    names = {}
+    for folder in fixtures["buckets"]:
+        name = names[folder] = bucket_name(ns.name, folder)
+        if len(name) > 63:
+            raise BadInput(f"seeds/aws/s3/{folder}: bucket {name!r} (the namespace's name, '-', the folder's) "
+                           "is longer than the 63 characters S3 allows: use a shorter folder name")
+    return names
+
+
+def _create_bucket(svc, ns, s3, folder: str, name: str) -> None:
+    """Create the bucket and record it as the namespace's (seeded buckets are, as those it makes through the
+    gateway)."""
+    from botocore.exceptions import ClientError
+
+    kwargs = {} if ns.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ns.region}}
+    try:
+        s3.create_bucket(Bucket=name, **kwargs)
+    except ClientError as exc:
+        if error_code(exc) == "BucketAlreadyExists":
+            raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
+                                "global): delete it there or rename seeds/aws/s3/" + folder) from None
+        raise
+    svc.record_bucket(ns, name)
+
+
+def _put_object(s3, fixtures: dict, folder: str, bucket: str, key: str, path: Path) -> None:
+    meta = fixtures.get("metadata", {}).get(folder, {}).get(key, {})
+    content_type = meta.get("ContentType") or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    with open(path, "rb") as body:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=meta.get("Metadata", {}))
+
+
+def _create_queues(sqs, fixtures: dict) -> list[str]:
+    return [sqs.create_queue(QueueName=q["name"], Attributes=q["attributes"])["QueueUrl"] for q in fixtures["queues"]]
 
 
 def _remove_bucket(svc, ns, s3, bucket: str) -> None:

@@ -574,12 +574,17 @@ public final class MongoJavaServer {
             return new Credential(salt, iterations, storedKey, hmac(mechanism, salted, "Server Key"));
         }
 
+        // RFC 5802's and 7677's minimum, not MongoDB's 10 000 / 15 000: every password here is a random secret
+        // of 24+ characters that no iteration count makes harder to guess, while each count is paid again by
+        // every client connection (and by every namespace create, here). Files written with other counts
+        // keep theirs: a credential carries its own.
+        static final int ITERATIONS = 4096;
+
         static Map<String, Credential> credentials(String user, String password) {
             try {
                 Map<String, Credential> m = new LinkedHashMap<>();
-                // MongoDB's defaults: 10 000 iterations for SHA-1, 15 000 for SHA-256
-                m.put("SCRAM-SHA-1", derive("SCRAM-SHA-1", user, password, random(16), 10000));
-                m.put("SCRAM-SHA-256", derive("SCRAM-SHA-256", user, password, random(28), 15000));
+                m.put("SCRAM-SHA-1", derive("SCRAM-SHA-1", user, password, random(16), ITERATIONS));
+                m.put("SCRAM-SHA-256", derive("SCRAM-SHA-256", user, password, random(28), ITERATIONS));
                 return m;
             } catch (Exception e) {
                 throw new IllegalStateException("cannot derive SCRAM keys: " + e, e);
@@ -1140,7 +1145,7 @@ public final class MongoJavaServer {
             Credential cred = user == null ? null : user.mechanisms.get(mechanism);
             // an unknown user gets a made-up salt, so the answer does not tell which users exist
             byte[] salt = cred != null ? cred.salt : Scram.random(mechanism.equals("SCRAM-SHA-1") ? 16 : 28);
-            int iterations = cred != null ? cred.iterations : (mechanism.equals("SCRAM-SHA-1") ? 10000 : 15000);
+            int iterations = cred != null ? cred.iterations : Scram.ITERATIONS;
             String nonce = clientNonce + Base64.getEncoder().encodeToString(Scram.random(24));
             String serverFirst = "r=" + nonce + ",s=" + Base64.getEncoder().encodeToString(salt) + ",i=" + iterations;
             st.conversation = new Conversation(mechanism, db, cred == null ? null : user, cred, bare, serverFirst, nonce);

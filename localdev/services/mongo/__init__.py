@@ -96,6 +96,12 @@ class Mongo(Service):
         return self.flavor == "ferretdb" and self.option("backend") == "postgresql"
 
     @property
+    def namespace_depends_on(self) -> tuple[str, ...]:
+        """Only FerretDB on PostgreSQL keeps a namespace in the namespace's PostgreSQL role and schema; the other
+        flavors' users and databases are made beside PostgreSQL's, not after them."""
+        return ("postgres",) if self.on_postgres else ()
+
+    @property
     def scram(self) -> bool:
         """Namespaces are SCRAM users with readWrite on their database (the server enforces it)."""
         return self.flavor in ("mongodb", "mongo-java-server")

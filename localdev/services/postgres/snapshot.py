@@ -62,7 +62,7 @@ class TemplateCopier:
             cloned = False
             if idle:
                 try:
-                    conn.execute(clone_sql(name, ns.db_name))
+                    conn.execute(clone_sql(name, ns.db_name, strategy=self.pg.clone_strategy(conn)))
                     cloned = True
                 except psycopg.errors.ObjectInUse:
                     pass  # someone is connected after all: copy beside them

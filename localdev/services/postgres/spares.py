@@ -38,17 +38,18 @@ def _names(conn, key: str) -> list[str]:
                                        (_pattern(key),)).fetchall()]
 
 
-def clone_sql(name: str, template: str | None, owner: str | None = None, closed: bool = False):
+def clone_sql(name: str, template: str | None, owner: str | None = None, closed: bool = False,
+              strategy: str = "WAL_LOG"):
     """CREATE DATABASE for a namespace or a spare: a copy of `template` (template1 if None). `closed`: nobody may
     connect from its first moment (a spare), not only once a later statement says so: the process making it
-    may die between the two."""
+    may die between the two. `strategy`: Postgres.clone_strategy's."""
     from psycopg import sql
 
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if owner:
         query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
-    if template:  # WAL_LOG: no checkpoint per clone (FILE_COPY forces two)
-        query += sql.SQL(" TEMPLATE {} STRATEGY WAL_LOG").format(sql.Identifier(template))
+    if template:
+        query += sql.SQL(" TEMPLATE {} STRATEGY {}").format(sql.Identifier(template), sql.SQL(strategy))
     if closed:
         query += sql.SQL(" ALLOW_CONNECTIONS false")
     return query
@@ -100,7 +101,7 @@ class Spares:
                 while len(_names(conn, key)) < KEEP:
                     spare = f"{PREFIX}{key}_{secrets.token_hex(4)}"
                     with advisory_lock(conn, spare):  # no claim until it is ready (see claim)
-                        conn.execute(clone_sql(spare, template, closed=True))
+                        conn.execute(clone_sql(spare, template, closed=True, strategy=self.pg.clone_strategy(conn)))
                         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(spare)))
         except Exception as exc:  # the template was dropped meanwhile, the server stopped, ...: no spare then
             log.info("no spare databases for %s: %s", key, exc)
