@@ -100,15 +100,9 @@ def _ago(ts: float | None) -> str:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from localdev.tables import render
 
-    table = Table(title=title, title_justify="left")
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    sys.stdout.write(render(title, columns, rows))
 
 
 # -- cluster --------------------------------------------------------------------------

@@ -128,3 +128,15 @@ def test_a_home_too_long_for_the_agents_socket_is_refused_before_anything_is_mad
     with pytest.raises(BadInput, match="too long for the agent's socket"):
         Cluster(home=home).up(services=["postgres"])
     assert not home.exists()
+
+
+def test_plain_tables_pad_columns_to_their_widest_cell_and_never_wrap():
+    from localdev.tables import render
+
+    wide = "x" * 300
+    assert render("namespaces", ["name", "state", "labels"], [["a", "ready", ""], ["bb-longer", "degraded", wide]]) == (
+        "namespaces\n"
+        "name       state     labels\n"
+        "a          ready\n"
+        f"bb-longer  degraded  {wide}\n")
+    assert render("tokens", ["name", "role"], []) == "tokens\nname  role\n"
