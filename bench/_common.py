@@ -31,6 +31,9 @@ def temp_project(services: list[str], options: dict | None = None) -> tuple[Path
     config = root / "localdev.toml"
     config.write_text("\n".join(lines) + "\n")
     env = {**os.environ, "LOCALDEV_HOME": str(root / "home"), "LOCALDEV_CONFIG": str(config)}
+    # A developer's shell may forbid bytecode files: then every module changed since the last one was written
+    # is compiled again at each start, which a user's installed CLI never pays.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return root / "home", config, env
 
 

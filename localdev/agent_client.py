@@ -18,7 +18,11 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from localdev.errors import AgentUnavailable, BadInput, LocalDevError, SeedsMissing, from_kind
-from localdev.tls import CA_FILE
+
+# In an env value: the path of the cluster CA's certificate on the machine that uses the env (a remote
+# client puts its pinned copy's; the agent, for a local client, its own file's). Defined here, not in
+# localdev.tls, so that the CLI does not import the certificate code on every command.
+CA_FILE = "{localdev-ca-file}"
 
 
 class _Response:

@@ -216,7 +216,7 @@ class Cluster:
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home),
                                       "labels": self.labels})
-            results = in_waves(names, lambda n: self._start(n, progress))
+            results = in_waves(names, lambda n: self._start(n, progress), depends=lambda n: self.services[n].needs)
             started = [n for n in names if results[n]]
             self.start_gateway(progress)
             if agent:

@@ -153,7 +153,7 @@ class Namespaces:
                  keep_going=True, combine=lambda errors: _combined(errors, "dropping"), depends=self._depends)
 
     def _depends(self, service: str) -> tuple[str, ...]:
-        return self.cluster.services[service].namespace_depends_on
+        return self.cluster.services[service].needs
 
     # -- the API ---------------------------------------------------------------
     def create(self, name: str, ttl: str | int | None = "default", labels=None, exist_ok: bool = False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,11 @@ class Remote:
 
 
 def config_dir() -> Path:
+    """platformdirs' user config dir. On Linux, the XDG rule it applies, computed here: every command reads
+    the profile's path, and importing platformdirs costs each of them ~5 ms."""
+    if sys.platform.startswith("linux"):
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip()
+        return Path(base if base else Path.home() / ".config") / "localdev"
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("localdev", appauthor=False))

@@ -18,9 +18,6 @@ from pathlib import Path
 
 from localdev.state import StateDir, write_private
 
-# In an env value: the path of the cluster CA's certificate on the machine that uses the env (a remote
-# client puts its pinned copy's; the agent, for a local client, its own file's).
-CA_FILE = "{localdev-ca-file}"
 CA_DAYS = 3650
 SERVER_DAYS = 825  # the longest validity clients (browsers, Apple's TLS stack) accept for a server certificate
 

@@ -140,3 +140,16 @@ def test_plain_tables_pad_columns_to_their_widest_cell_and_never_wrap():
         "a          ready\n"
         f"bb-longer  degraded  {wide}\n")
     assert render("tokens", ["name", "role"], []) == "tokens\nname  role\n"
+
+
+@pytest.mark.parametrize("xdg", [None, "/tmp/xdg-elsewhere", "   "])
+def test_the_profile_dir_is_platformdirs_user_config_dir(monkeypatch, xdg):
+    from platformdirs import user_config_dir
+
+    from localdev.profile import config_dir
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    assert str(config_dir()) == user_config_dir("localdev", appauthor=False)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from localdev.agent_client import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.config import Option  # noqa: F401 (the services take it from here)
 from localdev.errors import LocalDevError
 from localdev.runtimes.base import ContainerSpec, Endpoint, ProcessSpec
-from localdev.tls import CA_FILE  # noqa: F401 (services take it from here)
 from localdev.waiting import poll_until
 
 if TYPE_CHECKING:
@@ -363,9 +363,10 @@ class Service:
 
     # -- snapshots (localdev/snapshots.py) ----------------------------------------------------------
     @property
-    def namespace_depends_on(self) -> tuple[str, ...]:
-        """The services whose part of a namespace this one's needs made first (and dropped after): by default
-        those it needs running."""
+    def needs(self) -> tuple[str, ...]:
+        """The services this one, as configured, needs started before it, and whose part of a namespace it
+        needs made before its own (and dropped after): by default its class's `depends_on`, which is what
+        a flavor may need (compose files order containers by it)."""
         return self.depends_on
 
     def snapshot_copier(self):

@@ -151,20 +151,19 @@ def apply_fresh(svc, ns, fixtures: dict, marker) -> None:
     whole namespace, so nothing is listed first or recorded to take back, and every step that waits on no
     other runs at once: `marker()`, each bucket's creation, then each object, and the queues (one after the
     other, in the file's order: a redrive policy names a queue made before it)."""
-    from concurrent.futures import ThreadPoolExecutor, wait
+    from localdev.concurrency import all_at_once, finished, pool, settled, started
 
     names = _bucket_names(ns, fixtures)
     objects = [(folder, key, path) for folder, items in fixtures["buckets"].items() for key, path in items]
-    with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, \
-            ThreadPoolExecutor(max_workers=min(8, 2 + len(names) + len(objects))) as pool:
-        others = [pool.submit(marker), pool.submit(_create_queues, sqs, fixtures)]
-        buckets = [pool.submit(_create_bucket, svc, ns, s3, folder, name) for folder, name in names.items()]
-        wait(buckets)
-        puts = [] if any(f.exception() for f in buckets) else \
-            [pool.submit(_put_object, s3, fixtures, folder, names[folder], key, path) for folder, key, path in objects]
-        wait(others + puts)
-    for future in buckets + others + puts:
-        future.result()  # the first failure, as it was raised
+    with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, pool(2 + len(objects)) as steps:
+        others = started(steps, [marker, partial(_create_queues, sqs, fixtures)])
+        try:
+            all_at_once(steps, [partial(_create_bucket, svc, ns, s3, folder, name) for folder, name in names.items()])
+            all_at_once(steps, [partial(_put_object, s3, fixtures, folder, names[folder], key, path)
+                                for folder, key, path in objects])
+        finally:
+            settled(others)
+        finished(others)
 
 
 def _bucket_names(ns, fixtures: dict) -> dict[str, str]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import ExitStack
+from functools import partial
 
+from localdev.concurrency import all_at_once, pool
 from localdev.errors import BadInput
 from localdev.services.aws_clients import access_key_id, error_code
 
@@ -83,63 +85,80 @@ class AccountCopier:
                 f"(it keeps no state across a restart, and was restarted since the snapshot was taken)")
 
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
-        env = self.svc.create_namespace(ns)
-        self._fill(ns, sid, part, set())
+        with pool(2) as steps:  # the marker beside the copies
+            env, _ = all_at_once(steps, [partial(self.svc.create_namespace, ns),
+                                         partial(self._fill, ns, sid, part, set())])
         return env
 
     def _fill(self, ns, sid: str, part: dict, existing: set[str]) -> None:
         """Put the snapshot's buckets, objects, queues and topics in the namespace's account; the buckets in
-        `existing` are there already, empty."""
+        `existing` are there already, empty. Each bucket, the queues and the topics at once."""
+        for bucket in part["buckets"]:
+            name = f"{ns.name}-{bucket['rest']}"
+            if len(name) > 63:
+                raise BadInput(f"aws: the copy of bucket '…-{bucket['rest']}' would be named {name!r}, longer "
+                               "than the 63 characters S3 allows: use a shorter namespace name")
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
             store = stack.enter_context(self._store(sid, "s3"))
+            steps = stack.enter_context(pool(2 + len(part["buckets"])))
+            all_at_once(steps, [partial(self._fill_bucket, ns, s3, store, b, existing) for b in part["buckets"]]
+                        + [partial(_make_queues, sqs, part["queues"], access_key_id(ns)),
+                           partial(_make_topics, sns, part["topics"])])
+
+    def _fill_bucket(self, ns, s3, store, bucket: dict, existing: set[str]) -> None:
+        name = f"{ns.name}-{bucket['rest']}"
+        if name not in existing:
             kwargs = {} if ns.region == "us-east-1" else {
                 "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
-            for bucket in part["buckets"]:
-                name = f"{ns.name}-{bucket['rest']}"
-                if len(name) > 63:
-                    raise BadInput(f"aws: the copy of bucket '…-{bucket['rest']}' would be named {name!r}, longer "
-                                   "than the 63 characters S3 allows: use a shorter namespace name")
-                if name not in existing:
-                    s3.create_bucket(Bucket=name, **kwargs)
-                _copy_objects(store, bucket["store"], s3, name, self.svc)
-            redrives = {}
-            for queue in part["queues"]:
-                attrs = dict(queue["attributes"])
-                redrive = attrs.pop("RedrivePolicy", None)
-                url = sqs.create_queue(QueueName=queue["name"], Attributes=attrs)["QueueUrl"]
-                if redrive:
-                    redrives[url] = redrive.replace("{account}", access_key_id(ns))
-            for url, redrive in redrives.items():  # once every dead-letter queue exists
-                sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": redrive})
-            for topic in part["topics"]:
-                sns.create_topic(Name=topic["name"], Attributes=topic["attributes"])
+            s3.create_bucket(Bucket=name, **kwargs)
+        _copy_objects(store, bucket["store"], s3, name, self.svc)
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
         """Buckets the snapshot has too are emptied and kept (no delete and create); every other bucket, every
-        queue (with its messages) and every topic go; then the snapshot's are put back. The account's marker
-        stays."""
+        queue (with its messages) and every topic go, all at once; then the snapshot's are put back. The
+        account's marker stays (made again, in case the emulator lost it)."""
         wanted = {f"{ns.name}-{b['rest']}" for b in (part or {}).get("buckets", [])}
+        found = self.svc.resources(ns)
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
-            found = self.svc.resources(ns)
-            for bucket in found["buckets"]:
-                self.svc._empty_bucket(s3, bucket)
-                if bucket not in wanted:
-                    s3.delete_bucket(Bucket=bucket)
-            for url in found["queues"]:
-                sqs.delete_queue(QueueUrl=url)
-            for arn in found["topics"]:
-                sns.delete_topic(TopicArn=arn)
-        self.svc.create_namespace(ns)  # the marker, in case the emulator lost it
+            steps = stack.enter_context(pool(1 + sum(len(v) for v in found.values())))
+            all_at_once(steps, [partial(self._clear_bucket, s3, b, keep=b in wanted) for b in found["buckets"]]
+                        + [partial(sqs.delete_queue, QueueUrl=url) for url in found["queues"]]
+                        + [partial(sns.delete_topic, TopicArn=arn) for arn in found["topics"]]
+                        + [partial(self.svc.create_namespace, ns)])
         if part is not None and sid is not None:
             self._fill(ns, sid, part, wanted & set(found["buckets"]))
+
+    def _clear_bucket(self, s3, bucket: str, keep: bool) -> None:
+        self.svc._empty_bucket(s3, bucket)
+        if not keep:
+            s3.delete_bucket(Bucket=bucket)
 
     def drop(self, sid: str, part: dict | None) -> None:
         with self._store(sid, "s3") as store:
             for bucket in store.list_buckets().get("Buckets", []):
                 self.svc._empty_bucket(store, bucket["Name"])
                 store.delete_bucket(Bucket=bucket["Name"])
+
+
+def _make_queues(sqs, queues: list[dict], account: str) -> None:
+    """Re-create the queues (a dead-letter queue's ARN moved to `account`), then their redrive policies once
+    every dead-letter queue exists."""
+    redrives = {}
+    for queue in queues:
+        attrs = dict(queue["attributes"])
+        redrive = attrs.pop("RedrivePolicy", None)
+        url = sqs.create_queue(QueueName=queue["name"], Attributes=attrs)["QueueUrl"]
+        if redrive:
+            redrives[url] = redrive.replace("{account}", account)
+    for url, redrive in redrives.items():
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": redrive})
+
+
+def _make_topics(sns, topics: list[dict]) -> None:
+    for topic in topics:
+        sns.create_topic(Name=topic["name"], Attributes=topic["attributes"])
 
 
 def _copy_objects(src, src_bucket: str, dst, dst_bucket: str, svc) -> None:

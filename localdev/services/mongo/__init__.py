@@ -59,7 +59,7 @@ class Mongo(Service):
     name = "mongo"
     default_port = 27017
     url_schemes = ("mongodb",)
-    depends_on = ("postgres",)  # FerretDB's backend; the namespace registry needs it in every flavor anyway
+    depends_on = ("postgres",)  # FerretDB's backend (see `needs`: the other flavors do without)
     ready_timeout = 90.0  # a mongo container's first start initialises its data
     env_keys = ("MONGODB_URI",)
     # The SCRAM user of the mongodb and mongo-java-server flavors. FerretDB passes PLAIN credentials through
@@ -96,9 +96,9 @@ class Mongo(Service):
         return self.flavor == "ferretdb" and self.option("backend") == "postgresql"
 
     @property
-    def namespace_depends_on(self) -> tuple[str, ...]:
-        """Only FerretDB on PostgreSQL keeps a namespace in the namespace's PostgreSQL role and schema; the other
-        flavors' users and databases are made beside PostgreSQL's, not after them."""
+    def needs(self) -> tuple[str, ...]:
+        """Only FerretDB on PostgreSQL runs on PostgreSQL and keeps a namespace in the namespace's role and
+        schema; the other flavors start, and make their users and databases, beside PostgreSQL."""
         return ("postgres",) if self.on_postgres else ()
 
     @property

@@ -411,30 +411,35 @@ class Postgres(Service):
     def create_namespace(self, ns, template: str | None = None, spares: bool = True) -> dict[str, str]:
         """`template`: the database it is a clone of (default template1); `spares`: claim a spare clone made
         ahead and refill them (a snapshot's template has none: it is cloned once per create from it)."""
+        return self._make_namespace(ns, template, spares)[0]
+
+    def _make_namespace(self, ns, template: str | None, spares: bool) -> tuple[dict[str, str], bool]:
+        """create_namespace, and whether the database's objects are the role's already (a claimed spare: its
+        role became the namespace's) rather than the template's owner's."""
         from psycopg import sql
 
         role = sql.Identifier(ns.db_name)
         with self.pool().connection() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            # Both verbs take the same options, so a re-create (seed, an interrupted create) sets the
-            # budget again; a namespace from before the budget (None) keeps the role's unlimited -1.
+            role_exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ns.db_name,)).fetchone()
+            db_exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone()
+            claimed = not role_exists and not db_exists and spares and self.spares.claim(conn, template, ns.db_name)
+            # A re-create (seed, an interrupted create) sets the budget again; a namespace from before the
+            # budget (None) keeps the role's unlimited -1. An existing role is one of ours, made without
+            # SUPERUSER, CREATEDB or CREATEROLE (naming them in ALTER ROLE needs a superuser).
             limit = sql.SQL("") if ns.max_connections is None else \
                 sql.SQL(" CONNECTION LIMIT {}").format(sql.Literal(int(ns.max_connections)))
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}{}")
-                         .format(role, sql.Literal(self.password(ns)), limit))
+            verb = "ALTER ROLE {} LOGIN" if role_exists or claimed else \
+                "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+            conn.execute(sql.SQL(verb + " PASSWORD {}{}").format(role, sql.Literal(self.password(ns)), limit))
             # An admin that is not superuser (a managed server) may give a database to a role, rename it, end
             # its sessions and drop it only as a member of that role: CREATEROLE lets it grant that to itself.
             self.join_role(conn, ns.db_name)
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ns.db_name,)).fetchone():
-                if spares and self.spares.claim(conn, template, ns.db_name):
-                    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(role, role))
-                else:
-                    conn.execute(clone_sql(ns.db_name, template, owner=ns.db_name, strategy=self.clone_strategy(conn)))
-                if spares:
-                    self.spares.refill(template)
+            if not db_exists and not claimed:
+                conn.execute(clone_sql(ns.db_name, template, owner=ns.db_name, strategy=self.clone_strategy(conn)))
+            if spares and not db_exists:
+                self.spares.refill(template)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
-        return self.namespace_env(ns)
+        return self.namespace_env(ns), bool(claimed)
 
     def clone_strategy(self, conn) -> str:
         """How CREATE DATABASE copies a template here. FILE_COPY copies its files but forces two checkpoints,
@@ -514,7 +519,9 @@ class Postgres(Service):
         if not seeds.files:
             return self.create_namespace(ns)
         template = self._template(seeds, ns.name)
-        env = self.create_namespace(ns, template=template)
+        env, claimed = self._make_namespace(ns, template, spares=True)
+        if claimed:  # the spare's objects were reassigned to its role, which is the namespace's now
+            return env
         with self.pool().connection() as conn:  # REASSIGN OWNED needs it, for a template another role built
             self.join_role(conn, seeds.owner)
         with self.connect(ns.db_name) as conn:  # objects in the clone belong to the template's seed role
