@@ -201,3 +201,41 @@ def test_spare_databases_are_closed_to_tenants_and_claimed_whole(shared_cluster)
     assert owner == "ns_spare_b" and "{=" not in acl and ",=" not in acl
     for n in ("spare-a", "spare-blank", "spare-b"):
         h.cli("ns", "delete", n, check=True)
+
+
+def test_a_half_made_spare_and_an_older_localdevs_spare_are_dropped_not_claimed(make_cluster):
+    """A spare is built under a `localdev_filling_` name and renamed once whole; a filler that died leaves its
+    half-made database and role, which the next filler drops. A spare without its role (an older localdev's,
+    whose tables the seed role owns) is dropped too: claiming it would give the namespace tables it cannot
+    alter."""
+    from psycopg import sql
+
+    from localdev.services.postgres.spares import KEEP, key_of
+
+    h = make_cluster(("postgres",))
+    key = key_of(load_fixtures(REPO_SEEDS, ["postgres"]).per_service["postgres"].template)
+    h.cli("ns", "create", "first", "--seeds", str(REPO_SEEDS), check=True)
+    admin = h.cluster.services["postgres"].admin_url()
+    poll_until(lambda: len([s for s in _spares(admin) if key in s[0]]) >= KEEP, 60, "the first refill")
+    half, old = f"localdev_filling_{key}_0badc0de", f"localdev_spare_{key}_00000001"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(half)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} ALLOW_CONNECTIONS false").format(
+            sql.Identifier(half), sql.Identifier(half)))
+        conn.execute(sql.SQL("CREATE DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(old)))
+
+    h.cli("ns", "create", "second", "--seeds", str(REPO_SEEDS), check=True)  # claims one, and refills
+
+    def cleaned() -> bool:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            dbs = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            roles = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+        return half not in dbs and half not in roles and old not in dbs and \
+            len([s for s in _spares(admin) if key in s[0]]) >= KEEP
+    poll_until(cleaned, 60, "the refill to drop the half-made and the role-less spare")
+    owners = dump(h.ns_env("second")["DATABASE_URL"])["owners"]
+    assert set(owners.values()) == {"ns_second"}
+    with psycopg.connect(admin, autocommit=True) as conn:  # every spare has the role that owns it and its tables
+        rows = conn.execute("SELECT d.datname, pg_get_userbyid(d.datdba) FROM pg_database d "
+                            "WHERE d.datname LIKE 'localdev\\_spare\\_%'").fetchall()
+    assert rows and all(name == owner for name, owner in rows), rows
