@@ -131,7 +131,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
 
     def status(request, body, who):
         data = cluster.status()
-        if who.role == "admin":
+        if who.role == "admin" and "postgres" in cluster.service_names:  # tokens live in its registry
             data["tokens"] = ns.tokens.list()
         return data
 
@@ -364,7 +364,8 @@ def warm_up(cluster: Cluster) -> None:
     answering anyone: inside `up`, not in the command after it."""
     try:
         cluster.status()
-        cluster.namespaces.list()
+        if "postgres" in cluster.service_names:  # the registry's pool
+            cluster.namespaces.list()
     except Exception as exc:  # a cold first request is all this saves; never fatal
         log.warning("warm-up failed: %s", exc)
 
@@ -380,7 +381,7 @@ def warm_services(cluster: Cluster) -> None:
         except Exception as exc:  # only speed is lost
             log.info("warming %s failed: %s", name, exc)
 
-    threading.Thread(target=lambda: in_waves(list(cluster.services), one, depends=lambda n: ()),
+    threading.Thread(target=lambda: in_waves(list(cluster.service_names), one, depends=lambda n: ()),
                      name="warm-services", daemon=True).start()
 
 
