@@ -395,10 +395,19 @@ def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
     return authenticate
 
 
-async def serve_all(servers: list) -> None:
-    """Serve each (uvicorn.Server, socket) until any of them stops (a signal stops one), then stop all."""
+async def serve_all(servers: list, on_started: Callable[[], None] | None = None) -> None:
+    """Serve each (uvicorn.Server, socket) until any of them stops (a signal stops one), then stop all.
+    `on_started()` runs once every server accepts requests."""
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+
+    async def when_started() -> None:
+        while not all(server.started for server, _ in servers):
+            await asyncio.sleep(0.01)
+        if on_started is not None:
+            on_started()
+    started = asyncio.create_task(when_started())
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    started.cancel()
     for server, _ in servers:
         server.should_exit = True
     await asyncio.gather(*tasks)
@@ -423,7 +432,7 @@ def main(argv: list[str] | None = None) -> None:
         cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
     warm_up(cluster)
-    warm_services(cluster)
+
     def server(app, certfile=None, keyfile=None):
         return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                              ssl_certfile=certfile, ssl_keyfile=keyfile))
@@ -442,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     Reaper(cluster, float(agent_cfg["reap_interval"])).start()
     log.info("agent serving %s (pid %d)", cluster.state.agent_socket, os.getpid())
     try:
-        asyncio.run(serve_all(servers))
+        # warmed once serving: its imports would otherwise hold the GIL while the first ping waits
+        asyncio.run(serve_all(servers, on_started=lambda: warm_services(cluster)))
     finally:
         cluster.namespaces.close()
         cluster.close()

@@ -216,6 +216,7 @@ class Cluster:
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home),
                                       "labels": self.labels})
+            self.start_gateway(progress, wait=False)  # its start-up beside the services' (it holds requests)
             results = in_waves(names, lambda n: self._start(n, progress), depends=lambda n: self.services[n].needs)
             started = [n for n in names if results[n]]
             self.start_gateway(progress)
@@ -283,21 +284,26 @@ class Cluster:
                 return False
         return True
 
-    def start_gateway(self, progress: Callable[[str], None] = _quiet) -> None:
-        """Start the gateway unless it runs (or nothing is behind it), and wait until its ports answer."""
+    def start_gateway(self, progress: Callable[[str], None] = _quiet, wait: bool = True) -> None:
+        """Start the gateway unless it runs (or nothing is behind it), and wait until its ports answer (unless
+        not `wait`: `up` starts it beside the services, and waits for it after them)."""
         if not self.gateway_services():
             return
         with self.state.lock(f"service-{GATEWAY}"):
-            self._start_own(GATEWAY, self.gateway_spec(), self.gateway_ready, "the AWS gateway", progress)
+            self._start_own(GATEWAY, self.gateway_spec(), self.gateway_ready, "the AWS gateway", progress, wait)
 
     def _start_own(self, name: str, spec: ProcessSpec, answers: Callable[[], bool], what: str,
-                   progress: Callable[[str], None]) -> None:
-        """Start a process of ours (the agent, the gateway) unless it runs and answers; wait until it answers."""
+                   progress: Callable[[str], None], wait: bool = True) -> None:
+        """Start a process of ours (the agent, the gateway) unless it runs; wait until it answers."""
         native = self._native()  # a process of ours on every runtime
-        if native.state(name).running and answers():
+        if native.state(name).running:
+            if answers():
+                return
+        else:
+            progress(f"{name}: starting")
+            native.start(name, spec)
+        if not wait:
             return
-        progress(f"{name}: starting")
-        native.start(name, spec)
         try:
             poll_until(answers, 30, what, interval=0.05,
                        fail=lambda: None if native.state(name).running else

@@ -55,7 +55,7 @@ def _registry(cluster: Cluster) -> Any:
     from localdev.namespaces import REGISTRY_DB
 
     postgres: Any = cluster.services["postgres"]
-    return Registry(lambda: postgres.connect(REGISTRY_DB), cluster.namespaces.pool())
+    return Registry(lambda: postgres.connect(REGISTRY_DB), cluster.namespaces.pool)
 
 
 async def serve(cluster: Cluster) -> None:

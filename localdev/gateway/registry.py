@@ -32,8 +32,9 @@ class Caller:
 
 
 class Registry:
-    def __init__(self, connect: Callable[[], Any], pool):
-        """`connect()` opens a dedicated autocommit connection (for LISTEN); `pool` serves lookups."""
+    def __init__(self, connect: Callable[[], Any], pool: Callable[[], Any]):
+        """`connect()` opens a dedicated autocommit connection (for LISTEN); `pool()` the pool that serves
+        lookups, asked for at the first one (the gateway starts beside PostgreSQL, not after it)."""
         self._connect = connect
         self._pool = pool
         self._keys: dict[str, tuple[Caller | None, float]] = {}
@@ -86,7 +87,7 @@ class Registry:
         self._owners.pop(bucket, None)
 
     def _query(self, fn, *args):
-        with self._pool.connection() as conn:
+        with self._pool().connection() as conn:
             return fn(conn, *args)
 
     # -- invalidation -----------------------------------------------------------------------------
