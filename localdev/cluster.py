@@ -225,6 +225,15 @@ class Cluster:
                     self._native().stop(AGENT, self.agent_spec())
                 self.start_agent(progress)
             self.verify_namespaces(started, progress)
+        if agent:
+            # The agent's answer: its clients are loaded and warm, and this process need not import the
+            # services' client libraries for the readiness checks (~0.5 s of a cold `up`).
+            from localdev.agent_client import AgentClient
+
+            try:
+                return AgentClient(self.state.home, timeout=30).status()
+            except LocalDevError:
+                pass
         return self.status()
 
     def _check_ports(self, names: list[str]) -> None:
