@@ -132,16 +132,19 @@ class Snapshots:
         return {s: c for s, c in found.items() if c is not None}
 
     def _intact(self, snap: dict, services: builtins.list[str], doing: str, remedy: str) -> None:
-        """Refuse, before anything changes, to copy a snapshot that a service has lost part of."""
-        lost = []
+        """Refuse, before anything changes, to copy a snapshot that a service has lost part of. `remedy` may
+        name the services that lost theirs as `{flags}` (`--service S` for each)."""
+        lost = {}
         for service in services:
             part = snap["parts"].get(service)
             if part is not None and (why := _lost(self.copier(service), snap["id"], part)):
-                lost.append(f"{service}: {why}")
+                lost[service] = why
         if lost:
             what = "its seeded state" if snap["kind"] == "seed" else f"snapshot {snap['name']!r}"
-            raise LocalDevError(f"cannot {doing}: {what} is incomplete ({'; '.join(lost)}); nothing was changed. "
-                                + remedy)
+            whys = "; ".join(f"{service}: {why}" for service, why in lost.items())
+            flags = " ".join(f"--service {service}" for service in lost)
+            raise LocalDevError(f"cannot {doing}: {what} is incomplete ({whys}); nothing was changed. "
+                                + remedy.format(flags=flags))
 
     def repair(self) -> builtins.list[str]:
         """Roll back snapshots whose command was interrupted (not ready, or a branch snapshot whose create is
@@ -405,7 +408,7 @@ class Snapshots:
                                             f"before snapshots, or on a cluster that cannot copy): "
                                             f"`localdev seed {namespace}` applies the seeds again")
                     self._intact(snap, services, f"reset namespace {namespace!r}",
-                                 f"`localdev seed {namespace} --service aws` puts the seeds back there; the next "
+                                 f"`localdev seed {namespace} {{flags}}` puts the seeds back there; the next "
                                  "seeded create with these seeds records the seeded state whole again")
                     self._reset(ns_conn, ns, services, snap)
             else:
@@ -433,7 +436,8 @@ class Snapshots:
         conn.execute("UPDATE namespaces SET problems = problems - 'reset' WHERE name = %s", (ns.name,))
 
 
-_RETAKE = ("Take it again: `localdev ns snapshot --delete {name}`, then `localdev ns snapshot NAMESPACE --as {name}`")
+_RETAKE = ("Take it again: `localdev ns snapshot --delete {name}`, then "
+           "`localdev ns snapshot NAMESPACE --as {name}`")
 
 
 def _lost(copier: Copier | None, sid: str, part: dict) -> str | None:

@@ -40,13 +40,13 @@ def _pattern(key: str, prefix: str = PREFIX) -> str:
     return (prefix + key + "_").replace("_", "\\_") + "%"
 
 
-def _names(conn, key: str, prefix: str = PREFIX) -> list[str]:
+def _names(conn, key: str) -> list[str]:
     """The spares of `key` this connection's role may claim or drop (it owns them, or is superuser), oldest
     first: agents logged in as different roles on one server (a superuser's and a managed admin's) each keep
     their own. Only spares with their role: a database of an older localdev's spare has none."""
     return [r[0] for r in conn.execute("SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.rolname = d.datname "
                                        "WHERE d.datname LIKE %s AND pg_has_role(current_user, d.datdba, 'MEMBER') "
-                                       "ORDER BY d.oid", (_pattern(key, prefix),)).fetchall()]
+                                       "ORDER BY d.oid", (_pattern(key),)).fetchall()]
 
 
 def clone_sql(name: str, template: str | None, owner: str | None = None, closed: bool = False,
