@@ -141,6 +141,10 @@ def test_branch_of_a_live_namespace_is_a_copy_and_independent(full):
     assert src_before["s3"]["assets"]["before.json"] == (b'{"tag": 1}', "application/json")
 
     full.cli("ns", "create", "br-new", "--from", "br-src", check=True)
+    with psycopg.connect(full.cluster.services["postgres"].admin_url("localdev")) as conn:  # the gateway's ownership
+        owners = dict(conn.execute("select bucket, namespace from aws_buckets where bucket like 'br-%'").fetchall())
+    assert owners == {"br-src-assets": "br-src", "br-src-invoices": "br-src",
+                      "br-new-assets": "br-new", "br-new-invoices": "br-new"}
     new_env = full.ns_env("br-new")
     assert new_env["PGPASSWORD"] != src_env["PGPASSWORD"]
     assert new_env["AWS_ACCESS_KEY_ID"] != src_env["AWS_ACCESS_KEY_ID"]

@@ -166,6 +166,11 @@ def apply_fresh(svc, ns, fixtures: dict, marker) -> None:
         finished(others)
 
 
+def location(region: str) -> dict:
+    """CreateBucket's arguments for a bucket in `region` (us-east-1 takes none)."""
+    return {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
 def _bucket_names(ns, fixtures: dict) -> dict[str, str]:
     names = {}
     for folder in fixtures["buckets"]:
@@ -181,9 +186,8 @@ def _create_bucket(svc, ns, s3, folder: str, name: str) -> None:
     gateway)."""
     from botocore.exceptions import ClientError
 
-    kwargs = {} if ns.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": ns.region}}
     try:
-        s3.create_bucket(Bucket=name, **kwargs)
+        s3.create_bucket(Bucket=name, **location(ns.region))
     except ClientError as exc:
         if error_code(exc) == "BucketAlreadyExists":
             raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "

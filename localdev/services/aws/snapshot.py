@@ -20,6 +20,7 @@ from functools import partial
 
 from localdev.concurrency import all_at_once, pool
 from localdev.errors import BadInput
+from localdev.services.aws.seeds import location
 from localdev.services.aws_clients import access_key_id, error_code
 
 QUEUE_ATTRIBUTES = ("DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
@@ -109,9 +110,8 @@ class AccountCopier:
     def _fill_bucket(self, ns, s3, store, bucket: dict, existing: set[str]) -> None:
         name = f"{ns.name}-{bucket['rest']}"
         if name not in existing:
-            kwargs = {} if ns.region == "us-east-1" else {
-                "CreateBucketConfiguration": {"LocationConstraint": ns.region}}
-            s3.create_bucket(Bucket=name, **kwargs)
+            s3.create_bucket(Bucket=name, **location(ns.region))
+            self.svc.record_bucket(ns, name)  # the gateway's ownership, as for the buckets it sees made
         _copy_objects(store, bucket["store"], s3, name, self.svc)
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
@@ -123,17 +123,18 @@ class AccountCopier:
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
             steps = stack.enter_context(pool(1 + sum(len(v) for v in found.values())))
-            all_at_once(steps, [partial(self._clear_bucket, s3, b, keep=b in wanted) for b in found["buckets"]]
+            all_at_once(steps, [partial(self._clear_bucket, ns, s3, b, keep=b in wanted) for b in found["buckets"]]
                         + [partial(sqs.delete_queue, QueueUrl=url) for url in found["queues"]]
                         + [partial(sns.delete_topic, TopicArn=arn) for arn in found["topics"]]
                         + [partial(self.svc.create_namespace, ns)])
         if part is not None and sid is not None:
             self._fill(ns, sid, part, wanted & set(found["buckets"]))
 
-    def _clear_bucket(self, s3, bucket: str, keep: bool) -> None:
+    def _clear_bucket(self, ns, s3, bucket: str, keep: bool) -> None:
         self.svc._empty_bucket(s3, bucket)
         if not keep:
             s3.delete_bucket(Bucket=bucket)
+            self.svc.record_bucket(ns, bucket, owned=False)
 
     def drop(self, sid: str, part: dict | None) -> None:
         with self._store(sid, "s3") as store:
