@@ -131,7 +131,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
 
     def status(request, body, who):
         data = cluster.status()
-        if who.role == "admin" and "postgres" in cluster.service_names:  # tokens live in its registry
+        if who.role == "admin" and cluster.has_registry:
             data["tokens"] = ns.tokens.list()
         return data
 
@@ -364,7 +364,7 @@ def warm_up(cluster: Cluster) -> None:
     answering anyone: inside `up`, not in the command after it."""
     try:
         cluster.status()
-        if "postgres" in cluster.service_names:  # the registry's pool
+        if cluster.has_registry:
             cluster.namespaces.list()
     except Exception as exc:  # a cold first request is all this saves; never fatal
         log.warning("warm-up failed: %s", exc)

@@ -91,6 +91,12 @@ class Cluster:
         return recorded["services"] if recorded else self.config.enabled_services()
 
     @property
+    def has_registry(self) -> bool:
+        """The namespace registry (and the tokens, and the gateway's ownership) lives in PostgreSQL: a cluster
+        without it has none."""
+        return "postgres" in self.service_names
+
+    @property
     def services(self) -> dict[str, Service]:
         if self._services is None:
             classes = service_classes()

@@ -50,7 +50,7 @@ class _NoRegistry:
 
 
 def _registry(cluster: Cluster) -> Any:
-    if "postgres" not in cluster.service_names:
+    if not cluster.has_registry:
         return _NoRegistry()
     from localdev.namespaces import REGISTRY_DB
 
