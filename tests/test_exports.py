@@ -237,6 +237,24 @@ def test_export_import_round_trip_is_exact_in_every_service(cluster, rich, tmp_p
     assert sums(cluster, "rich-copy")["redis"] != sums(cluster, "rich")["redis"]
 
 
+
+def test_redis_keys_of_many_scan_pages_round_trip_whole(cluster, tmp_path):
+    """2500 keys: several SCAN pages, each read by one pipeline, and three import batches."""
+    ok(cluster, "ns", "create", "keys-a", "--no-seed")
+    r = clients(cluster.ns_env("keys-a"))["redis"]
+    r.mset({f"keys-a:k{i:04d}": f"v{i}" for i in range(2500)})
+    r.expire("keys-a:k1234", 900)
+    archive = tmp_path / "keys.tar.zst"
+    ok(cluster, "ns", "export", "keys-a", "-o", str(archive))
+    info = json.loads(ok(cluster, "ns", "import", str(archive), "--as", "keys-b", "--json").stdout)
+    assert info["imported"]["redis"] == {"keys": 2500}
+    b = clients(cluster.ns_env("keys-b"))["redis"]
+    assert b.mget([f"keys-b:k{i:04d}" for i in range(2500)]) == [f"v{i}" for i in range(2500)]
+    assert 890 <= b.ttl("keys-b:k1234") <= 900 and b.ttl("keys-b:k0000") == -1
+    assert sums(cluster, "keys-b")["redis"] == sums(cluster, "keys-a")["redis"]
+    for name in ("keys-a", "keys-b"):
+        ok(cluster, "ns", "delete", name)
+
 def test_plain_tar_and_stdout_give_the_same_archive_content(cluster, rich, tmp_path):
     plain = tmp_path / "rich.tar"
     ok(cluster, "ns", "export", "rich", "-o", str(plain))

@@ -403,6 +403,36 @@ def test_a_later_failure_takes_the_redis_part_back(redis_cluster, tmp_path):
     c.close()
 
 
+
+def test_seeds_of_several_batches_land_whole_and_are_taken_back_whole(redis_cluster, tmp_path):
+    """2500 keys: three MULTI/EXEC batches. A create writes them all; a `localdev seed` of a live namespace
+    that a later service fails puts back every key of every batch, the overwritten ones with their values."""
+    from localdev.services.redis.seeds import BATCH
+
+    many = [{"key": f"k{i:04d}", "type": "string", "value": f"v{i}"} for i in range(2500)]
+    assert len(many) > 2 * BATCH
+    seeds = write_seeds(tmp_path / "seeds", {"a.json": many[:1200], "b.json": many[1200:]})
+    redis_cluster.cli("ns", "create", "batched", "--seeds", str(seeds), check=True)
+    c = client(redis_cluster.ns_env("batched")["REDIS_URL"])
+    assert c.dbsize() == 2500
+    assert c.mget([f"batched:k{i:04d}" for i in range(2500)]) == [f"v{i}" for i in range(2500)]
+
+    names = [f"batched:k{i:04d}" for i in range(2500)]
+    c.delete(*names)  # FLUSHDB is not a namespace's to run
+    c.set("batched:k0007", "mine-1")  # in the first batch
+    c.set("batched:k2400", "mine-3", ex=500)  # in the third
+    (seeds / "postgres").mkdir()
+    (seeds / "postgres" / "01.sql").write_text(
+        "CREATE TABLE t (id int PRIMARY KEY, ref int REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED);\n"
+        "INSERT INTO t VALUES (1, 99);\n")
+    proc = redis_cluster.cli("seed", "batched", "--seeds", str(seeds))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert sorted(c.scan_iter(count=1000)) == ["batched:k0007", "batched:k2400"]
+    assert c.get("batched:k0007") == "mine-1" and c.ttl("batched:k0007") == -1
+    assert c.get("batched:k2400") == "mine-3" and 490 <= c.ttl("batched:k2400") <= 500
+    c.close()
+
+
 # -- drop -----------------------------------------------------------------------------------------
 
 def test_delete_removes_the_user_and_every_key(redis_cluster):

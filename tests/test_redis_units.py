@@ -82,12 +82,14 @@ def test_good_fixtures_parse_to_typed_keys(tmp_path):
         {"key": "z", "type": "zset", "value": {"m": 2}},
     ])
     write(tmp_path / "redis", ".hidden.json", "not json")  # ignored, like the other services' seeds
-    keys = load(tmp_path / "redis").keys
+    seeds = load(tmp_path / "redis")
+    keys = list(seeds.keys())
+    assert seeds.count == 2
     assert [(k.key, k.type, k.value, k.ttl) for k in keys] == [("s", "string", "v", 5), ("z", "zset", {"m": 2.0}, None)]
 
 
 def test_the_example_seeds_validate():
-    keys = load(Path(__file__).parent.parent / "seeds" / "redis").keys
+    keys = load(Path(__file__).parent.parent / "seeds" / "redis").keys()
     assert {k.type for k in keys} == {"string", "hash", "list", "set", "zset"}
 
 

@@ -452,19 +452,35 @@ class Redis(Service):
 
         return load(folder)
 
-    def seed(self, ns, fixtures) -> Undo:
-        """As the namespace's own user, in one transaction; on failure this call's writes are taken back."""
+    def _own_client(self, ns):
         import redis
 
+        return redis.Redis.from_url(self._url(ns, self.host, self._tls_kwargs().get("ssl_ca_certs", CA_FILE)),
+                                    socket_timeout=60)
+
+    def seed(self, ns, fixtures) -> Undo:
+        """As the namespace's own user; on failure this call's writes are taken back (seeds.apply)."""
         from localdev.services.redis.seeds import apply
 
         db = self._own_database(ns)
-        client = redis.Redis.from_url(self._url(ns, self.host, self._tls_kwargs().get("ssl_ca_certs", CA_FILE)),
-                                      socket_timeout=60)  # from here, as its user
+        client = self._own_client(ns)  # from here, as its user
         with undoing(commit=client.close) as undo:
             undo.add(client.close)  # the last step of a rollback
             apply(client, self.key_prefix(ns), fixtures, undo, partial(self.put_back, db), ns.name)
         return undo
+
+    def create_seeded(self, ns, fixtures) -> dict[str, str]:
+        """A new namespace's keys need no dumps to put back, nor WATCH: nobody has its credentials yet, and
+        a failed create drops it whole."""
+        from localdev.services.redis.seeds import apply
+
+        env = self.create_namespace(ns)
+        client = self._own_client(ns)
+        try:
+            apply(client, self.key_prefix(ns), fixtures, None, None, ns.name)
+        finally:
+            client.close()
+        return env
 
     def put_back(self, db: int, key: bytes | str, dump: bytes | None, pttl: int) -> None:
         """A key as it was before a seed: gone if it did not exist, else restored with its TTL."""

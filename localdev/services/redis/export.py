@@ -19,6 +19,7 @@ from localdev.errors import BadInput
 from localdev.exports import Digest, Summary, canonical, json_array
 
 FILE = "keys.json"
+PAGE = 1000  # keys per SCAN, and per pipeline of reads
 READ_KEY = """
 local t = redis.call('TYPE', KEYS[1]).ok
 local v = false
@@ -39,8 +40,7 @@ def dump(svc, ns, folder: Path | None) -> Summary:
     try:
         with json_array(folder / FILE if folder else None) as writer:
             read = conn.register_script(READ_KEY)
-            for raw_key in conn.scan_iter(match=prefix + b"*", count=1000):
-                kind, pttl, raw = read(keys=[raw_key])
+            for raw_key, (kind, pttl, raw) in _read_all(conn, read, prefix + b"*"):
                 kind = kind.decode() if isinstance(kind, bytes) else kind
                 if kind == "none":
                     continue  # deleted or expired since the SCAN saw it
@@ -61,6 +61,20 @@ def dump(svc, ns, folder: Path | None) -> Summary:
     finally:
         conn.close()
     return Summary(counts={"keys": count}, checksum=digest.hexdigest())
+
+
+def _read_all(conn, read, match: bytes):
+    """(key, READ_KEY's answer) for every key SCAN finds: one pipeline of scripts per SCAN page (one round
+    trip per page, not per key; each key still read atomically by its script)."""
+    cursor = None
+    while cursor != 0:
+        cursor, keys = conn.scan(cursor or 0, match=match, count=PAGE)
+        if not keys:
+            continue
+        pipe = conn.pipeline(transaction=False)
+        for key in keys:
+            read(keys=[key], client=pipe)
+        yield from zip(keys, pipe.execute(), strict=True)
 
 
 def _text(data: bytes, key: bytes) -> str:

@@ -8,12 +8,14 @@
 
 Keys are written under the namespace's prefix (REDIS_KEY_PREFIX): "greeting" becomes "<name>:greeting".
 `ttl` (seconds) is optional. Every file is checked completely before anything is written; a seed replaces
-a key of the same name. Values are held in memory: Redis seeds are small next to a table's items.
+a key of the same name. Files are streamed twice and never held whole: `load` checks every key, keeping only
+the names (no key twice), and `apply` reads them again, writing batches of BATCH keys.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,26 +37,39 @@ class Key:
     where: str  # file:line, for messages
 
 
+BATCH = 1000  # keys per MULTI/EXEC: bounded memory in the agent and in the server's queued transaction
+
+
 @dataclass
 class RedisSeeds:
-    keys: list[Key]
+    files: list[Path]
+    count: int
+
+    def keys(self) -> Iterator[Key]:
+        """Every key, parsed again from the files `load` checked, in file order."""
+        for path in self.files:
+            for line, entry in iter_array(path, not_array=NOT_KEYS):
+                yield parse(entry, f"{path}:{line}")
 
 
 def load(folder: Path) -> RedisSeeds:
-    keys: list[Key] = []
-    seen: dict[str, str] = {}
+    files: list[Path] = []
+    seen: set[str] = set()
+    count = 0
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue
         if path.suffix != ".json" or not path.is_file():
             raise BadInput(f"{path}: redis seeds are .json files, each an array of keys")
+        files.append(path)
         for line, entry in iter_array(path, not_array=NOT_KEYS):
             key = parse(entry, f"{path}:{line}")
             if key.key in seen:
-                raise BadInput(f"{key.where}: key {key.key!r} is seeded already at {seen[key.key]}")
-            seen[key.key] = key.where
-            keys.append(key)
-    return RedisSeeds(keys)
+                first = next(k.where for k in RedisSeeds(files, 0).keys() if k.key == key.key)
+                raise BadInput(f"{key.where}: key {key.key!r} is seeded already at {first}")
+            seen.add(key.key)
+            count += 1
+    return RedisSeeds(files, count)
 
 
 def parse(entry, where: str) -> Key:
@@ -121,40 +136,56 @@ def _value(kind: str, value, what: str):
 
 
 def apply(client, prefix: str, seeds: RedisSeeds, undo, put_back, namespace: str) -> None:
-    """Write every key in one MULTI/EXEC as the namespace's own user (so its ACL decides what may be
-    written). First each key's former content is dumped and `undo` told how to put it back (`put_back`
-    runs as the cluster's admin: RESTORE is refused to namespaces). WATCH makes a concurrent write to one
-    of the keys fail the seed instead of being overwritten unseen."""
+    """Write every key as the namespace's own user (so its ACL decides what may be written), in batches of
+    BATCH keys, each one MULTI/EXEC. With `undo` (a live namespace): first each batch's keys are dumped and
+    `undo` told how to put each back (`put_back` runs as the cluster's admin: RESTORE is refused to
+    namespaces), and WATCH makes a concurrent write to one of a batch's keys fail the seed instead of being
+    overwritten unseen; a failure takes back the batches before it too. Without (a namespace being made,
+    whose credentials nobody has yet, and which a failed create drops whole): only the writes."""
     import redis
 
-    if not seeds.keys:
-        return
-    names = [prefix + k.key for k in seeds.keys]
-    progress = Counter(namespace, "redis", "keys", len(names), "keys")
-    queued: list[str] = []  # the key each queued command writes, to name the one that failed
+    progress = Counter(namespace, "redis", "keys", seeds.count, "keys")
     try:
-        with client.pipeline(transaction=True) as tx:
-            tx.watch(*names)
-            for name in names:  # run at once while watching
-                undo.add(put_back, name, tx.dump(name), tx.pttl(name))
-            tx.multi()
-            for k, name in zip(seeds.keys, names, strict=True):
-                tx.delete(name)
-                WRITE[k.type](tx, name, k.value)
-                queued += [name, name]
-                if k.ttl:
-                    tx.expire(name, k.ttl)
-                    queued.append(name)
-            results = tx.execute(raise_on_error=False)
+        for batch in _batches(seeds.keys()):
+            _write_batch(client, [(k, prefix + k.key) for k in batch], undo, put_back)
+            progress.add(len(batch))
     except redis.WatchError:
         raise LocalDevError("seeding redis failed: another client wrote one of the seeded keys meanwhile; "
                             "nothing was written: seed again") from None
     except redis.RedisError as exc:
         raise LocalDevError(f"seeding redis failed: {exc}") from None
+
+
+def _batches(keys: Iterator[Key]) -> Iterator[list[Key]]:
+    batch: list[Key] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_batch(client, batch: list[tuple[Key, str]], undo, put_back) -> None:
+    queued: list[str] = []  # the key each queued command writes, to name the one that failed
+    with client.pipeline(transaction=True) as tx:
+        if undo is not None:
+            tx.watch(*(name for _, name in batch))
+            for _, name in batch:  # run at once while watching
+                undo.add(put_back, name, tx.dump(name), tx.pttl(name))
+            tx.multi()
+        for k, name in batch:
+            tx.delete(name)
+            WRITE[k.type](tx, name, k.value)
+            queued += [name, name]
+            if k.ttl:
+                tx.expire(name, k.ttl)
+                queued.append(name)
+        results = tx.execute(raise_on_error=False)
     for result, name in zip(results, queued, strict=True):
         if isinstance(result, Exception):  # EXEC runs the rest anyway: the caller's rollback undoes them
             raise LocalDevError(f"seeding redis failed at key {name!r}: {result}")
-    progress.add(len(names))
 
 
 WRITE = {
