@@ -169,6 +169,15 @@ def test_kill_9_is_detected_and_repaired_by_up(make_cluster):
     env = h.cluster.namespaces.env("survivor")
     make_table(ddb(env))
     ddb(env).put_item(TableName="orders", Item={"pk": {"S": "before-kill"}})
+    # Our launcher runs SQLite without syncs (as PostgreSQL runs with fsync off): what a killed server had
+    # written is in the OS's cache, and read back after the restart.
+    svc = h.cluster.services["dynamodb"]
+    assert admin_pragma(svc, env, "synchronous") == (200, {"value": "0"})
+    assert admin_pragma(svc, env, "synchronous", region="eu-north-1")[0] == 404  # never opened
+    assert admin_pragma(svc, env, "synchronous", token="wrong")[0] == 403
+    for start in range(0, 100, 25):
+        ddb(env).batch_write_item(RequestItems={"orders": [{"PutRequest": {"Item": {"pk": {"S": f"b-{i}"}}}}
+                                                           for i in range(start, start + 25)]})
 
     pid = h.cluster.runtime.state("dynamodb").pid
     os.kill(pid, signal.SIGKILL)
@@ -180,6 +189,27 @@ def test_kill_9_is_detected_and_repaired_by_up(make_cluster):
     status = json.loads(h.cli("status", "--json", check=True).stdout)["services"]["dynamodb"]
     assert status["state"] == "healthy" and status["pid"] != pid
     assert ddb(env).get_item(TableName="orders", Key={"pk": {"S": "before-kill"}})["Item"]
+    assert ddb(env).scan(TableName="orders", Select="COUNT")["Count"] == 101
+
+
+def admin_pragma(svc, env: dict, name: str, region: str | None = None, token: str | None = None):
+    """(HTTP status, answer) of our launcher's /pragma for the namespace's database."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from localdev.services.dynamodb.install import ADMIN_FILE
+
+    port, real = (svc.data_dir / ADMIN_FILE).read_text().split()
+    query = urllib.parse.urlencode({"key": env["AWS_ACCESS_KEY_ID"], "region": region or env["AWS_REGION"],
+                                    "name": name})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/pragma?{query}", method="POST",
+                                     headers={"X-Localdev-Token": token or real})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def test_listens_on_loopback_only(make_cluster):

@@ -19,6 +19,12 @@
 // FILE (a snapshot: a SQLite file nobody has open) in its place, so the key's next request opens the copy
 // (`ns reset`). DynamoDB Local reads a database's tables from its file when it opens it, so a key's file can
 // only be swapped while it is closed, which only this process can guarantee.
+// POST /pragma?key=K&region=R&name=N (same header) reads one PRAGMA on that key's open database.
+//
+// -Dlocaldev.sqlitePragmas="synchronous=OFF": run each PRAGMA on every database DynamoDB
+// Local opens, first thing on its connection's queue. By default SQLite syncs its rollback journal and its
+// file four times per written item (BatchWriteItem writes its items one transaction each): most of a bulk
+// load's time.
 //
 // Exit codes: 0 after a clean stop (SIGTERM), 2 on bad arguments, 3 if the listener could not be
 // bound to the requested host, 1 on any other start failure.
@@ -58,6 +64,13 @@ import software.amazon.dynamodb.services.local.server.AbstractLocalDynamoDBServe
 import software.amazon.dynamodb.services.local.server.DynamoDBProxyServer;
 import software.amazon.dynamodb.services.local.server.LocalDynamoDBRequestHandler;
 import software.amazon.dynamodb.services.local.shared.access.AmazonDynamoDBLocal;
+import software.amazon.dynamodb.services.local.shared.access.LocalDBClient;
+import software.amazon.dynamodb.services.local.shared.access.sqlite.SQLiteDBAccess;
+
+import com.almworks.sqlite4java.SQLiteConnection;
+import com.almworks.sqlite4java.SQLiteException;
+import com.almworks.sqlite4java.SQLiteJob;
+import com.almworks.sqlite4java.SQLiteQueue;
 
 public final class LoopbackDynamoDB {
     public static void main(String[] args) throws Exception {
@@ -75,6 +88,11 @@ public final class LoopbackDynamoDB {
         if (proxy == null) {  // -help, or arguments DynamoDB Local rejected (it printed why)
             System.exit(2);
             return;
+        }
+
+        String pragmas = System.getProperty("localdev.sqlitePragmas", "");
+        if (!pragmas.isEmpty()) {
+            tuneDatabases(proxy, pragmas.split(";"));
         }
 
         Field field = DynamoDBProxyServer.class.getDeclaredField("server");
@@ -207,6 +225,7 @@ public final class LoopbackDynamoDB {
             String dir = dbDir;
             server.createContext("/release", exchange -> release(exchange, token, requests, databases, dir));
             server.createContext("/replace", exchange -> release(exchange, token, requests, databases, dir));
+            server.createContext("/pragma", exchange -> pragma(exchange, token, databases));
             server.start();
             Path tmp = adminFile.resolveSibling(adminFile.getFileName() + ".tmp");
             Files.deleteIfExists(tmp);
@@ -220,6 +239,51 @@ public final class LoopbackDynamoDB {
         }
     }
 
+    // The per-key map (see serveAdmin) is replaced by one whose put() first runs the pragmas on the new
+    // database's SQLite queue (SQLiteDBAccess.queue, made and started in its constructor, never replaced):
+    // jobs run in order on the connection's one thread, so every request's job comes after them. put() is
+    // called inside the synchronized getHandler(), before the database is handed to any request.
+    private static void tuneDatabases(DynamoDBProxyServer proxy, String[] pragmas) throws Exception {
+        Object handler = field(DynamoDBProxyServer.class, "serverHandler").get(proxy);
+        Object primary = field(AbstractLocalDynamoDBServerHandler.class, "primaryHandler").get(handler);
+        if (!(primary instanceof LocalDynamoDBRequestHandler)) {
+            System.err.println("localdev: DynamoDB Local's request handler is a " + primary.getClass()
+                    + ": SQLite pragmas not set");
+            return;
+        }
+        Field queueField = SQLiteDBAccess.class.getDeclaredField("queue");
+        queueField.setAccessible(true);
+        Field access = field(LocalDBClient.class, "dbAccess");
+        Field mapField = field(LocalDynamoDBRequestHandler.class, "dbRequestHandlers");
+        @SuppressWarnings("unchecked")
+        Map<String, AmazonDynamoDBLocal> before = (Map<String, AmazonDynamoDBLocal>) mapField.get(primary);
+        Map<String, AmazonDynamoDBLocal> tuned = new HashMap<>() {
+            @Override
+            public AmazonDynamoDBLocal put(String key, AmazonDynamoDBLocal db) {
+                try {
+                    Object dbAccess = db instanceof LocalDBClient ? access.get(db) : null;
+                    if (dbAccess instanceof SQLiteDBAccess) {
+                        SQLiteQueue queue = (SQLiteQueue) queueField.get(dbAccess);
+                        queue.execute(new SQLiteJob<Void>() {
+                            @Override
+                            protected Void job(SQLiteConnection connection) throws SQLiteException {
+                                for (String pragma : pragmas) {
+                                    connection.exec("PRAGMA " + pragma);
+                                }
+                                return null;
+                            }
+                        }).complete();
+                    }
+                } catch (IllegalAccessException e) {
+                    throw new IllegalStateException("cannot set SQLite pragmas: " + e, e);
+                }
+                return super.put(key, db);
+            }
+        };
+        tuned.putAll(before);
+        mapField.set(primary, tuned);
+    }
+
     private static Field field(Class<?> cls, String name) throws NoSuchFieldException {
         Field f = cls.getDeclaredField(name);
         f.setAccessible(true);
@@ -229,30 +293,12 @@ public final class LoopbackDynamoDB {
     private static void release(HttpExchange exchange, String token, LocalDynamoDBRequestHandler requests,
                                 Map<String, AmazonDynamoDBLocal> databases, String dbDir) throws java.io.IOException {
         try {
-            String given = exchange.getRequestHeaders().getFirst("X-Localdev-Token");
-            if (given == null || !MessageDigest.isEqual(given.getBytes(StandardCharsets.UTF_8),
-                                                        token.getBytes(StandardCharsets.UTF_8))) {
-                reply(exchange, 403, "{\"error\": \"bad token\"}");
+            Map<String, String> query = authorizedQuery(exchange, token);
+            if (query == null) {
                 return;
             }
-            if (!"POST".equals(exchange.getRequestMethod())) {
-                reply(exchange, 405, "{\"error\": \"POST only\"}");
-                return;
-            }
-            Map<String, String> query = new HashMap<>();
-            String raw = exchange.getRequestURI().getRawQuery();
-            for (String pair : raw == null ? new String[0] : raw.split("&")) {
-                int eq = pair.indexOf('=');
-                if (eq > 0) {
-                    query.put(pair.substring(0, eq), URLDecoder.decode(pair.substring(eq + 1), StandardCharsets.UTF_8));
-                }
-            }
-            String key = query.getOrDefault("key", "");
-            String region = query.getOrDefault("region", "");
-            if (!KEY.matcher(key).matches() || !REGION.matcher(region).matches()) {
-                reply(exchange, 400, "{\"error\": \"key must match [A-Za-z0-9]{1,64} and region [a-z0-9-]{1,32}\"}");
-                return;
-            }
+            String key = query.get("key");
+            String region = query.get("region");
             Path replacement = null;
             if (exchange.getRequestURI().getPath().equals("/replace")) {
                 replacement = Paths.get(query.getOrDefault("from", ""));
@@ -286,6 +332,76 @@ public final class LoopbackDynamoDB {
             }
             reply(exchange, 200, "{\"was_open\": " + open + ", \"deleted\": " + deleted + "}");
         } catch (RuntimeException e) {
+            reply(exchange, 500, "{\"error\": \"" + e.toString().replace("\\", "/").replace("\"", "'") + "\"}");
+        } finally {
+            exchange.close();
+        }
+    }
+
+    // The request's query if it is a POST with our token and a valid key and region; else null, answered.
+    private static Map<String, String> authorizedQuery(HttpExchange exchange, String token) throws java.io.IOException {
+        String given = exchange.getRequestHeaders().getFirst("X-Localdev-Token");
+        if (given == null || !MessageDigest.isEqual(given.getBytes(StandardCharsets.UTF_8),
+                                                    token.getBytes(StandardCharsets.UTF_8))) {
+            reply(exchange, 403, "{\"error\": \"bad token\"}");
+            return null;
+        }
+        if (!"POST".equals(exchange.getRequestMethod())) {
+            reply(exchange, 405, "{\"error\": \"POST only\"}");
+            return null;
+        }
+        Map<String, String> query = new HashMap<>();
+        String raw = exchange.getRequestURI().getRawQuery();
+        for (String pair : raw == null ? new String[0] : raw.split("&")) {
+            int eq = pair.indexOf('=');
+            if (eq > 0) {
+                query.put(pair.substring(0, eq), URLDecoder.decode(pair.substring(eq + 1), StandardCharsets.UTF_8));
+            }
+        }
+        query.putIfAbsent("key", "");
+        query.putIfAbsent("region", "");
+        if (!KEY.matcher(query.get("key")).matches() || !REGION.matcher(query.get("region")).matches()) {
+            reply(exchange, 400, "{\"error\": \"key must match [A-Za-z0-9]{1,64} and region [a-z0-9-]{1,32}\"}");
+            return null;
+        }
+        return query;
+    }
+
+    // POST /pragma?key=K&region=R&name=N: the value of PRAGMA N (a word) on that key's open database, read on
+    // its own connection, so a test can see what tuneDatabases set; 404 when the database is not open.
+    private static void pragma(HttpExchange exchange, String token, Map<String, AmazonDynamoDBLocal> databases)
+            throws java.io.IOException {
+        try {
+            Map<String, String> query = authorizedQuery(exchange, token);
+            if (query == null) {
+                return;
+            }
+            String name = query.getOrDefault("name", "");
+            if (!name.matches("[a-z_]{1,40}")) {
+                reply(exchange, 400, "{\"error\": \"name must be a pragma's name\"}");
+                return;
+            }
+            AmazonDynamoDBLocal db = databases.get(query.get("key") + "_" + query.get("region"));
+            Object dbAccess = db instanceof LocalDBClient ? field(LocalDBClient.class, "dbAccess").get(db) : null;
+            if (!(dbAccess instanceof SQLiteDBAccess)) {
+                reply(exchange, 404, "{\"error\": \"no open database for that key and region\"}");
+                return;
+            }
+            Field queueField = SQLiteDBAccess.class.getDeclaredField("queue");
+            queueField.setAccessible(true);
+            String value = ((SQLiteQueue) queueField.get(dbAccess)).execute(new SQLiteJob<String>() {
+                @Override
+                protected String job(SQLiteConnection connection) throws SQLiteException {
+                    com.almworks.sqlite4java.SQLiteStatement st = connection.prepare("PRAGMA " + name);
+                    try {
+                        return st.step() ? st.columnString(0) : "";
+                    } finally {
+                        st.dispose();
+                    }
+                }
+            }).complete();
+            reply(exchange, 200, "{\"value\": \"" + value + "\"}");
+        } catch (ReflectiveOperationException | RuntimeException e) {
             reply(exchange, 500, "{\"error\": \"" + e.toString().replace("\\", "/").replace("\"", "'") + "\"}");
         } finally {
             exchange.close();
