@@ -498,16 +498,29 @@ def test_a_bad_sql_file_in_an_archive_is_reported_at_its_line(cluster, tmp_path)
     ok(cluster, "ns", "delete", "sql-src")
 
 
-def test_what_the_format_cannot_hold_is_refused_by_name(cluster, tmp_path):
+def test_dynamodb_sets_and_binaries_round_trip_and_what_the_format_cannot_hold_is_refused(cluster, tmp_path):
     ok(cluster, "ns", "create", "odd", "--no-seed")
     c = clients(cluster.ns_env("odd"))
     c["ddb"].create_table(TableName="sets", BillingMode="PAY_PER_REQUEST",
                           AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
-    c["ddb"].put_item(TableName="sets", Item={"id": {"S": "a"}, "tags": {"SS": ["x", "y"]}})
-    proc = cluster.cli("ns", "export", "odd", "-o", str(tmp_path / "odd.tar"))
-    assert proc.returncode == 2 and "attribute 'tags' holds a SS value" in proc.stderr
-    assert not (tmp_path / "odd.tar").exists() and not (tmp_path / "odd.tar.partial").exists()
+    odd = {"id": {"S": "a"}, "tags": {"SS": ["x", "y"]}, "sizes": {"NS": ["1", "2.50"]}, "raw": {"B": b"\x00\xff"},
+           "blobs": {"BS": [b"\x01", b"\x02"]}, "nested": {"M": {"s": {"SS": ["z"]}}}}
+    c["ddb"].put_item(TableName="sets", Item=odd)
+    c["ddb"].put_item(TableName="sets", Item={"id": {"S": "plain"}, "n": {"N": "3"}})
+    ok(cluster, "ns", "export", "odd", "-o", str(tmp_path / "odd.tar"))
+    with tarfile.open(tmp_path / "odd.tar") as t:
+        lines = t.extractfile("seeds/dynamodb/sets.json").read().decode().splitlines()
+    assert sum(line.startswith('{"$dynamodb":') for line in lines) == 1  # the other item stays plain JSON
+    ok(cluster, "ns", "import", str(tmp_path / "odd.tar"), "--as", "odd-copy")
+    copy = clients(cluster.ns_env("odd-copy"))["ddb"]
+    got = copy.get_item(TableName="sets", Key={"id": {"S": "a"}}, ConsistentRead=True)["Item"]
+    assert {k: (sorted(v["SS"]) if "SS" in v else sorted(v["NS"]) if "NS" in v else sorted(v["BS"]) if "BS" in v else v)
+            for k, v in got.items()} == {"id": {"S": "a"}, "tags": ["x", "y"], "sizes": ["1", "2.5"],
+                                         "raw": {"B": b"\x00\xff"}, "blobs": [b"\x01", b"\x02"],
+                                         "nested": {"M": {"s": {"SS": ["z"]}}}}
+    assert sums(cluster, "odd-copy")["dynamodb"] == sums(cluster, "odd")["dynamodb"]
+    ok(cluster, "ns", "delete", "odd-copy")
     c["ddb"].delete_table(TableName="sets")
     c["s3"].create_bucket(Bucket="not-prefixed-odd")
     proc = cluster.cli("ns", "export", "odd", "-o", str(tmp_path / "odd.tar"))
@@ -522,7 +535,7 @@ def big_archive(cluster, tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("big")
     seeds = tmp_path / "big-seeds" / "dynamodb"
     seeds.mkdir(parents=True)
-    items = ",\n".join(json.dumps({"id": i, "body": "x" * 100}) for i in range(2500))
+    items = ",\n".join(json.dumps({"id": i, "body": "x" * 100}) for i in range(10000))
     (seeds / "big.json").write_text('{"table": {"AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "N"}],'
                                     ' "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}, "items": [\n'
                                     + items + "\n]}\n")
@@ -568,7 +581,7 @@ def test_after_a_killed_agent_the_same_import_rolls_back_and_imports_whole(clust
     proc = subprocess.Popen([sys.executable, "-m", "localdev.cli", "ns", "import", str(archive), "--as", "cut"],
                             env=cluster.env, cwd=cluster.project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     poll_until(lambda: (_registry_row(cluster, "cut") or {}).get("state") == "creating", 60, "the import to start")
-    time.sleep(1.0)  # well inside the 2500-item replay
+    time.sleep(1.0)  # well inside the 10 000-item replay (~5 s)
     agent = cluster.cluster._native().state("agent").pid
     os.kill(agent, signal.SIGKILL)
     proc.wait(timeout=60)
@@ -591,7 +604,7 @@ def test_after_a_killed_agent_the_same_import_rolls_back_and_imports_whole(clust
                                                              row["secrets"]["postgres"]["password"])
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(old_url)
-    assert json.loads(ok(cluster, "ns", "checksum", "cut", "--json").stdout)["dynamodb"]["counts"]["items"] == 2500
+    assert json.loads(ok(cluster, "ns", "checksum", "cut", "--json").stdout)["dynamodb"]["counts"]["items"] == 10000
     staging = cluster.home / "exports"
     assert not staging.exists() or list(staging.iterdir()) == []  # the killed agent's staging went too
     ok(cluster, "ns", "delete", "cut")
@@ -625,7 +638,7 @@ def test_kill_9_of_the_cli_mid_import_gives_a_whole_namespace_or_none(cluster, b
         row = _registry_row(cluster, "cli-cut")
         if row is not None:
             assert json.loads(ok(cluster, "ns", "checksum", "cli-cut", "--json").stdout)["dynamodb"]["counts"] == \
-                {"tables": 1, "items": 2500}
+                {"tables": 1, "items": 10000}
             ok(cluster, "ns", "delete", "cli-cut")
 
 

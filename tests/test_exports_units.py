@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from decimal import Decimal
 
 import pytest
 
@@ -99,17 +100,51 @@ def test_unsafe_members_are_refused(tmp_path):
             unpack(archive, tmp_path / "dest", "bad.tar")
 
 
-def test_dynamodb_items_become_plain_json_or_are_refused():
-    from localdev.services.dynamodb.export import _normal, _plain_item
+def test_dynamodb_items_become_plain_json_or_dynamodb_json_and_read_back_exactly(tmp_path):
+    from boto3.dynamodb.types import TypeSerializer
 
-    schema = [{"AttributeName": "id", "KeyType": "HASH"}]
+    from localdev.services.dynamodb.export import _normal, _plain_item
+    from localdev.services.dynamodb.seeds import TableFixture, _checked_item
+
     item = {"id": {"B": b"\x00\x01"}, "n": {"N": "12.50"}, "m": {"M": {"l": {"L": [{"BOOL": True}, {"NULL": True}]}}}}
-    assert json.loads(_plain_item(item, {"id": "B"}, "t", schema)) == \
-        {"id": "AAE=", "n": 12.5, "m": {"l": [True, None]}}
-    assert '"n":12.50' in _plain_item(item, {"id": "B"}, "t", schema)  # the number's text as stored
-    with pytest.raises(BadInput, match="attribute 'tags' holds a SS value"):
-        _plain_item({"id": {"B": b"1"}, "tags": {"SS": ["a"]}}, {"id": "B"}, "t", schema)
+    assert json.loads(_plain_item(item, {"id": "B"})) == {"id": "AAE=", "n": 12.5, "m": {"l": [True, None]}}
+    assert '"n":12.50' in _plain_item(item, {"id": "B"})  # the number's text as stored
     assert _normal({"a": {"NS": ["2", "1.0"]}, "b": {"N": "1.50"}}) == {"a": {"NS": ["1", "2"]}, "b": {"N": "1.5"}}
+
+    fx = TableFixture(path=tmp_path / "t.json", table={}, types={"id": "B"}, keys=["id"])
+    serialize = TypeSerializer().serialize
+    odd = [{"id": {"B": b"1"}, "tags": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"\xff", b"x"]},
+            "blob": {"B": b"\x00"}, "deep": {"M": {"l": {"L": [{"SS": ["z"]}, {"N": "3"}]}}}},
+           {"id": {"B": b"2"}, "$dynamodb": {"S": "beside another attribute: plain JSON is not ambiguous"}}]
+    for typed in odd:
+        line = _plain_item(typed, {"id": "B"})
+        assert list(json.loads(line)) == (["$dynamodb"] if typed is odd[0] else ["id", "$dynamodb"])
+        back = _checked_item(fx, json.loads(line, parse_float=Decimal), "t.json:1: item 1")
+        assert _normal({k: serialize(v) for k, v in back.items()}) == _normal(typed)
+    # an item whose one attribute is named $dynamodb (its key) would read as the typed form: written typed
+    lone = {"$dynamodb": {"S": "k"}}
+    assert json.loads(_plain_item(lone, {"$dynamodb": "S"})) == {"$dynamodb": lone}
+    fx = TableFixture(path=tmp_path / "t.json", table={}, types={"$dynamodb": "S"}, keys=["$dynamodb"])
+    assert _checked_item(fx, json.loads(_plain_item(lone, {"$dynamodb": "S"})), "w") == {"$dynamodb": "k"}
+
+
+@pytest.mark.parametrize("typed, message", [
+    ({"id": {"S": "a"}, "x": {"SS": []}}, "attribute 'x': SS needs a non-empty list"),
+    ({"id": {"S": "a"}, "x": {"SS": ["a", "a"]}}, "members that differ"),
+    ({"id": {"S": "a"}, "x": {"NS": [1]}}, "numbers written as strings"),
+    ({"id": {"S": "a"}, "x": {"B": "not base64!"}}, "B needs base64 text"),
+    ({"id": {"S": "a"}, "x": {"Q": 1}}, "expected one of S, N, B"),
+    ({"id": {"S": "a"}, "x": {"M": {"y": {"L": [{"S": 1}]}}}}, r"attribute 'x'\.y\[0\]: S needs a string"),
+    ({"id": {"N": "1"}}, "attribute 'id' must be of type S"),
+    ({"x": {"S": "a"}}, "key attribute 'id' is missing"),
+    ([], "must hold an item in DynamoDB's JSON"),
+])
+def test_bad_dynamodb_json_items_are_refused_by_attribute(tmp_path, typed, message):
+    from localdev.services.dynamodb.seeds import TableFixture, _checked_item
+
+    fx = TableFixture(path=tmp_path / "t.json", table={}, types={"id": "S"}, keys=["id"])
+    with pytest.raises(BadInput, match=rf"^t.json:3: item 2: .*{message}"):
+        _checked_item(fx, {"$dynamodb": typed}, "t.json:3: item 2")
 
 
 def test_object_keys_that_are_no_file_path_are_refused(tmp_path):

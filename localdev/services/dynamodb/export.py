@@ -5,8 +5,9 @@ per line, written as the scan reads them.
 Consistency: a Scan is not a point-in-time read. Each item is read whole, as one write left it, but an item
 written while the scan runs may or may not be in the export; there is no snapshot across items or tables.
 
-The seed format holds items as plain JSON, so an item with a set (SS, NS, BS) or a binary value outside the
-key attributes cannot be written in it: such a table is refused, naming the item's key.
+Items are written as plain JSON where that holds them; an item with a set (SS, NS, BS) or a binary value
+outside the key attributes is written in DynamoDB's own JSON instead, as {"$dynamodb": {...}}, which the seed
+loader reads too.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from localdev.errors import BadInput
 from localdev.exports import Digest, Summary, canonical, json_array
+from localdev.services.dynamodb.seeds import TYPED_ITEM
 
 TABLE_KEYS = ("TableName", "AttributeDefinitions", "KeySchema")
 
@@ -41,7 +42,7 @@ def dump(svc, ns, folder: Path | None) -> Summary:
                         digest.add("item", table, canonical(_normal(item)))
                         items += 1
                         if writer:
-                            writer.add(_plain_item(item, key_types, table, params["KeySchema"]))
+                            writer.add(_plain_item(item, key_types))
     return Summary(counts={"tables": len(tables), "items": items}, checksum=digest.hexdigest())
 
 
@@ -99,22 +100,29 @@ _TYPED: dict[str, Callable] = {
 }
 
 
-def _plain_item(item: dict, key_types: dict, table: str, key_schema: list) -> str:
-    """An item as the seed format's plain JSON (numbers exactly as stored, B key attributes as base64)."""
-    def where() -> str:
-        key = {k["AttributeName"]: item.get(k["AttributeName"]) for k in key_schema}
-        return f"table {table}, item {canonical(key)}"
-
+def _plain_item(item: dict, key_types: dict) -> str:
+    """An item as the seed format's plain JSON (numbers exactly as stored, B key attributes as base64), or, when
+    plain JSON cannot hold it (a set, a binary outside the key attributes) or would read it as the typed form
+    (its one attribute named $dynamodb), as {"$dynamodb": <the item in DynamoDB's JSON>}."""
+    if list(item) == [TYPED_ITEM]:
+        return _typed_item(item)
     parts = []
-    for name, value in item.items():
-        if name in key_types and "B" in value:
-            parts.append(json.dumps(name) + ":" + json.dumps(_b64(value["B"])))
-        else:
-            parts.append(json.dumps(name) + ":" + _plain(value, name, where))
+    try:
+        for name, value in item.items():
+            if name in key_types and "B" in value:
+                parts.append(json.dumps(name) + ":" + json.dumps(_b64(value["B"])))
+            else:
+                parts.append(json.dumps(name) + ":" + _plain(value))
+    except _NotPlain:
+        return _typed_item(item)
     return "{" + ",".join(parts) + "}"
 
 
-def _plain(value: dict, name: str, where) -> str:
+class _NotPlain(Exception):
+    pass
+
+
+def _plain(value: dict) -> str:
     kind, inner = next(iter(value.items()))
     if kind == "S":
         return json.dumps(inner, ensure_ascii=False)
@@ -125,11 +133,32 @@ def _plain(value: dict, name: str, where) -> str:
     if kind == "NULL":
         return "null"
     if kind == "L":
-        return "[" + ",".join(_plain(v, name, where) for v in inner) + "]"
+        return "[" + ",".join(_plain(v) for v in inner) + "]"
     if kind == "M":
-        return "{" + ",".join(json.dumps(k) + ":" + _plain(v, name, where) for k, v in inner.items()) + "}"
-    raise BadInput(f"dynamodb: {where()}: attribute {name!r} holds a {kind} value, which the seeds format (plain "
-                   "JSON) cannot hold: such a table cannot be exported yet")
+        return "{" + ",".join(json.dumps(k) + ":" + _plain(v) for k, v in inner.items()) + "}"
+    raise _NotPlain(kind)  # B, SS, NS, BS
+
+
+def _typed_item(item: dict) -> str:
+    return '{"' + TYPED_ITEM + '":{' + ",".join(json.dumps(k) + ":" + _typed(v) for k, v in item.items()) + "}}"
+
+
+def _typed(value: dict) -> str:
+    """One attribute value in DynamoDB's JSON (as `aws dynamodb scan` prints it: binaries as base64)."""
+    kind, inner = next(iter(value.items()))
+    if kind in ("S", "N"):
+        return '{"' + kind + '":' + json.dumps(inner, ensure_ascii=False) + "}"
+    if kind == "B":
+        return '{"B":' + json.dumps(_b64(inner)) + "}"
+    if kind in ("BOOL", "NULL"):
+        return '{"' + kind + '":' + ("true" if inner else "false") + "}"
+    if kind in ("SS", "NS"):
+        return '{"' + kind + '":' + json.dumps(list(inner), ensure_ascii=False) + "}"
+    if kind == "BS":
+        return '{"BS":' + json.dumps([_b64(b) for b in inner]) + "}"
+    if kind == "L":
+        return '{"L":[' + ",".join(_typed(v) for v in inner) + "]}"
+    return '{"M":{' + ",".join(json.dumps(k) + ":" + _typed(v) for k, v in inner.items()) + "}}"  # M
 
 
 def version(svc) -> str:

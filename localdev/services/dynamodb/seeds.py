@@ -1,4 +1,6 @@
 """DynamoDB seeds: seeds/dynamodb/<table>.json = {"table": <CreateTable parameters>, "items": [<plain JSON>]}.
+An item may instead be written in DynamoDB's own JSON as {"$dynamodb": {"pk": {"S": "a"}, "tags": {"SS": [..]}}}:
+how sets and binaries outside the key attributes are written (exports do so).
 The table's parameters may also hold "TimeToLiveSpecification" ({"AttributeName": ..., "Enabled": true}),
 set with UpdateTimeToLive once the table is made.
 
@@ -30,6 +32,11 @@ from localdev.undo import Undo
 
 TABLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 PYTHON_TYPES = {"S": (str,), "N": (int, Decimal), "B": (str,)}  # B: base64 text in a plain-JSON fixture
+# An item written in DynamoDB's own JSON, for what plain JSON cannot hold (sets, binaries outside the keys):
+# {"$dynamodb": {"pk": {"S": "a"}, "tags": {"SS": ["x", "y"]}}}
+TYPED_ITEM = "$dynamodb"
+TYPED_KINDS = ("S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M")
+TYPED_PYTHON = {"S": (str,), "N": (Decimal,), "B": (bytes,)}
 SECTIONS = ("table", "items")
 SHAPE = 'expected an object {"table": <CreateTable parameters>, "items": [...]}'
 BATCH = 25  # BatchWriteItem's limit
@@ -175,21 +182,87 @@ def _items_here(stream: JsonStream, fx: TableFixture | None, line: int) -> Itera
 def _checked_item(fx: TableFixture, item, where: str) -> dict:
     if not isinstance(item, dict):
         raise BadInput(f"{where}: expected an object")
-    item = dict(item)
+    typed = list(item) == [TYPED_ITEM]
+    item = _from_typed_item(item[TYPED_ITEM], where) if typed else dict(item)
     for attr, kind in fx.types.items():
         if attr not in item:
             if attr in fx.keys:
                 raise BadInput(f"{where}: key attribute {attr!r} is missing")
             continue  # an index key may be absent (the item is then not in that index)
         value = item[attr]
-        if isinstance(value, bool) or not isinstance(value, PYTHON_TYPES[kind]):
+        if isinstance(value, bool) or not isinstance(value, (TYPED_PYTHON if typed else PYTHON_TYPES)[kind]):
             raise BadInput(f"{where}: attribute {attr!r} must be of type {kind}, got {value!r}")
-        if kind == "B":
+        if kind == "B" and not typed:
             try:
                 item[attr] = base64.b64decode(str(value), validate=True)  # a str: checked just above
             except (binascii.Error, ValueError):
                 raise BadInput(f"{where}: attribute {attr!r} (type B) must be base64 text") from None
     return item
+
+
+def _from_typed_item(item, where: str) -> dict:
+    """{"$dynamodb": <an item in DynamoDB's JSON>} as the Python values boto3 writes back exactly: sets as sets,
+    binaries (base64 text) as bytes, numbers as Decimal."""
+    if not isinstance(item, dict) or not item:
+        raise BadInput(f"{where}: {TYPED_ITEM} must hold an item in DynamoDB's JSON, e.g. "
+                       '{"pk": {"S": "a"}, "tags": {"SS": ["x"]}}')
+    return {name: _from_typed(value, f"{where}: attribute {name!r}") for name, value in item.items()}
+
+
+def _from_typed(value, where: str):
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in TYPED_KINDS:
+        raise BadInput(f"{where}: expected one of {', '.join(TYPED_KINDS)} as a single key, e.g. {{\"S\": \"text\"}}, "
+                       f"got {value!r}")
+    kind, inner = next(iter(value.items()))
+
+    def bad(what: str) -> BadInput:
+        return BadInput(f"{where}: {kind} needs {what}, got {inner!r}")
+
+    def number(text) -> Decimal:
+        try:
+            n = Decimal(text) if isinstance(text, str) else None
+        except ArithmeticError:
+            n = None
+        if n is None or not n.is_finite():
+            raise bad("numbers written as strings, e.g. \"42\"")
+        return n
+
+    def binary(text) -> bytes:
+        if not isinstance(text, str):
+            raise bad("base64 text")
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise bad("base64 text") from None
+
+    if kind == "S":
+        if not isinstance(inner, str):
+            raise bad("a string")
+        return inner
+    if kind == "N":
+        return number(inner)
+    if kind == "B":
+        return binary(inner)
+    if kind in ("BOOL", "NULL"):
+        if not isinstance(inner, bool) or (kind == "NULL" and inner is not True):
+            raise bad("true" if kind == "NULL" else "true or false")
+        return inner if kind == "BOOL" else None
+    if kind in ("SS", "NS", "BS"):
+        if not isinstance(inner, list) or not inner:
+            raise bad("a non-empty list (DynamoDB has no empty sets)")
+        if kind == "SS" and not all(isinstance(m, str) for m in inner):
+            raise bad("a list of strings")
+        members = list(inner) if kind == "SS" else [number(m) if kind == "NS" else binary(m) for m in inner]
+        if len(set(members)) != len(members):
+            raise bad("members that differ (DynamoDB refuses a duplicate in a set)")
+        return set(members)
+    if kind == "L":
+        if not isinstance(inner, list):
+            raise bad("a list")
+        return [_from_typed(v, f"{where}[{i}]") for i, v in enumerate(inner)]
+    if not isinstance(inner, dict):  # M
+        raise bad("an object")
+    return {k: _from_typed(v, f"{where}.{k}") for k, v in inner.items()}
 
 
 # -- applying ------------------------------------------------------------------------------------
