@@ -40,6 +40,7 @@ from localdev.seedpack import SeedStore, SharedSeeds
 from localdev.services.base import ADVERTISED_HOST
 from localdev.tls import tls_dir
 from localdev.tokens import LOCAL, Principal
+from localdev.waiting import poll_until
 
 log = logging.getLogger("localdev.agent")
 
@@ -259,8 +260,8 @@ class Supervisor(threading.Thread):
 
     def check_once(self) -> None:
         recorded = self.cluster.recorded
-        if not recorded or recorded.get("desired") != "up":
-            return
+        if not recorded or recorded.get("desired") != "up" or self.cluster.state.busy():
+            return  # (busy: `up` is starting the services, or `down` stopping them)
         self.check_gateway()
         for name in recorded["services"]:
             if self.cluster.runtime.state(name).running:
@@ -334,6 +335,8 @@ class Reaper(threading.Thread):
     def run(self) -> None:
         while True:
             time.sleep(self.interval)
+            if self.cluster.state.busy():
+                continue  # `up` or `down` is at work: the services may not answer yet
             try:
                 removed = self.cluster.namespaces.gc(wait=False)
                 if removed is None:
@@ -370,19 +373,26 @@ def warm_up(cluster: Cluster) -> None:
         log.warning("warm-up failed: %s", exc)
 
 
-def warm_services(cluster: Cluster) -> None:
-    """Each service's `warm()`, at once, in the background: the first create after `up` should cost what later
-    ones do, and `up` should not wait for that."""
+def warm_services(cluster: Cluster, then: Callable[[], None] | None = None) -> None:
+    """Each service's `warm()`, at once, in the background, each as soon as it answers (`up` may have started
+    this agent beside the services), then `then()`: the first create after `up` should cost what later ones
+    do, and `up` should not wait for that."""
     from localdev.services import in_waves
 
     def one(name: str) -> None:
+        svc = cluster.services[name]
         try:
-            cluster.services[name].warm()
+            poll_until(svc.ready, 300, f"{name} to answer", interval=0.1)
+            svc.warm()
         except Exception as exc:  # only speed is lost
             log.info("warming %s failed: %s", name, exc)
 
-    threading.Thread(target=lambda: in_waves(list(cluster.service_names), one, depends=lambda n: ()),
-                     name="warm-services", daemon=True).start()
+    def run() -> None:
+        in_waves(list(cluster.service_names), one, depends=lambda n: ())
+        if then is not None:
+            then()
+
+    threading.Thread(target=run, name="warm-services", daemon=True).start()
 
 
 def token_auth(cluster: Cluster) -> Callable[[Request], Principal]:
@@ -431,7 +441,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(exc.exit_code) from None
         cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
-    warm_up(cluster)
+    # Started by `up` beside the services, the agent must answer its ping at once; its warm-up then follows
+    # the services' start, in the background.
+    starting = cluster.state.busy()
+    if not starting:
+        warm_up(cluster)
 
     def server(app, certfile=None, keyfile=None):
         return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -452,7 +466,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("agent serving %s (pid %d)", cluster.state.agent_socket, os.getpid())
     try:
         # warmed once serving: its imports would otherwise hold the GIL while the first ping waits
-        asyncio.run(serve_all(servers, on_started=lambda: warm_services(cluster)))
+        asyncio.run(serve_all(servers, on_started=lambda: warm_services(
+            cluster, then=(lambda: warm_up(cluster)) if starting else None)))
     finally:
         cluster.namespaces.close()
         cluster.close()

@@ -593,22 +593,69 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+GROUPS = ("ns", "token")  # commands of commands
+
+
+def _selected(argv: list[str]) -> tuple[str, ...] | None:
+    """The command path `argv` names, e.g. ("ns", "create"), so that only its parser is built; None (nothing
+    named, or an option first): build them all."""
+    path: list[str] = []
+    for token in argv[:2]:
+        if token.startswith("-"):
+            break
+        path.append(token)
+        if token not in GROUPS:
+            break
+    return tuple(path) or None
+
+
+class _Skipped:
+    """A command left out of this run's parser: the arguments added to it go nowhere."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+_SKIPPED = _Skipped()
+
+
+def _subcommands(parser, only: str | None):
+    """`parser`'s subcommands; `only`: define that one alone (each parser argparse makes costs ~0.2 ms, most
+    of it gettext looking for message catalogs, and the CLI has 31 of them)."""
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub.localdev_only = only
+    return sub
+
+
 def _command(sub, name: str, func, help: str):
+    if sub is _SKIPPED or getattr(sub, "localdev_only", None) not in (None, name):
+        return _SKIPPED
     parser = sub.add_parser(name, help=help, description=help)
     parser.set_defaults(func=func)
     return parser
+
+
+def _group(sub, name: str, help: str, only: str | None):
+    """A command of commands (`ns`, `token`): its subcommands, or _SKIPPED when this run is not one of them."""
+    group = _command(sub, name, None, help)
+    if group is _SKIPPED:
+        return _SKIPPED
+    group.set_defaults(func=_help(group, 2))
+    return _subcommands(group, only)
 
 
 def _json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with `only` (a command path, `_selected`), that command's alone."""
     parser = _Parser(prog="localdev",
                      description="One shared local cluster of data services, carved into cheap isolated namespaces.")
     parser.set_defaults(func=_help(parser, 0))
     parser.add_argument("--version", action=_VersionAction)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub = _subcommands(parser, only[0] if only else None)
+    within = only[1] if only and len(only) > 1 else None
 
     p = _command(sub, "up", up, "Start the shared cluster (every enabled service, then the agent) and wait until "
                                 "all are healthy.")
@@ -628,10 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "doctor", doctor, "What is installed, what is missing, and what to do about it.")
     _json_flag(p)
 
-    ns = sub.add_parser("ns", help="Namespaces: create, list, env, delete, gc.",
-                        description="Namespaces: create, list, env, delete, gc.")
-    ns.set_defaults(func=_help(ns, 2))
-    ns_sub = ns.add_subparsers(title="commands", metavar="COMMAND")
+    ns_sub = _group(sub, "ns", "Namespaces: create, list, env, delete, gc.", within)
     p = _command(ns_sub, "create", ns_create, "Create a namespace on the shared cluster (a fraction of a second).")
     p.add_argument("name", nargs="?")
     p.add_argument("--ttl", help="e.g. 30m, 2h, 7d, none (default: config)")
@@ -682,10 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAMESPACE")
     p.add_argument("--seeds", type=Path, metavar="DIR", help="fixtures directory (default: config's seeds)")
     p.add_argument("--service", action="append", help="only this service (repeatable)")
-    tok = sub.add_parser("token", help="Team mode: tokens for other machines (create, list, revoke).",
-                         description="Team mode: tokens for other machines (create, list, revoke).")
-    tok.set_defaults(func=_help(tok, 2))
-    tok_sub = tok.add_subparsers(title="commands", metavar="COMMAND")
+    tok_sub = _group(sub, "token", "Team mode: tokens for other machines (create, list, revoke).", within)
     p = _command(tok_sub, "create", token_create, "Make a token (printed once; stored hashed in the registry).")
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=("admin", "ci", "reader"),
@@ -744,7 +785,13 @@ def _help(parser, code: int):
 
 
 def _run(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    only = _selected(argv)
+    try:
+        args = build_parser(only).parse_args(argv)
+    except BadInput:
+        if only is None:
+            raise
+        args = build_parser().parse_args(argv)  # the whole parser's message (an unknown command: the known ones)
     return args.func(args) or 0
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,8 @@ from localdev.services.base import Service, ServiceContext
 from localdev.state import StateDir
 from localdev.tls import ServerCert
 from localdev.waiting import TimedOut, poll_until
+
+log = logging.getLogger("localdev.cluster")
 
 if TYPE_CHECKING:
     from localdev.namespaces import Namespaces
@@ -222,25 +226,41 @@ class Cluster:
             self.state.write_cluster({"runtime": wanted_runtime, "services": names, "desired": "up",
                                       "config": self.config.to_json(), "home": str(self.state.home),
                                       "labels": self.labels})
-            self.start_gateway(progress, wait=False)  # its start-up beside the services' (it holds requests)
-            results = in_waves(names, lambda n: self._start(n, progress), depends=lambda n: self.services[n].needs)
-            started = [n for n in names if results[n]]
-            self.start_gateway(progress)
+            # The gateway's and the agent's start-up beside the services': the gateway holds requests until its
+            # back ends answer; the agent leaves the services alone while this lock is held (State.busy).
+            self.start_gateway(progress, wait=False)
             if agent:
                 if was_listening != self.config.agent["listen"]:  # the agent reads its listener at start
                     self._native().stop(AGENT, self.agent_spec())
-                self.start_agent(progress)
-            self.verify_namespaces(started, progress)
-        if agent:
-            # The agent's answer: its clients are loaded and warm, and this process need not import the
-            # services' client libraries for the readiness checks (~0.5 s of a cold `up`).
-            from localdev.agent_client import AgentClient
+                self.start_agent(progress, wait=False)
+            registry: list[threading.Thread] = []
 
-            try:
-                return AgentClient(self.state.home, timeout=30).status()
-            except LocalDevError:
-                pass
-        return self.status()
+            def start(name: str) -> bool:
+                started = self._start(name, progress)
+                if name == "postgres" and self.has_registry:
+                    # the registry's client and pool, made while the slower services start: verify_namespaces
+                    # below then costs its queries only (a cold `up` paid ~0.3 s for them after the last one)
+                    registry.append(threading.Thread(target=self._warm_registry, name="registry", daemon=True))
+                    registry[0].start()
+                return started
+
+            results = in_waves(names, start, depends=lambda n: self.services[n].needs)
+            started = [n for n in names if results[n]]
+            self.start_gateway(progress)
+            if agent:
+                self.start_agent(progress)
+            for thread in registry:
+                thread.join()
+            self.verify_namespaces(started, progress)
+        # Every service answered a real request just now (`_start` waits for one, or found it answering): the
+        # status need not ask them again, nor import their client libraries to do so.
+        return self.status(known_ready=set(names))
+
+    def _warm_registry(self) -> None:
+        try:
+            self.namespaces.pool()
+        except Exception as exc:  # only speed is lost: verify_namespaces says what is wrong
+            log.debug("warming the registry failed: %s", exc)
 
     def _check_ports(self, names: list[str]) -> None:
         """Every port a service (or the gateway) that is not running will take must be free, before any starts."""
@@ -375,11 +395,11 @@ class Cluster:
         if name == "postgres" and self._namespaces is not None:  # the registry lives in PostgreSQL
             self._namespaces.close()
 
-    def start_agent(self, progress: Callable[[str], None] = _quiet) -> None:
+    def start_agent(self, progress: Callable[[str], None] = _quiet, wait: bool = True) -> None:
         from localdev.agent_client import AgentClient
 
         client = AgentClient(self.state.home)
-        self._start_own(AGENT, self.agent_spec(), client.ping, "the cluster agent", progress)
+        self._start_own(AGENT, self.agent_spec(), client.ping, "the cluster agent", progress, wait)
 
     def _native(self):
         """Where the agent runs, whatever runs the services: a process of ours (the runtime keeps no state
@@ -430,7 +450,9 @@ class Cluster:
                 (self.state.home / "secrets.json").unlink(missing_ok=True)
 
     # -- status ---------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self, known_ready: frozenset[str] | set[str] = frozenset()) -> dict:
+        """Each service's state (a real request to each running one, unless `known_ready` says it answered
+        one just now), the agent's and the gateway's, recent events and problems."""
         recorded = self.recorded
         if not recorded:
             return {"home": str(self.state.home), "state": "not initialised", "runtime": None,
@@ -441,7 +463,7 @@ class Cluster:
         def check(name: str) -> None:
             st = self.runtime.state(name)
             svc = self.services[name]
-            healthy = st.running and svc.ready()
+            healthy = st.running and (name in known_ready or svc.ready())
             results[name] = {"state": "healthy" if healthy else ("unhealthy" if st.running else "stopped" if
                              recorded.get("desired") == "down" or st.detail == "not started" else "dead"),
                              "pid": st.pid if st.running else None, "port": svc.port, "host": svc.host,

@@ -66,6 +66,19 @@ class StateDir:
         (self.home / "run").mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.home / "run" / f"{name}.lock"))
 
+    def busy(self) -> bool:
+        """Whether another process holds the cluster lock: an `up` or `down` is at work (the agent, started
+        beside the services by `up`, then leaves them alone until it is done)."""
+        from filelock import Timeout
+
+        lock = self.lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
     # cluster.json: what `up` started (runtime, services and their options), read by every later command
     def read_cluster(self) -> dict | None:
         try:

@@ -26,6 +26,20 @@ from localdev.ports import free_port  # noqa: F401  (tests import it from here)
 from localdev.waiting import poll_until
 
 
+def pytest_configure(config):
+    """Where the container engine is required (CI's Podman, just started by scripts/engine.sh), give its first
+    answers up to 30 s before the container test modules ask once with a 2 s timeout: a loaded 2-core machine
+    once made that first ping miss, and a whole run stopped at collection."""
+    if os.environ.get("LOCALDEV_TEST_DOCKER") == "required":
+        from localdev.runtimes import docker_available
+        from localdev.waiting import TimedOut
+
+        try:
+            poll_until(docker_available, 30, "the container engine", interval=0.5)
+        except TimedOut:
+            pass  # each module then says what is missing
+
+
 def _toml_value(value) -> str:
     return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
 

@@ -70,6 +70,26 @@ def test_half_built_venv_is_not_taken_as_built(tmp_path):
     assert prov.is_built(venv)
 
 
+
+def test_a_built_localstack_venv_is_taken_without_running_any_interpreter(tmp_path, monkeypatch):
+    monkeypatch.setattr(prov, "cache_dir", lambda *parts: tmp_path.joinpath(*parts))
+    monkeypatch.delenv(prov.PYTHON_ENV, raising=False)
+    for name, stamp in ((f"{prov.LOCALSTACK_VERSION}-py3.13", True), (f"{prov.LOCALSTACK_VERSION}-py3.14", True),
+                        (f"{prov.LOCALSTACK_VERSION}-py3.15", False), ("0.9-py3.20", True)):
+        venv = tmp_path / "localstack" / name
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").write_text("")
+        if stamp:
+            (venv / prov.STAMP).write_text("x")
+    probed = []
+    monkeypatch.setattr(prov, "python_version", lambda exe: probed.append(exe) or (3, 13))
+    venv, python = prov.localstack_venv()
+    assert venv.name == f"{prov.LOCALSTACK_VERSION}-py3.14" and python == str(venv / "bin" / "python")
+    assert probed == []  # half-built py3.15 and another version's venv are passed over, nothing was run
+    # an interpreter the user named is still checked, and decides the venv
+    venv, python = prov.localstack_venv(sys.executable)
+    assert probed == [sys.executable, sys.executable] and venv.name == f"{prov.LOCALSTACK_VERSION}-py3.13"
+
 def make(tmp_path, **options) -> Aws:
     opts = {"enabled": True, "port": 24566, "flavor": "localstack", "python": "", "image": "", **options}
     return Aws(ServiceContext(state=StateDir(tmp_path), host="127.0.0.1", runtime="docker", options=opts))

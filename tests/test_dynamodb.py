@@ -348,7 +348,15 @@ def test_agent_restarts_a_killed_server_with_its_data(make_cluster):
     env = h.ns_env("watched")
     make_table(ddb(env))
     pid = h.cluster.runtime.state("dynamodb").pid
-    os.kill(pid, signal.SIGKILL)
+    # While an `up` or `down` holds the cluster's lock (`up` starts the agent beside the services), the
+    # supervisor leaves the services alone; once it is released, it restarts the dead one.
+    lock = h.cluster.state.lock()
+    with lock:
+        os.kill(pid, signal.SIGKILL)
+        h.wait_stopped("dynamodb", 10)
+        time.sleep(3.5)  # three supervisor rounds
+        assert not h.cluster.runtime.state("dynamodb").running
+        assert not any(e["service"] == "dynamodb" for e in h.cluster.events(limit=50))
     h.wait_restarted("dynamodb", pid, 60)
     assert ddb(env).list_tables()["TableNames"] == ["orders"]
     assert any(e["service"] == "dynamodb" and e["event"] == "restarted" for e in h.cluster.events(limit=50))

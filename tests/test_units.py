@@ -120,6 +120,18 @@ def test_abbreviated_options_are_refused_not_guessed(argv):
         build_parser().parse_args(argv)
 
 
+@pytest.mark.parametrize("argv", [["ns", "create", "pr-1", "--print-env", "shell", "--label", "a=b"], ["up", "--json"],
+                                  ["ns", "reset", "x", "--to", "s"], ["token", "create", "ci", "--role", "ci"],
+                                  ["backup", "-o", "d"], ["ns", "import", "f.tar", "--as", "n"], ["ns"], ["status"]])
+def test_the_parser_of_one_command_reads_it_as_the_whole_parser_does(argv):
+    from localdev.cli import _selected, build_parser
+
+    assert vars(build_parser(_selected(argv)).parse_args(argv)).keys() == vars(build_parser().parse_args(argv)).keys()
+    whole, one = vars(build_parser().parse_args(argv)), vars(build_parser(_selected(argv)).parse_args(argv))
+    assert {k: v for k, v in one.items() if k != "func"} == {k: v for k, v in whole.items() if k != "func"}
+    assert getattr(one["func"], "__name__", "help") == getattr(whole["func"], "__name__", "help")
+
+
 def test_a_home_too_long_for_the_agents_socket_is_refused_before_anything_is_made(tmp_path):
     from localdev.cluster import Cluster
     from localdev.errors import BadInput

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,10 +132,29 @@ def ensure_venv(venv: Path, python: str, requirements: list[str], what: str) -> 
 
 
 def localstack_venv(configured: str | None = None) -> tuple[Path, str]:
-    """(venv dir, base interpreter) for LocalStack, one venv per interpreter minor version; nothing built."""
+    """(venv dir, base interpreter) for LocalStack, one venv per interpreter minor version; nothing built.
+
+    Unless an interpreter is named (config or $LOCALDEV_PYTHON313), a venv already built is taken as it is,
+    the newest Python's: finding an interpreter runs each candidate (pyenv's shims are shell scripts that
+    start pyenv), which cost a cold `up` up to a second before LocalStack could start."""
+    if not configured and not os.environ.get(PYTHON_ENV):
+        built = _built_venvs(cache_dir("localstack"), LOCALSTACK_VERSION)
+        if built:
+            return built[-1], str(venv_python(built[-1]))
     python = find_python(configured, LOCALSTACK_MIN_PYTHON)
     major, minor = python_version(python) or LOCALSTACK_MIN_PYTHON  # find_python returns one that runs
     return cache_dir("localstack") / f"{LOCALSTACK_VERSION}-py{major}.{minor}", python
+
+
+def _built_venvs(root: Path, version: str) -> list[Path]:
+    """The finished venvs `<version>-py<major>.<minor>` under `root` whose interpreter is there, oldest Python
+    first."""
+    found = []
+    for venv in root.glob(f"{version}-py*"):
+        m = re.fullmatch(re.escape(version) + r"-py(\d+)\.(\d+)", venv.name)
+        if m and is_built(venv):
+            found.append(((int(m[1]), int(m[2])), venv))
+    return [venv for _, venv in sorted(found)]
 
 
 def localstack_python(configured: str | None = None) -> Path:
