@@ -384,6 +384,13 @@ def test_a_bad_fixture_exits_2_and_changes_nothing(redis_cluster, tmp_path):
     assert "ns_never" not in admin(redis_cluster).execute_command("ACL", "USERS")
 
 
+def fail_at_commit(seeds: Path) -> None:
+    """A PostgreSQL part whose commit fails (a deferred constraint), after the redis part went in."""
+    (seeds / "postgres").mkdir()
+    (seeds / "postgres" / "01.sql").write_text(
+        "CREATE TABLE t (id int PRIMARY KEY, ref int REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED);\n"
+        "INSERT INTO t VALUES (1, 99);\n")
+
 def test_a_later_failure_takes_the_redis_part_back(redis_cluster, tmp_path):
     """All-or-nothing across services: PostgreSQL's commit fails (a deferred constraint) after the redis
     part went in; the keys are back as they were, TTL included, and the new ones are gone."""
@@ -391,10 +398,7 @@ def test_a_later_failure_takes_the_redis_part_back(redis_cluster, tmp_path):
     c = client(redis_cluster.ns_env("atomic")["REDIS_URL"])
     c.set("atomic:greeting", "before", ex=500)
     seeds = write_seeds(tmp_path / "seeds", {"app.json": SEED})
-    (seeds / "postgres").mkdir()
-    (seeds / "postgres" / "01.sql").write_text(
-        "CREATE TABLE t (id int PRIMARY KEY, ref int REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED);\n"
-        "INSERT INTO t VALUES (1, 99);\n")
+    fail_at_commit(seeds)
     proc = redis_cluster.cli("seed", "atomic", "--seeds", str(seeds))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "at commit: insert or update on table \"t\" violates foreign key constraint" in proc.stderr
@@ -421,10 +425,7 @@ def test_seeds_of_several_batches_land_whole_and_are_taken_back_whole(redis_clus
     c.delete(*names)  # FLUSHDB is not a namespace's to run
     c.set("batched:k0007", "mine-1")  # in the first batch
     c.set("batched:k2400", "mine-3", ex=500)  # in the third
-    (seeds / "postgres").mkdir()
-    (seeds / "postgres" / "01.sql").write_text(
-        "CREATE TABLE t (id int PRIMARY KEY, ref int REFERENCES t (id) DEFERRABLE INITIALLY DEFERRED);\n"
-        "INSERT INTO t VALUES (1, 99);\n")
+    fail_at_commit(seeds)
     proc = redis_cluster.cli("seed", "batched", "--seeds", str(seeds))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert sorted(c.scan_iter(count=1000)) == ["batched:k0007", "batched:k2400"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from localdev.batches import batches
 from localdev.errors import BadInput
 from localdev.jsonstream import iter_array
 from localdev.progress import Counter
@@ -103,7 +104,7 @@ def apply(db, namespace: str, fixtures: dict[str, CollectionFixture], undo: Undo
                     if before is not None and index not in before:
                         undo.add(collection.drop_index, index)
             progress = Counter(namespace, "mongo", name, fx.count, "documents")
-            for batch in _batches(fx.read()):
+            for batch in batches(fx.read(), BATCH):
                 ids = [document.setdefault("_id", ObjectId()) for document in batch]
                 try:
                     collection.insert_many(batch, ordered=True)
@@ -116,14 +117,3 @@ def apply(db, namespace: str, fixtures: dict[str, CollectionFixture], undo: Undo
                 progress.add(len(batch))
     except PyMongoError as exc:
         raise BadInput(f"seeding mongo collection {name!r} failed: {exc}") from None
-
-
-def _batches(documents: Iterator[dict]) -> Iterator[list[dict]]:
-    batch = []
-    for document in documents:
-        batch.append(document)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

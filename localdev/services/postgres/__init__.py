@@ -30,7 +30,7 @@ from localdev.errors import LocalDevError
 from localdev.names import new_secret
 from localdev.runtimes.base import ContainerSpec, ProcessSpec
 from localdev.services.base import CA_FILE, Check, Option, PytestClient, Resources, Secret, Service, is_loopback
-from localdev.services.postgres import install
+from localdev.services.postgres import initdb, install
 from localdev.services.postgres.install import PostgresNotFound, find_bin_dir
 from localdev.services.postgres.locks import advisory_lock
 from localdev.services.postgres.seeds import SqlSeeds, apply_sql, commit, load
@@ -218,19 +218,14 @@ class Postgres(Service):
         write_private(pwfile, self.admin_password + "\n")
         self._chown(pwfile)
         try:
-            kwargs: dict = {}
+            as_user: dict = {}
             if self.run_as:
                 pw = pwd.getpwnam(self.run_as)
-                kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-            proc = subprocess.run(
-                [str(bin_dir / "initdb"), "-N", "-D", str(self.pgdata), "-U", ADMIN, f"--pwfile={pwfile}",
-                 "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
-                capture_output=True, text=True, cwd=root, **kwargs)
+                as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            initdb.make(bin_dir, self.pgdata, ADMIN, self.admin_password, as_user=as_user, pwfile=pwfile,
+                        shared=root.parent.parent if self.run_as else None)
         finally:
             pwfile.unlink(missing_ok=True)
-        if proc.returncode != 0:
-            shutil.rmtree(self.pgdata, ignore_errors=True)
-            raise LocalDevError(f"initdb failed: {proc.stderr.strip() or proc.stdout.strip()}")
         self.socket_dir.mkdir(exist_ok=True)
         self._chown(self.socket_dir)
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from localdev.batches import batches
 from localdev.errors import BadInput, LocalDevError
 from localdev.jsonstream import iter_array
 from localdev.progress import Counter
@@ -146,7 +147,7 @@ def apply(client, prefix: str, seeds: RedisSeeds, undo, put_back, namespace: str
 
     progress = Counter(namespace, "redis", "keys", seeds.count, "keys")
     try:
-        for batch in _batches(seeds.keys()):
+        for batch in batches(seeds.keys(), BATCH):
             _write_batch(client, [(k, prefix + k.key) for k in batch], undo, put_back)
             progress.add(len(batch))
     except redis.WatchError:
@@ -154,17 +155,6 @@ def apply(client, prefix: str, seeds: RedisSeeds, undo, put_back, namespace: str
                             "nothing was written: seed again") from None
     except redis.RedisError as exc:
         raise LocalDevError(f"seeding redis failed: {exc}") from None
-
-
-def _batches(keys: Iterator[Key]) -> Iterator[list[Key]]:
-    batch: list[Key] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _write_batch(client, batch: list[tuple[Key, str]], undo, put_back) -> None:
