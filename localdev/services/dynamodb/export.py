@@ -22,6 +22,7 @@ from localdev.exports import Digest, Summary, canonical, json_array
 from localdev.services.dynamodb.seeds import TYPED_ITEM
 
 TABLE_KEYS = ("TableName", "AttributeDefinitions", "KeySchema")
+PAGE = 1000  # items per Scan page
 
 
 def dump(svc, ns, folder: Path | None) -> Summary:
@@ -37,7 +38,10 @@ def dump(svc, ns, folder: Path | None) -> Summary:
             key_types = {d["AttributeName"]: d["AttributeType"] for d in params["AttributeDefinitions"]}
             head = '{"table": ' + json.dumps(params) + ',\n"items": ['
             with json_array(folder / f"{table}.json" if folder else None, head, "]}\n") as writer:
-                for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+                # pages of PAGE items, not DynamoDB's 1 MB: two pages are held at once (the next is parsed
+                # before the last is let go), and 1 MB of items is ~15 MB of Python objects
+                for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True,
+                                                                   PaginationConfig={"PageSize": PAGE}):
                     for item in page["Items"]:
                         digest.add("item", table, canonical(_normal(item)))
                         items += 1
