@@ -233,15 +233,14 @@ class Cluster:
                 if was_listening != self.config.agent["listen"]:  # the agent reads its listener at start
                     self._native().stop(AGENT, self.agent_spec())
                 self.start_agent(progress, wait=False)
-            registry: list[threading.Thread] = []
+            registry = threading.Thread(target=self._warm_registry, name="registry", daemon=True)
 
             def start(name: str) -> bool:
                 started = self._start(name, progress)
-                if name == "postgres" and self.has_registry:
-                    # the registry's client and pool, made while the slower services start: verify_namespaces
-                    # below then costs its queries only (a cold `up` paid ~0.3 s for them after the last one)
-                    registry.append(threading.Thread(target=self._warm_registry, name="registry", daemon=True))
-                    registry[0].start()
+                if name == "postgres":  # the registry's server
+                    # its client and pool, made while the slower services start: verify_namespaces below then
+                    # costs its queries only (a cold `up` paid ~0.3 s for them after the last service)
+                    registry.start()
                 return started
 
             results = in_waves(names, start, depends=lambda n: self.services[n].needs)
@@ -249,8 +248,8 @@ class Cluster:
             self.start_gateway(progress)
             if agent:
                 self.start_agent(progress)
-            for thread in registry:
-                thread.join()
+            if registry.ident is not None:  # started
+                registry.join()
             self.verify_namespaces(started, progress)
         # Every service answered a real request just now (`_start` waits for one, or found it answering): the
         # status need not ask them again, nor import their client libraries to do so.

@@ -251,9 +251,6 @@ public final class LoopbackDynamoDB {
                     + ": SQLite pragmas not set");
             return;
         }
-        Field queueField = SQLiteDBAccess.class.getDeclaredField("queue");
-        queueField.setAccessible(true);
-        Field access = field(LocalDBClient.class, "dbAccess");
         Field mapField = field(LocalDynamoDBRequestHandler.class, "dbRequestHandlers");
         @SuppressWarnings("unchecked")
         Map<String, AmazonDynamoDBLocal> before = (Map<String, AmazonDynamoDBLocal>) mapField.get(primary);
@@ -261,9 +258,8 @@ public final class LoopbackDynamoDB {
             @Override
             public AmazonDynamoDBLocal put(String key, AmazonDynamoDBLocal db) {
                 try {
-                    Object dbAccess = db instanceof LocalDBClient ? access.get(db) : null;
-                    if (dbAccess instanceof SQLiteDBAccess) {
-                        SQLiteQueue queue = (SQLiteQueue) queueField.get(dbAccess);
+                    SQLiteQueue queue = queueOf(db);
+                    if (queue != null) {
                         queue.execute(new SQLiteJob<Void>() {
                             @Override
                             protected Void job(SQLiteConnection connection) throws SQLiteException {
@@ -274,7 +270,7 @@ public final class LoopbackDynamoDB {
                             }
                         }).complete();
                     }
-                } catch (IllegalAccessException e) {
+                } catch (ReflectiveOperationException e) {
                     throw new IllegalStateException("cannot set SQLite pragmas: " + e, e);
                 }
                 return super.put(key, db);
@@ -282,6 +278,13 @@ public final class LoopbackDynamoDB {
         };
         tuned.putAll(before);
         mapField.set(primary, tuned);
+    }
+
+    // The SQLite queue (one connection, one thread) of a database DynamoDB Local opened; null for another kind.
+    private static SQLiteQueue queueOf(AmazonDynamoDBLocal db) throws ReflectiveOperationException {
+        Object dbAccess = db instanceof LocalDBClient ? field(LocalDBClient.class, "dbAccess").get(db) : null;
+        return dbAccess instanceof SQLiteDBAccess
+                ? (SQLiteQueue) field(SQLiteDBAccess.class, "queue").get(dbAccess) : null;
     }
 
     private static Field field(Class<?> cls, String name) throws NoSuchFieldException {
@@ -381,15 +384,12 @@ public final class LoopbackDynamoDB {
                 reply(exchange, 400, "{\"error\": \"name must be a pragma's name\"}");
                 return;
             }
-            AmazonDynamoDBLocal db = databases.get(query.get("key") + "_" + query.get("region"));
-            Object dbAccess = db instanceof LocalDBClient ? field(LocalDBClient.class, "dbAccess").get(db) : null;
-            if (!(dbAccess instanceof SQLiteDBAccess)) {
+            SQLiteQueue queue = queueOf(databases.get(query.get("key") + "_" + query.get("region")));
+            if (queue == null) {
                 reply(exchange, 404, "{\"error\": \"no open database for that key and region\"}");
                 return;
             }
-            Field queueField = SQLiteDBAccess.class.getDeclaredField("queue");
-            queueField.setAccessible(true);
-            String value = ((SQLiteQueue) queueField.get(dbAccess)).execute(new SQLiteJob<String>() {
+            String value = queue.execute(new SQLiteJob<String>() {
                 @Override
                 protected String job(SQLiteConnection connection) throws SQLiteException {
                     com.almworks.sqlite4java.SQLiteStatement st = connection.prepare("PRAGMA " + name);
