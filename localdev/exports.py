@@ -307,29 +307,48 @@ def _reader(raw: IO[bytes]):
 
 class _Unzstd:
     """A zstd stream read as a file, which raises EOFError when the input ends inside a frame (zstandard's own
-    stream reader ends quietly there, and a cut that only lost the tar's final padding would pass unseen)."""
+    stream reader ends quietly there, and a cut that only lost the tar's final padding would pass unseen).
+
+    Memory stays bounded whatever the archive holds: the decompressor is fed PIECE bytes at a time, because
+    the output of one call is all that its input expands to (an export compresses ~50x, and one 4-byte RLE
+    block of a crafted archive stands for 128 KiB), and what was read is dropped by moving an offset, so a
+    small read does not move the rest of the buffer."""
+
+    PIECE = 64  # compressed bytes per call: at most 16 blocks, so at most 2 MiB out
 
     def __init__(self, raw: IO[bytes]):
         import zstandard
 
         self._new = zstandard.ZstdDecompressor().decompressobj
-        self.raw, self.obj, self.buffer = raw, self._new(), bytearray()
+        self.raw, self.obj, self.buffer, self.pos = raw, self._new(), bytearray(), 0
+        self.chunk, self.at = b"", 0  # the compressed chunk being fed and how much of it was
 
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buffer) < size:
-            chunk = self.raw.read(CHUNK)
-            if not chunk:
+    def _feed(self) -> bool:
+        """Decompress the next piece into the buffer; False at the end of the input."""
+        if self.at >= len(self.chunk):
+            self.chunk, self.at = self.raw.read(CHUNK), 0
+            if not self.chunk:
                 if not self.obj.eof:
                     raise EOFError("the compressed stream ends inside a frame")
-                break
-            while chunk:
-                if self.obj.eof:  # the next frame
-                    self.obj = self._new()
-                self.buffer += self.obj.decompress(chunk)
-                chunk = self.obj.unused_data if self.obj.eof else b""
-        size = len(self.buffer) if size < 0 else min(size, len(self.buffer))
-        out = bytes(self.buffer[:size])
-        del self.buffer[:size]
+                return False
+        data = self.chunk[self.at:self.at + self.PIECE]
+        self.at += len(data)
+        while data:
+            if self.obj.eof:  # the next frame
+                self.obj = self._new()
+            self.buffer += self.obj.decompress(data)
+            data = self.obj.unused_data if self.obj.eof else b""
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or len(self.buffer) - self.pos < size:
+            del self.buffer[:self.pos]  # only what is left unread moves, less than one read
+            self.pos = 0
+            while (size < 0 or len(self.buffer) < size) and self._feed():
+                pass
+        end = len(self.buffer) if size < 0 else min(self.pos + size, len(self.buffer))
+        out = bytes(memoryview(self.buffer)[self.pos:end])
+        self.pos = end
         return out
 
 

@@ -181,3 +181,26 @@ def test_a_backup_index_is_checked(tmp_path):
     (tmp_path / "backup.json").write_text(json.dumps({"format_version": 9, "tokens": [], "namespaces": []}))
     with pytest.raises(BadInput, match="newer localdev"):
         read_index(tmp_path)
+
+
+def test_a_compressed_stream_is_read_in_bounded_memory_across_frames():
+    import tracemalloc
+
+    import zstandard
+
+    from localdev.exports import _Unzstd
+
+    zeros = 64 << 20  # ~2 KB compressed: what one call of the decompressor would have returned at once
+    stream = zstandard.ZstdCompressor().compress(b"\0" * zeros) + zstandard.ZstdCompressor().compress(b"tail")
+    reader, total, last = _Unzstd(io.BytesIO(stream)), 0, b""
+    tracemalloc.start()
+    try:
+        while chunk := reader.read(10240):
+            total, last = total + len(chunk), chunk
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (total, last[-4:]) == (zeros + 4, b"tail")
+    assert peak < 6 << 20, f"reading held {peak >> 20} MiB"
+    with pytest.raises(EOFError):
+        _Unzstd(io.BytesIO(stream[:-3])).read()
