@@ -162,6 +162,8 @@ def _check(where: str, key: str, value, opt: Option):
         raise _fail(where, key, f"expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
     if opt.choices and value not in opt.choices:
         raise _fail(where, key, f"{value!r} is not allowed; use one of: {', '.join(map(str, opt.choices))}")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:  # ports, sizes, seconds: none < 0
+        raise _fail(where, key, f"must be 0 or more, got {value!r}")
     return value
 
 

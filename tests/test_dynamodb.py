@@ -163,6 +163,60 @@ def test_delete_releases_and_removes_the_database_at_once_and_data_survives_down
     assert client.get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"] == {"pk": {"S": "o-1"}}
 
 
+def test_an_idle_database_is_closed_and_its_next_request_opens_it_again(make_cluster):
+    h = make_cluster(services=SERVICES, options={"dynamodb": {"idle_close_seconds": 2}}, agent=False)
+    pid = h.cluster.runtime.state("dynamodb").pid
+    idle_env = h.cluster.namespaces.env(h.cluster.namespaces.create("idle")["name"])
+    busy_env = h.cluster.namespaces.env(h.cluster.namespaces.create("busy")["name"])
+    idle, busy = ddb(idle_env), ddb(busy_env)
+    for client in (idle, busy):
+        make_table(client)
+    idle.put_item(TableName="orders", Item={"pk": {"S": "o-1"}, "n": {"N": "1"}})
+    db_file = f"{idle_env['AWS_ACCESS_KEY_ID']}_us-east-1.db"
+
+    def state() -> tuple[bool, int]:
+        proc = psutil.Process(pid)
+        queues = sum(1 for t in proc.threads() if Path(f"/proc/{pid}/task/{t.id}/comm").read_text().strip()
+                     .startswith("SQLiteQueue"))
+        return any(Path(f.path).name == db_file for f in proc.open_files()), queues
+
+    assert state()[0]
+    threads_open = psutil.Process(pid).num_threads()
+    # The busy namespace's client keeps writing: its database stays open, every write lands.
+    deadline = time.monotonic() + 8
+    i = 0
+    while time.monotonic() < deadline and state()[0]:
+        busy.put_item(TableName="orders", Item={"pk": {"S": f"b-{i}"}})
+        i += 1
+        time.sleep(0.2)
+    is_open, queues = state()
+    assert not is_open, "the idle namespace's database was not closed"
+    assert psutil.Process(pid).num_threads() <= threads_open - 4  # its queue thread and three pollers
+    assert busy.scan(TableName="orders", Select="COUNT")["Count"] == i
+    # The next request opens it again, with everything it held.
+    assert idle.get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"] == {"pk": {"S": "o-1"}, "n": {"N": "1"}}
+    assert state() == (True, queues + 1)
+    idle.update_item(TableName="orders", Key={"pk": {"S": "o-1"}}, UpdateExpression="SET n = n + :one",
+                     ExpressionAttributeValues={":one": {"N": "1"}})
+    assert idle.get_item(TableName="orders", Key={"pk": {"S": "o-1"}})["Item"]["n"] == {"N": "2"}
+    # A closed database is deleted as an open one is.
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and state()[0]:
+        time.sleep(0.2)
+    assert not state()[0]
+    assert h.cluster.namespaces.delete("idle") is True
+    assert not (h.cluster.services["dynamodb"].data_dir / db_file).exists()
+
+
+def test_a_negative_idle_close_is_refused(tmp_path):
+    from localdev import config
+
+    path = tmp_path / "localdev.toml"
+    path.write_text("[services.dynamodb]\nidle_close_seconds = -1\n")
+    with pytest.raises(BadInput, match="idle_close_seconds: must be 0 or more, got -1"):
+        config.load(start=tmp_path, environ={"LOCALDEV_CONFIG": str(path)})
+
+
 def test_kill_9_is_detected_and_repaired_by_up(make_cluster):
     h = make_cluster(services=SERVICES, agent=False)
     h.cluster.namespaces.create("survivor")

@@ -21,6 +21,11 @@
 // only be swapped while it is closed, which only this process can guarantee.
 // POST /pragma?key=K&region=R&name=N (same header) reads one PRAGMA on that key's open database.
 //
+// -Dlocaldev.idleCloseSeconds=N: close a key's database once no request has used it for N seconds (0: never),
+// and open it again at its next request (see Database below). DynamoDB Local keeps every database it opened
+// open until shutdown, each with a SQLite connection and queue thread and three jobs that query it every
+// second (GSI creation, GSI deletion, TTL expiry): 500 idle namespaces kept half a core busy.
+//
 // -Dlocaldev.sqlitePragmas="synchronous=OFF": run each PRAGMA on every database DynamoDB
 // Local opens, first thing on its connection's queue. By default SQLite syncs its rollback journal and its
 // file four times per written item (BatchWriteItem writes its items one transaction each): most of a bulk
@@ -59,13 +64,19 @@ import org.eclipse.jetty.server.AbstractNetworkConnector;
 import org.eclipse.jetty.server.Connector;
 import org.eclipse.jetty.server.Server;
 
+import software.amazon.dynamodb.services.exceptions.AWSExceptionFactory;
 import software.amazon.dynamodb.services.local.main.ServerRunner;
 import software.amazon.dynamodb.services.local.server.AbstractLocalDynamoDBServerHandler;
 import software.amazon.dynamodb.services.local.server.DynamoDBProxyServer;
 import software.amazon.dynamodb.services.local.server.LocalDynamoDBRequestHandler;
 import software.amazon.dynamodb.services.local.shared.access.AmazonDynamoDBLocal;
+import software.amazon.dynamodb.services.local.shared.access.LocalDBAccess;
 import software.amazon.dynamodb.services.local.shared.access.LocalDBClient;
 import software.amazon.dynamodb.services.local.shared.access.sqlite.SQLiteDBAccess;
+import software.amazon.dynamodb.services.local.shared.jobs.JobsRegister;
+
+import software.amazon.awssdk.services.dynamodb.DynamoDbClient;
+import software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsClient;
 
 import com.almworks.sqlite4java.SQLiteConnection;
 import com.almworks.sqlite4java.SQLiteException;
@@ -91,9 +102,8 @@ public final class LoopbackDynamoDB {
         }
 
         String pragmas = System.getProperty("localdev.sqlitePragmas", "");
-        if (!pragmas.isEmpty()) {
-            tuneDatabases(proxy, pragmas.split(";"));
-        }
+        tuneDatabases(proxy, pragmas.isEmpty() ? new String[0] : pragmas.split(";"),
+                      Long.getLong("localdev.idleCloseSeconds", 0L));
 
         Field field = DynamoDBProxyServer.class.getDeclaredField("server");
         field.setAccessible(true);
@@ -242,46 +252,329 @@ public final class LoopbackDynamoDB {
     // The per-key map (see serveAdmin) is replaced by one whose put() first runs the pragmas on the new
     // database's SQLite queue (SQLiteDBAccess.queue, made and started in its constructor, never replaced):
     // jobs run in order on the connection's one thread, so every request's job comes after them. put() is
-    // called inside the synchronized getHandler(), before the database is handed to any request.
-    private static void tuneDatabases(DynamoDBProxyServer proxy, String[] pragmas) throws Exception {
+    // called inside the synchronized getHandler(), before the database is handed to any request. It also
+    // gives the database's clients the one shared error factory (shareErrors).
+    private static void tuneDatabases(DynamoDBProxyServer proxy, String[] pragmas, long idleCloseSeconds)
+            throws Exception {
         Object handler = field(DynamoDBProxyServer.class, "serverHandler").get(proxy);
         Object primary = field(AbstractLocalDynamoDBServerHandler.class, "primaryHandler").get(handler);
         if (!(primary instanceof LocalDynamoDBRequestHandler)) {
             System.err.println("localdev: DynamoDB Local's request handler is a " + primary.getClass()
-                    + ": SQLite pragmas not set");
+                    + ": SQLite pragmas not set, idle databases not closed");
             return;
         }
+        LocalDynamoDBRequestHandler requests = (LocalDynamoDBRequestHandler) primary;
         Field mapField = field(LocalDynamoDBRequestHandler.class, "dbRequestHandlers");
+        // (in memory or shared, a database closed would lose its data or be every key's: never closed)
+        boolean closable = idleCloseSeconds > 0 && !(Boolean) field(LocalDynamoDBRequestHandler.class, "runInMemory").get(requests)
+                && !(Boolean) field(LocalDynamoDBRequestHandler.class, "sharedDb").get(requests);
+        Opener opener = new Opener(requests, pragmas);
         @SuppressWarnings("unchecked")
         Map<String, AmazonDynamoDBLocal> before = (Map<String, AmazonDynamoDBLocal>) mapField.get(primary);
         Map<String, AmazonDynamoDBLocal> tuned = new HashMap<>() {
             @Override
             public AmazonDynamoDBLocal put(String key, AmazonDynamoDBLocal db) {
-                try {
-                    SQLiteQueue queue = queueOf(db);
-                    if (queue != null) {
-                        queue.execute(new SQLiteJob<Void>() {
-                            @Override
-                            protected Void job(SQLiteConnection connection) throws SQLiteException {
-                                for (String pragma : pragmas) {
-                                    connection.exec("PRAGMA " + pragma);
-                                }
-                                return null;
-                            }
-                        }).complete();
-                    }
-                } catch (ReflectiveOperationException e) {
-                    throw new IllegalStateException("cannot set SQLite pragmas: " + e, e);
+                if (!(db instanceof LocalDBClient)) {
+                    return super.put(key, db);
                 }
-                return super.put(key, db);
+                opener.tune((LocalDBClient) db);
+                return super.put(key, new Database(key, (LocalDBClient) db, opener, closable));
             }
         };
         tuned.putAll(before);
         mapField.set(primary, tuned);
+        if (closable) {
+            long idle = idleCloseSeconds * 1_000_000_000L;
+            Thread closer = new Thread(() -> {
+                while (true) {
+                    try {
+                        Thread.sleep(Math.max(1000L, idleCloseSeconds * 250L));
+                        java.util.List<AmazonDynamoDBLocal> all;
+                        synchronized (requests) {  // getHandler() changes the map holding this monitor
+                            all = new java.util.ArrayList<>(tuned.values());
+                        }
+                        for (AmazonDynamoDBLocal db : all) {
+                            if (db instanceof Database) {
+                                ((Database) db).closeIfIdle(idle);
+                            }
+                        }
+                    } catch (InterruptedException e) {
+                        return;
+                    } catch (RuntimeException e) {
+                        System.err.println("localdev: closing idle databases: " + e);
+                    }
+                }
+            }, "localdev-idle-closer");
+            closer.setDaemon(true);
+            closer.start();
+        }
     }
+
+    // Opens a key's database as DynamoDB Local's getHandler() does (its private static getDBAccess, a job
+    // register with a pool of 10), and tunes each database it or DynamoDB Local opens.
+    static final class Opener {
+        private final java.lang.reflect.Method dbAccess;
+        private final String dbDir;
+        private final boolean delayTransient;
+        private final String[] pragmas;
+
+        Opener(LocalDynamoDBRequestHandler requests, String[] pragmas) throws ReflectiveOperationException {
+            dbAccess = LocalDynamoDBRequestHandler.class.getDeclaredMethod("getDBAccess", String.class, String.class,
+                                                                           boolean.class);
+            dbAccess.setAccessible(true);
+            dbDir = (String) field(LocalDynamoDBRequestHandler.class, "dbFileLocation").get(requests);
+            delayTransient = (Boolean) field(LocalDynamoDBRequestHandler.class, "delayTransientStatuses").get(requests);
+            this.pragmas = pragmas;
+        }
+
+        LocalDBClient open(String credentials) {
+            try {
+                LocalDBAccess access = (LocalDBAccess) dbAccess.invoke(null, credentials, dbDir, false);
+                LocalDBClient db = new LocalDBClient(access, new JobsRegister(
+                        java.util.concurrent.Executors.newFixedThreadPool(10), delayTransient));
+                tune(db);
+                return db;
+            } catch (ReflectiveOperationException e) {
+                throw new IllegalStateException("cannot open the database of " + credentials + ": " + e, e);
+            }
+        }
+
+        // The pragmas first on the database's SQLite queue (SQLiteDBAccess.queue, made and started in its
+        // constructor, never replaced: jobs run in order on the connection's one thread, so every request's
+        // job comes after them), then the shared error factory.
+        void tune(LocalDBClient db) {
+            try {
+                SQLiteQueue queue = queueOf(db);
+                if (queue != null && pragmas.length > 0) {
+                    queue.execute(new SQLiteJob<Void>() {
+                        @Override
+                        protected Void job(SQLiteConnection connection) throws SQLiteException {
+                            for (String pragma : pragmas) {
+                                connection.exec("PRAGMA " + pragma);
+                            }
+                            return null;
+                        }
+                    }).complete();
+                }
+            } catch (ReflectiveOperationException e) {
+                throw new IllegalStateException("cannot set SQLite pragmas: " + e, e);
+            }
+            shareErrors(db);
+        }
+    }
+
+    // What DynamoDB Local's per-key map holds instead of its LocalDBClient: the key's database, open or closed.
+    // A request reaches the database through dynamoDbClient() (or the streams client), then calls one method
+    // of that client; the clients handed out here count those calls, and the database is closed only when
+    // none is running, no job of its own is (a GSI being built: only the three pollers), and none came for
+    // the idle time. All under this object's monitor, so a call that comes while it closes waits, then opens
+    // it again. release() (a deleted namespace) marks it released: a call that still comes fails.
+    static final class Database implements AmazonDynamoDBLocal {
+        private final String credentials;
+        private final Opener opener;
+        private final boolean closable;
+        private LocalDBClient db;  // null while closed
+        private int running;
+        private long lastUsed = System.nanoTime();
+        private boolean released;
+        private boolean pinned;  // an async client was handed out: its calls cannot be counted
+        private final DynamoDbClient client;
+        private final DynamoDbStreamsClient streams;
+
+        Database(String credentials, LocalDBClient db, Opener opener, boolean closable) {
+            this.credentials = credentials;
+            this.db = db;
+            this.opener = opener;
+            this.closable = closable;
+            client = counted(DynamoDbClient.class, LocalDBClient::dynamoDbClient);
+            streams = counted(DynamoDbStreamsClient.class, LocalDBClient::dynamoDbStreamsClient);
+        }
+
+        private <T> T counted(Class<T> api, java.util.function.Function<LocalDBClient, Object> of) {
+            return api.cast(java.lang.reflect.Proxy.newProxyInstance(api.getClassLoader(), new Class<?>[] {api},
+                    (proxy, method, args) -> {
+                        if (method.getDeclaringClass() == Object.class) {
+                            return method.invoke(this, args);
+                        }
+                        Object target;
+                        synchronized (this) {
+                            target = of.apply(open());
+                            running++;
+                        }
+                        try {
+                            return method.invoke(target, args);
+                        } catch (java.lang.reflect.InvocationTargetException e) {
+                            throw e.getCause();
+                        } finally {
+                            synchronized (this) {
+                                running--;
+                                lastUsed = System.nanoTime();
+                            }
+                        }
+                    }));
+        }
+
+        // Holding this monitor.
+        private LocalDBClient open() {
+            if (released) {
+                throw new IllegalStateException("the database of " + credentials + " was released (its namespace "
+                        + "was deleted)");
+            }
+            if (db == null) {
+                db = opener.open(credentials);
+            }
+            lastUsed = System.nanoTime();
+            return db;
+        }
+
+        synchronized LocalDBClient openDatabase() {
+            return open();
+        }
+
+        synchronized void closeIfIdle(long idleNanos) {
+            if (!closable || db == null || pinned || running > 0 || System.nanoTime() - lastUsed < idleNanos
+                    || !onlyPollers(db)) {
+                return;
+            }
+            db.shutdown();
+            db = null;
+        }
+
+        // Closes it for good; whether it was open.
+        synchronized boolean release() {
+            released = true;
+            return close();
+        }
+
+        // Closes it; the next call opens the key's file again (`/replace` swaps the file in between).
+        synchronized boolean close() {
+            boolean open = db != null;
+            if (open) {
+                db.shutdown();
+                db = null;
+            }
+            return open;
+        }
+
+        private synchronized LocalDBClient pin() {
+            pinned = true;
+            return open();
+        }
+
+        @Override
+        public DynamoDbClient dynamoDbClient() {
+            return client;
+        }
+
+        @Override
+        public DynamoDbStreamsClient dynamoDbStreamsClient() {
+            return streams;
+        }
+
+        @Override
+        public software.amazon.awssdk.services.dynamodb.DynamoDbAsyncClient dynamoDbAsyncClient() {
+            return pin().dynamoDbAsyncClient();
+        }
+
+        @Override
+        public software.amazon.awssdk.services.dynamodb.streams.DynamoDbStreamsAsyncClient dynamoDbStreamsAsyncClient() {
+            return pin().dynamoDbStreamsAsyncClient();
+        }
+
+        @Override
+        public void dilateEventTimes(long millis) {
+            pin().dilateEventTimes(millis);
+        }
+
+        @Override
+        public void triggerShardRollovers() {
+            pin().triggerShardRollovers();
+        }
+
+        @Override
+        public synchronized void shutdown() {
+            released = true;
+            close();
+        }
+
+        @Override
+        public synchronized java.util.List<Runnable> shutdownNow() {
+            released = true;
+            java.util.List<Runnable> left = db != null ? db.shutdownNow() : java.util.List.of();
+            db = null;
+            return left;
+        }
+    }
+
+    // True if the database's job register runs only its three polling schedulers (named *-SCHEDULER); false
+    // while it builds or deletes an index or expires items, or if the register cannot be read.
+    private static boolean onlyPollers(LocalDBClient db) {
+        try {
+            Object jobs = field(LocalDBClient.class, "jobs").get(db);
+            Map<?, ?> running = (Map<?, ?>) field(JobsRegister.class, "jobs").get(jobs);
+            for (Object name : running.keySet()) {
+                if (!String.valueOf(name).endsWith("-SCHEDULER")) {
+                    return false;
+                }
+            }
+            return true;
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return false;
+        }
+    }
+
+    // Each database's two clients (LocalDynamoDbClient, LocalDynamoDbStreamsClient) build their own
+    // AWSExceptionFactory, which makes its ~130 error codes' exceptions in advance: each keeps the backtrace of
+    // its construction (setStackTrace only hides it), ~0.2 MB of heap per factory, so 500 namespaces filled the
+    // default heap and DynamoDB Local spent its time collecting. A factory holds nothing of its database (final
+    // error codes, fixed messages; a message with details makes a new exception), so one serves every database
+    // and each database's own is garbage at once. Another DynamoDB Local version without these fields keeps its
+    // own factories: said once on stderr, nothing else changes.
+    private static final AWSExceptionFactory SHARED_ERRORS = new AWSExceptionFactory();
+    private static volatile boolean errorsNotShared;
+
+    private static void shareErrors(AmazonDynamoDBLocal db) {
+        if (errorsNotShared || !(db instanceof LocalDBClient)) {
+            return;
+        }
+        try {
+            for (String name : new String[] {"dynamoDbClient", "dynamoDbStreamsClient"}) {
+                Object client = field(LocalDBClient.class, name).get(db);
+                Object own = field(client.getClass(), "awsExceptionFactory").get(client);
+                replace(client, own, SHARED_ERRORS, 2);  // the client's converters were given it too
+            }
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            errorsNotShared = true;
+            System.err.println("localdev: each database keeps its own error factory (" + e + ")");
+        }
+    }
+
+    // Points every field of `holder` that holds `old` at `with`, and so on in the DynamoDB Local objects it
+    // holds, `depth` levels down.
+    private static void replace(Object holder, Object old, Object with, int depth) throws ReflectiveOperationException {
+        for (Class<?> c = holder.getClass(); c != null && c.getName().startsWith(DYNAMODB_LOCAL); c = c.getSuperclass()) {
+            for (Field f : c.getDeclaredFields()) {
+                if (java.lang.reflect.Modifier.isStatic(f.getModifiers()) || f.getType().isPrimitive()) {
+                    continue;
+                }
+                f.setAccessible(true);
+                Object value = f.get(holder);
+                if (value == old) {
+                    f.set(holder, with);
+                } else if (depth > 1 && value != null && value.getClass().getName().startsWith(DYNAMODB_LOCAL)) {
+                    replace(value, old, with, depth - 1);
+                }
+            }
+        }
+    }
+
+    private static final String DYNAMODB_LOCAL = "software.amazon.dynamodb.";
 
     // The SQLite queue (one connection, one thread) of a database DynamoDB Local opened; null for another kind.
     private static SQLiteQueue queueOf(AmazonDynamoDBLocal db) throws ReflectiveOperationException {
+        if (db instanceof Database) {
+            db = ((Database) db).openDatabase();
+        }
         Object dbAccess = db instanceof LocalDBClient ? field(LocalDBClient.class, "dbAccess").get(db) : null;
         return dbAccess instanceof SQLiteDBAccess
                 ? (SQLiteQueue) field(SQLiteDBAccess.class, "queue").get(dbAccess) : null;
@@ -314,23 +607,37 @@ public final class LoopbackDynamoDB {
             boolean deleted;
             // getHandler() is synchronized on the request handler: holding its monitor, no request can reopen
             // this database between its removal from the map, its close and the deletion of its file. A
-            // request already past getHandler() with this key (a deleted namespace's) may fail.
+            // request already past getHandler() with this key (a deleted namespace's) fails. A replaced
+            // database stays in the map, closed while its monitor is held: a call that comes meanwhile waits,
+            // then opens the new file.
             String credentials = key + "_" + region;  // getCredentialsString(); the file is getDBAccess()'s
             synchronized (requests) {
-                AmazonDynamoDBLocal db = databases.remove(credentials);
-                open = db != null;
-                if (open) {
-                    db.shutdown();
+                AmazonDynamoDBLocal db = databases.get(credentials);
+                Database kept = replacement != null && db instanceof Database ? (Database) db : null;
+                if (kept == null) {
+                    databases.remove(credentials);
                 }
-                File file = new File(dbDir, credentials + ".db");
-                deleted = Files.deleteIfExists(file.toPath());
-                for (String suffix : new String[] {"-journal", "-wal", "-shm"}) {
-                    Files.deleteIfExists(Paths.get(file.getPath() + suffix));
-                }
-                if (replacement != null) {  // a whole file or none: copied aside, then renamed over
-                    Path tmp = Paths.get(file.getPath() + ".localdev-tmp");
-                    Files.copy(replacement, tmp, StandardCopyOption.REPLACE_EXISTING);
-                    Files.move(tmp, file.toPath(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                synchronized (kept != null ? kept : requests) {
+                    if (kept != null) {
+                        open = kept.close();
+                    } else if (db instanceof Database) {
+                        open = ((Database) db).release();
+                    } else {
+                        open = db != null;
+                        if (open) {
+                            db.shutdown();
+                        }
+                    }
+                    File file = new File(dbDir, credentials + ".db");
+                    deleted = Files.deleteIfExists(file.toPath());
+                    for (String suffix : new String[] {"-journal", "-wal", "-shm"}) {
+                        Files.deleteIfExists(Paths.get(file.getPath() + suffix));
+                    }
+                    if (replacement != null) {  // a whole file or none: copied aside, then renamed over
+                        Path tmp = Paths.get(file.getPath() + ".localdev-tmp");
+                        Files.copy(replacement, tmp, StandardCopyOption.REPLACE_EXISTING);
+                        Files.move(tmp, file.toPath(), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                    }
                 }
             }
             reply(exchange, 200, "{\"was_open\": " + open + ", \"deleted\": " + deleted + "}");

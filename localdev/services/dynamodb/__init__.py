@@ -58,6 +58,9 @@ class DynamoDB(Service):
         "jar": Option("", str, help="path to DynamoDBLocal.jar (its DynamoDBLocal_lib beside it); "
                                     "default: LOCALDEV_DYNAMODB_JAR, else fetched into the cache"),
         "cds": Option(True, bool, help="record and use an AppCDS class archive (faster start)"),
+        "idle_close_seconds": Option(provisioning.IDLE_CLOSE_SECONDS, int,
+                                     help="close a namespace's database after this many seconds without a request "
+                                          "(its next request opens it again); 0: never"),
         "image": Option(IMAGE, str, help="container image"),
     }
     ready_timeout = 60.0
@@ -103,7 +106,8 @@ class DynamoDB(Service):
         self._remove_dropped_files()
 
     def native_spec(self) -> ProcessSpec:
-        argv = self._installed().argv(port=self.backend_port, db_path=self.data_dir, host=self.bind_host)
+        argv = self._installed().argv(port=self.backend_port, db_path=self.data_dir, host=self.bind_host,
+                                      idle_close=self.option("idle_close_seconds"))
         # SIGTERM: the launcher's shutdown hook stops Jetty and closes the SQLite files.
         return ProcessSpec(argv=argv, cwd=self.data_dir, ports=[self.backend_port], stop_timeout=15.0)
 

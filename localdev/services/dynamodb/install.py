@@ -56,6 +56,9 @@ ADMIN_FILE = ".localdev-admin"
 # server (only an OS crash can lose or break them), as PostgreSQL's do with fsync off; with them every item
 # written costs four fsyncs (a bulk load 2.6x slower; `journal_mode` PERSIST or WAL gained nothing more).
 SQLITE_PRAGMAS = ("synchronous=OFF",)
+# The launcher closes a key's database once no request has used it for this long, and opens it again at its
+# next request: an open database costs four threads, a SQLite connection and three queries a second.
+IDLE_CLOSE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class Install:
     cds_archive: Path | None  # AppCDS archive, when one could be made
 
     def argv(self, *, port: int, db_path: Path, host: str = "127.0.0.1", cds: bool = True,
-             c1_only: bool = True, telemetry: bool = False, pragmas: tuple[str, ...] = SQLITE_PRAGMAS) -> list[str]:
+             c1_only: bool = True, telemetry: bool = False, pragmas: tuple[str, ...] = SQLITE_PRAGMAS,
+             idle_close: int = IDLE_CLOSE_SECONDS) -> list[str]:
         """localdev's command line; the keyword switches exist for bench/dynamodb_start.py."""
         argv = [self.java.java]
         if c1_only:
@@ -87,6 +91,7 @@ class Install:
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",
                  f"-Dlocaldev.adminFile={db_path / ADMIN_FILE}", f"-Dlocaldev.sqlitePragmas={';'.join(pragmas)}",
+                 f"-Dlocaldev.idleCloseSeconds={idle_close}",
                  "-jar", str(self.launcher), "-port", str(port), "-dbPath", str(db_path)]
         if not telemetry:
             # On by default; it is sent from start(), before the server answers, and needs the internet.
