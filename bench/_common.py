@@ -104,13 +104,31 @@ def pss_mb(pids: list[int]) -> float:
 
 def cluster_pss_mb(home: Path, names: list[str]) -> dict[str, float]:
     """PSS of each service's process tree (and the agent's) of the native cluster in `home`."""
+    return {name: pss_mb(pids) for name, pids in cluster_pids(home, names).items()}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used, in seconds (those gone meanwhile are skipped)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids(home: Path, names: list[str]) -> dict[str, list[int]]:
+    """Each service's process tree (and the agent's) of the native cluster in `home`."""
     out = {}
     for name in names:
         try:
             pid = json.loads((home / "run" / name / "pid").read_text())["pid"]
         except (OSError, ValueError):
             continue
-        out[name] = pss_mb(process_tree(pid))
+        out[name] = process_tree(pid)
     return out
 
 
