@@ -79,8 +79,17 @@ class Config:
 
     @classmethod
     def from_json(cls, data: dict) -> Config:
+        """The config a running cluster recorded at `up`, perhaps by an older localdev: what it did not know
+        of takes its default."""
+        from localdev.services import service_classes
+
+        services = {}
+        for name, recorded in data["services"].items():
+            known = service_classes().get(name)
+            defaults = {key: opt.default for key, opt in (known.options if known else {}).items()}
+            services[name] = {**defaults, **recorded}
         return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],
-                   host=data["host"], advertise_host=data.get("advertise_host", ""), services=data["services"],
+                   host=data["host"], advertise_host=data.get("advertise_host", ""), services=services,
                    namespaces={**NAMESPACE_KEYS, **data["namespaces"]}, agent={**AGENT_KEYS, **data["agent"]})
 
 
