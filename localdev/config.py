@@ -83,9 +83,10 @@ class Config:
         of takes its default."""
         from localdev.services import service_classes
 
+        classes = service_classes()
         services = {}
         for name, recorded in data["services"].items():
-            known = service_classes().get(name)
+            known = classes.get(name)
             defaults = {key: opt.default for key, opt in (known.options if known else {}).items()}
             services[name] = {**defaults, **recorded}
         return cls(path=Path(data["path"]) if data.get("path") else None, runtime=data["runtime"],

@@ -436,8 +436,7 @@ public final class LoopbackDynamoDB {
                     || !onlyPollers(db)) {
                 return;
             }
-            db.shutdown();
-            db = null;
+            close();
         }
 
         // Closes it for good; whether it was open.
@@ -492,9 +491,8 @@ public final class LoopbackDynamoDB {
         }
 
         @Override
-        public synchronized void shutdown() {
-            released = true;
-            close();
+        public void shutdown() {
+            release();
         }
 
         @Override
