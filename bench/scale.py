@@ -6,7 +6,8 @@ for with them present. One run prints everything side by side:
   creators work, and after, so PSS per namespace = (after - before) / N;
 - with the N present, twice (right after the creates, and `--settle` seconds later, once DynamoDB Local has
   closed the databases nobody uses): each process's idle CPU, the cluster's PSS, `ns create --print-env
-  shell` seeded from the CLI (what a CI job runs) p50/p95, and `ns list` p50.
+  shell` seeded from the CLI (what a CI job runs) p50/p95, each process's CPU per such create and its
+  delete, and `ns list` p50.
 
     python bench/scale.py [--namespaces 500] [--creators 8] [--probes 20] [--settle 70]
                           [--services postgres,dynamodb,aws,mongo] [--aws-flavor localstack]
@@ -65,15 +66,19 @@ def measure_present(home: Path, env: dict, client, services: list[str], tag: str
     idle = {name: round((cpu_seconds(p) - before[name]) * 10, 1) for name, p in pids.items()}
     pss = sum(cluster_pss_mb(home, ["agent", *services]).values())
     times = []
+    start = {name: cpu_seconds(p) for name, p in cluster_pids(home, ["agent", *services]).items()}
     for i in range(probes):
         t = time.perf_counter()
         subprocess.run([LOCALDEV, "ns", "create", f"probe-{tag}-{i}", "--seeds", str(SEEDS), "--print-env", "shell"],
                        env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - t)
         client.delete(f"probe-{tag}-{i}")
+    # (a process restarted meanwhile would show its new self's CPU: none is, in a clean run)
+    cycle_cpu = {name: round((cpu_seconds(p) - start.get(name, 0.0)) / probes * 1000, 1)
+                 for name, p in cluster_pids(home, ["agent", *services]).items()}
     listing = [cli(env, "ns", "list") for _ in range(5)]
     return {"idle_cpu_pct": idle, "pss_mb": round(pss, 1), "create_print_env": summary(times),
-            "ns_list": summary(listing)}
+            "cpu_ms_per_create_delete": cycle_cpu, "ns_list": summary(listing)}
 
 
 def main() -> None:
@@ -148,7 +153,8 @@ def main() -> None:
         probe, listed = seen["create_print_env"], seen["ns_list"]
         print(f"with them present ({when}): ns create --print-env shell (CLI, seeded) p50 {probe['p50'] * 1000:.0f} ms "
               f"p95 {probe['p95'] * 1000:.0f} ms; ns list p50 {listed['p50'] * 1000:.0f} ms; idle CPU "
-              f"{seen['idle_cpu_pct']}; PSS {seen['pss_mb']:.0f} MB")
+              f"{seen['idle_cpu_pct']}; PSS {seen['pss_mb']:.0f} MB; CPU ms per create + delete "
+              f"{seen['cpu_ms_per_create_delete']}")
     print(f"wrote {save('scale', result)}")
 
 

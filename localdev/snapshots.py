@@ -23,9 +23,11 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from localdev.concurrency import all_at_once, pool
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.names import validate_name
 from localdev.services.postgres.locks import LockTimeout, advisory_lock
@@ -327,8 +329,15 @@ class Snapshots:
             copier = self.copier(svc.name) if snap and svc.name in snap["parts"] else None
             if snap is not None and copier is not None and copier.copies_seeds:
                 return copier.create(ns, snap["id"], snap["parts"][svc.name])
-            env = svc.create_seeded(ns, parts[svc.name]) if svc.name in parts else svc.create_namespace(ns)
-            if snap is not None and copier is not None and _lost(copier, snap["id"], snap["parts"][svc.name]):
+            make = partial(svc.create_seeded, ns, parts[svc.name]) if svc.name in parts else \
+                partial(svc.create_namespace, ns)
+            lost = getattr(copier, "lost", None)
+            if snap is None or lost is None:
+                return make()
+            # Whether the service still holds the snapshot's part is asked beside the replay, not after it.
+            with pool(2) as steps:
+                env, gone = all_at_once(steps, [make, partial(lost, snap["id"], snap["parts"][svc.name])])
+            if gone:
                 self._retake(snap, ns, svc.name)  # beside the other services' creates, not after them
             return env
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import boto3
 import pytest
@@ -297,3 +298,24 @@ def test_emulator_writes_only_under_localdev_home(aws):
     else:  # its pid file goes to TMPDIR
         assert (data / "tmp" / f"ministack-{port}.pid").is_file()
         assert not os.path.exists(f"/tmp/ministack-{port}.pid")
+
+
+@pytest.mark.parametrize("metrics", [False, True], ids=["sqs_metrics-off", "sqs_metrics-on"])
+def test_localstack_publishes_sqs_metrics_to_cloudwatch_only_when_asked(make_cluster, metrics):
+    """Off by default: LocalStack's own default puts three data points per queue of every account into an
+    untrimmed metrics database each minute, and one per message sent. `sqs_metrics = true` brings it back."""
+    h = make_cluster(["aws"], {"aws": {"flavor": "localstack", "sqs_metrics": metrics}}, agent=False)
+    svc = h.cluster.services["aws"]
+    with svc.client("sqs") as sqs, svc.client("cloudwatch") as cloudwatch:
+        url = sqs.create_queue(QueueName="metered")["QueueUrl"]
+        for i in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+
+        def sent() -> list[str]:
+            found = cloudwatch.list_metrics(Namespace="AWS/SQS", MetricName="NumberOfMessagesSent")["Metrics"]
+            return [d["Value"] for m in found for d in m["Dimensions"] if d["Name"] == "QueueName"]
+        if metrics:  # dispatched on a thread pool at each send: there within moments
+            assert poll_until(sent, 15, "the NumberOfMessagesSent metric") == ["metered"]
+        else:  # what arrives at all arrives within that time when on: wait as long, then none
+            time.sleep(3)
+            assert sent() == []

@@ -91,7 +91,7 @@ def test_a_built_localstack_venv_is_taken_without_running_any_interpreter(tmp_pa
     assert probed == [sys.executable, sys.executable] and venv.name == f"{prov.LOCALSTACK_VERSION}-py3.13"
 
 def make(tmp_path, **options) -> Aws:
-    opts = {"enabled": True, "port": 24566, "flavor": "localstack", "python": "", "image": "", **options}
+    opts = {"enabled": True, "port": 24566, **{k: o.default for k, o in Aws.options.items()}, **options}
     return Aws(ServiceContext(state=StateDir(tmp_path), host="127.0.0.1", runtime="docker", options=opts))
 
 
@@ -100,6 +100,8 @@ def test_container_specs_pin_the_open_source_images(tmp_path, monkeypatch):
     spec = make(tmp_path).container_spec()
     assert spec.image == LOCALSTACK_IMAGE == "localstack/localstack:4.14.0"
     assert spec.ports == {4566: 24566} and "LOCALSTACK_AUTH_TOKEN" not in spec.env
+    assert spec.env["SQS_DISABLE_CLOUDWATCH_METRICS"] == "1"
+    assert make(tmp_path, sqs_metrics=True).container_spec().env["SQS_DISABLE_CLOUDWATCH_METRICS"] == "0"
     newer = make(tmp_path, image="localstack/localstack:latest").container_spec()
     assert newer.env["LOCALSTACK_AUTH_TOKEN"] == "tok"
     mini = make(tmp_path, flavor="ministack").container_spec()

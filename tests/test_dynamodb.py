@@ -174,10 +174,15 @@ def test_an_idle_database_is_closed_and_its_next_request_opens_it_again(make_clu
     idle.put_item(TableName="orders", Item={"pk": {"S": "o-1"}, "n": {"N": "1"}})
     db_file = f"{idle_env['AWS_ACCESS_KEY_ID']}_us-east-1.db"
 
+    def name_of(thread_id: int) -> str:
+        try:
+            return Path(f"/proc/{pid}/task/{thread_id}/comm").read_text().strip()
+        except FileNotFoundError:  # it ended after it was listed (a closing database's threads do)
+            return ""
+
     def state() -> tuple[bool, int]:
         proc = psutil.Process(pid)
-        queues = sum(1 for t in proc.threads() if Path(f"/proc/{pid}/task/{t.id}/comm").read_text().strip()
-                     .startswith("SQLiteQueue"))
+        queues = sum(1 for t in proc.threads() if name_of(t.id).startswith("SQLiteQueue"))
         return any(Path(f.path).name == db_file for f in proc.open_files()), queues
 
     opened, queues_open = state()

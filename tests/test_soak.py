@@ -94,6 +94,6 @@ def test_sixty_cycles_give_everything_back(tmp_path_factory, nofile_1024):
 
 @pytest.mark.long
 def test_three_hundred_cycles_give_everything_back(tmp_path_factory, nofile_1024):
-    # Past the agent's 256 warm DynamoDB clients: evicted clients are closed, their sockets with them.
+    # Long enough for what a namespace leaves behind to show in every gauge.
     data, samples = run_soak(tmp_path_factory, 300)
     assert_flat(data, samples)

@@ -2,14 +2,13 @@
 credentials, warm botocore clients, and how an AWS error's code is read.
 
 One botocore session for the whole process (loading its models is the costly part of a first client),
-and per service a bounded LRU of clients keyed by what makes them differ (API, key, region, ...), each used
-under a lease so that an evicted client can be closed without closing it under a thread.
+and per service a few clients shared by every account, each call signed with its account's credentials
+(`WarmClients`), used under a lease so that a restarting service's client is not closed under a thread.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 
 from localdev.config import Option
@@ -93,39 +92,79 @@ class _Entry:
         self.retired = False
 
 
+# The keyword an account's calls carry through a shared client, taken out again before botocore validates
+# the parameters (no AWS API has a lower-case parameter).
+_CREDENTIALS_PARAM = "localdev_credentials"
+
+
+def _take_credentials(params, context, **_):
+    credentials = params.pop(_CREDENTIALS_PARAM, None)
+    if credentials is not None:
+        context.setdefault("signing", {})["request_credentials"] = credentials
+
+
+def _require_credentials(request, **_):
+    # A call that reached the client around an AccountClient would be signed with the client's placeholder
+    # key, which the emulators map to a default account: refused here, loudly, instead.
+    if not request.context.get("signing", {}).get("request_credentials"):
+        raise RuntimeError("a shared AWS client was called without an account's credentials")
+
+
+class AccountClient:
+    """One account's view of a shared botocore client: every call (and every page of a paginator) is signed
+    with this account's key and secret; everything else is the shared client's."""
+
+    def __init__(self, client, credentials):
+        self._client = client
+        self._credentials = credentials
+        self._operations = client.meta.method_to_api_mapping
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name in self._operations:
+            credentials = self._credentials
+            return lambda **kwargs: attr(**kwargs, **{_CREDENTIALS_PARAM: credentials})
+        return attr
+
+    def get_paginator(self, operation: str):
+        return _AccountPaginator(self._client.get_paginator(operation), self._credentials)
+
+
+class _AccountPaginator:
+    def __init__(self, paginator, credentials):
+        self._paginator, self._credentials = paginator, credentials
+
+    def paginate(self, **kwargs):
+        return self._paginator.paginate(**kwargs, **{_CREDENTIALS_PARAM: self._credentials})
+
+
 class WarmClients:
-    """A bounded LRU of botocore clients, each used under a lease (`with clients.lease(...) as client:`).
+    """A few shared botocore clients, one per (API, endpoint, region, tag), each call signed with the
+    credentials of the account it is made for: `with clients.lease(api, key=..., ...) as client:`.
 
-    A botocore client holds a pool of sockets until it is closed; dropping the last reference does not close
-    them soon (its reference cycles wait for the cyclic collector), so a long-lived agent that only forgot
-    evicted clients kept ~2.4 sockets per namespace ever served. An evicted or dropped client is retired:
-    closed at once if no lease holds it, else by the last lease to end, so a thread never has its client
-    closed under it."""
+    A client per account cost its creation on every namespace's first request (a new client class, the
+    endpoint rules parsed, the event handlers copied: a third of the agent's CPU in a create/delete
+    cycle) and a pool of sockets, which a long-lived agent had to close when it evicted the client. The
+    accounts now only differ in the credentials each request is signed with. A client is closed only when
+    its service restarts (`close`): at once if no lease holds it, else by the last lease to end, so a thread
+    never has its client closed under it."""
 
-    def __init__(self, max_size: int):
-        self.max_size = max_size
-        self._clients: OrderedDict[tuple, _Entry] = OrderedDict()
+    def __init__(self):
+        self._clients: dict[tuple, _Entry] = {}
         self._lock = threading.Lock()
 
     @contextmanager
     def lease(self, api: str, *, endpoint: str, key: str, secret: str, region: str, config, tag: str = ""):
-        cache_key = (api, endpoint, key, secret, region, tag)
-        to_close: list[_Entry] = []
+        from botocore.credentials import Credentials
+
+        cache_key = (api, endpoint, region, tag)
         with self._lock:
             entry = self._clients.get(cache_key)
-            if entry is not None:
-                self._clients.move_to_end(cache_key)
-            else:
-                entry = _Entry(session().create_client(
-                    api, region_name=region, endpoint_url=endpoint, aws_access_key_id=key,
-                    aws_secret_access_key=secret, config=config))
-                self._clients[cache_key] = entry
-                while len(self._clients) > self.max_size:
-                    to_close += self._retire(self._clients.popitem(last=False)[1])
+            if entry is None:
+                entry = self._clients[cache_key] = _Entry(_shared_client(api, endpoint, region, config))
             entry.leases += 1
-        _close(to_close)
         try:
-            yield entry.client
+            yield AccountClient(entry.client, Credentials(key, secret))
         finally:
             with self._lock:
                 entry.leases -= 1
@@ -133,26 +172,29 @@ class WarmClients:
             if done:
                 _close([entry])
 
-    def drop(self, key: str) -> None:
-        """Retire every client made with access key `key` (a deleted namespace's)."""
-        with self._lock:
-            gone = [k for k in self._clients if k[2] == key]
-            to_close = [e for k in gone for e in self._retire(self._clients.pop(k))]
-        _close(to_close)
-
     def __len__(self) -> int:
         return len(self._clients)
-
-    def _retire(self, entry: _Entry) -> list[_Entry]:
-        entry.retired = True
-        return [entry] if entry.leases == 0 else []
 
     def close(self) -> None:
         with self._lock:
             entries = list(self._clients.values())
             self._clients.clear()
-            to_close = [e for e in entries for e in self._retire(e)]
+            for entry in entries:
+                entry.retired = True
+            to_close = [e for e in entries if e.leases == 0]
         _close(to_close)
+
+
+def _shared_client(api: str, endpoint: str, region: str, config):
+    from botocore.config import Config
+
+    # Every namespace's requests share its connections: a pool for the agent's concurrent creators' steps.
+    client = session().create_client(api, region_name=region, endpoint_url=endpoint,
+                                     aws_access_key_id="localdev-shared", aws_secret_access_key="unused",
+                                     config=config.merge(Config(max_pool_connections=32)))
+    client.meta.events.register("before-parameter-build", _take_credentials)
+    client.meta.events.register("before-sign", _require_credentials)
+    return client
 
 
 def _close(entries: list[_Entry]) -> None:

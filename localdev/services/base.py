@@ -250,8 +250,8 @@ class Service:
         from localdev.waiting import TimedOut
 
         timeout = timeout or self.ready_timeout
-        try:
-            poll_until(self.ready, timeout, f"{self.name}",
+        try:  # polled every 0.1 s at most: `up` waits for the last service to answer, not a long sleep after it
+            poll_until(self.ready, timeout, f"{self.name}", max_interval=0.1,
                        fail=lambda: None if alive() else f"{self.name} exited during start-up: "
                                                          f"see `localdev logs {self.name}`")
         except TimedOut:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from localdev.services.install import ProvisionError, which
@@ -31,8 +32,8 @@ def find_java(who: str, min_version: int = 17) -> Java:
     javac_path = Path(java).resolve().parent / "javac"
     javac = str(javac_path) if javac_path.exists() else which("javac")
     try:
-        out = subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, timeout=30).stdout
+        st = os.stat(java)
+        out = _version_banner(java, st.st_mtime_ns, st.st_size)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ProvisionError(f"could not run {java} -version ({exc}): {JAVA_FIX}") from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -44,3 +45,12 @@ def find_java(who: str, min_version: int = 17) -> Java:
     if major < min_version:
         raise ProvisionError(f"{who} needs Java {min_version} or newer, found Java {major} at {java}: {JAVA_FIX}")
     return Java(java=java, javac=javac, version=major, banner=out.strip())
+
+
+@lru_cache(maxsize=8)
+def _version_banner(java: str, mtime_ns: int, size: int) -> str:
+    """`java -version`'s output, once per JVM binary in a process: `up` asks for it for each Java service, and
+    each ask started a JVM on the path of that service's start."""
+    return subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=30).stdout
+

@@ -64,12 +64,14 @@ class Aws(Service):
         "flavor": Option("localstack", str, ("localstack", "ministack"), help="which emulator"),
         "python": Option("", str, help="a Python >= 3.13 for LocalStack (default: PATH, then pyenv)"),
         "image": Option("", str, help="container image (default: the flavor's pinned image)"),
+        "sqs_metrics": Option(False, bool, help="LocalStack: publish each queue's SQS metrics to CloudWatch, "
+                                                "every minute and at each message sent, received or deleted"),
     }
     ready_timeout = 90.0  # LocalStack's first start loads its providers, slowly on a small shared machine
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self._clients = WarmClients(96)
+        self._clients = WarmClients()
         self._python: Path | None = None
 
     @property
@@ -155,6 +157,7 @@ class Aws(Service):
                 "DNS_ADDRESS": "0",
                 "SKIP_SSL_CERT_DOWNLOAD": "1",
                 "DISABLE_EVENTS": "1",  # no analytics
+                **self._localstack_sqs_env(),
                 # LocalStack reads TMPDIR (and warns it is deprecated); Python's tempfile needs it.
             }
             # It sometimes hangs on SIGTERM (a scheduler thread), and nothing is lost by a SIGKILL that a clean
@@ -174,6 +177,14 @@ class Aws(Service):
         return ProcessSpec(argv=argv, env={**common, **env}, cwd=data, ports=[self.backend_port],
                            stop_signal=signal.SIGTERM, stop_timeout=stop_timeout)
 
+    def _localstack_sqs_env(self) -> dict[str, str]:
+        # On by default in LocalStack: every minute, for every account holding queues, an internal CloudWatch
+        # client puts three data points per queue into a metrics database on disk that nothing ever trims (and
+        # one more put per message sent, received or deleted). A shared cluster with hundreds of namespaces
+        # paid for it in idle CPU and a database growing by every queue each minute, for metrics few dev
+        # setups read. docs/aws.md says how to turn it on.
+        return {"SQS_DISABLE_CLOUDWATCH_METRICS": "0" if self.option("sqs_metrics") else "1"}
+
     def image(self) -> str:
         return self.option("image") or (LOCALSTACK_IMAGE if self.flavor == "localstack" else MINISTACK_IMAGE)
 
@@ -182,7 +193,7 @@ class Aws(Service):
         if self.flavor == "localstack":
             env = {"LOCALSTACK_HOST": self.public_host,
                    "SQS_ENDPOINT_STRATEGY": "path",
-                   "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1"}
+                   "SKIP_SSL_CERT_DOWNLOAD": "1", "DISABLE_EVENTS": "1", **self._localstack_sqs_env()}
             if self.image() != LOCALSTACK_IMAGE and os.environ.get("LOCALSTACK_AUTH_TOKEN"):
                 # Newer images refuse to start without a token (and their terms restrict shared use).
                 env["LOCALSTACK_AUTH_TOKEN"] = os.environ["LOCALSTACK_AUTH_TOKEN"]
@@ -208,15 +219,17 @@ class Aws(Service):
             return False
 
     def ready(self) -> bool:
-        if not self._health():
-            return False
-        try:  # a real round-trip through the services namespaces use (the first call loads them)
-            with self.client("s3") as s3, self.client("sqs") as sqs:
+        # The clients before the health check: loading botocore and its models then overlaps the emulator's
+        # own start instead of following it (a cold `up` waits for this check).
+        with self.client("s3") as s3, self.client("sqs") as sqs:
+            if not self._health():
+                return False
+            try:  # a real round-trip through the services namespaces use (the first call loads them)
                 s3.list_buckets()
                 sqs.list_queues()
-            return True
-        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
-            return False
+                return True
+            except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+                return False
 
     def after_ready(self) -> None:
         # Load the marker's provider now, so the first namespace does not pay for it.
@@ -225,8 +238,7 @@ class Aws(Service):
 
     # -- warm clients --------------------------------------------------------------
     def client(self, service: str, key: str = "000000000000", secret: str = "test", region: str = "us-east-1"):
-        """A lease on the warm client for one account (one shared session: models are loaded once):
-        `with svc.client("s3") as s3:`."""
+        """One account's lease on the API's shared client (aws_clients.WarmClients): `with svc.client("s3") as s3:`."""
         from botocore.config import Config
 
         return self._clients.lease(service, endpoint=self.endpoint, key=key, secret=secret, region=region,
@@ -250,8 +262,8 @@ class Aws(Service):
         self._clients.close()
 
     def warm(self) -> None:
-        # One read per API a create uses, in the emulator's default account (a namespace's clients then
-        # share the loaded models and endpoint rules; their sessions stay per key).
+        # One read per API a create or delete uses, in the emulator's default account: the shared clients
+        # are made, and the emulator has loaded those APIs, before the first namespace needs them.
         with self.client("s3") as s3, self.client("sqs") as sqs, self.client("sns") as sns, \
                 self.client("events") as events:
             _listings(s3, sqs, sns)
@@ -362,8 +374,6 @@ class Aws(Service):
                 if error_code(exc) != "ResourceNotFoundException":
                     raise
             left = {kind: names for kind, names in _listings(s3, sqs, sns).items() if names}
-        # The account is empty and a namespace's key is never reused: its clients can go.
-        self._clients.drop(access_key_id(ns))
         if left:
             raise LocalDevError(f"aws: dropping namespace {ns.name!r} left {left} in account "
                                 f"{access_key_id(ns)}: run `localdev ns delete {ns.name}` again")

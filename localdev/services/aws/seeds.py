@@ -141,7 +141,7 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
             if not made:
                 undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
             _put_object(s3, fixtures, folder, name, key, path)
-    for url in _create_queues(sqs, fixtures):
+    for url in _create_queues(sqs, fixtures["queues"]):
         if url not in existing["queues"]:
             undo.add(sqs.delete_queue, QueueUrl=url)
 
@@ -149,14 +149,18 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
 def apply_fresh(svc, ns, fixtures: dict, marker) -> None:
     """The seeds of a namespace being created: its account is new and empty, and a failed create drops the
     whole namespace, so nothing is listed first or recorded to take back, and every step that waits on no
-    other runs at once: `marker()`, each bucket's creation, then each object, and the queues (one after the
-    other, in the file's order: a redrive policy names a queue made before it)."""
+    other runs at once: `marker()`, each bucket's creation, then each object, and each queue (one after the
+    other, in the file's order, if any has a redrive policy: it names a queue made before it)."""
     from localdev.concurrency import all_at_once, finished, pool, settled, started
 
     names = _bucket_names(ns, fixtures)
     objects = [(folder, key, path) for folder, items in fixtures["buckets"].items() for key, path in items]
-    with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, pool(2 + len(objects)) as steps:
-        others = started(steps, [marker, partial(_create_queues, sqs, fixtures)])
+    in_order = any("RedrivePolicy" in q["attributes"] for q in fixtures["queues"])
+    with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, \
+            pool(1 + len(fixtures["queues"]) + len(objects)) as steps:
+        queues = [partial(_create_queues, sqs, fixtures["queues"])] if in_order else \
+            [partial(_create_queues, sqs, [q]) for q in fixtures["queues"]]
+        others = started(steps, [marker, *queues])
         try:
             all_at_once(steps, [partial(_create_bucket, svc, ns, s3, folder, name) for folder, name in names.items()])
             all_at_once(steps, [partial(_put_object, s3, fixtures, folder, names[folder], key, path)
@@ -203,8 +207,8 @@ def _put_object(s3, fixtures: dict, folder: str, bucket: str, key: str, path: Pa
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=meta.get("Metadata", {}))
 
 
-def _create_queues(sqs, fixtures: dict) -> list[str]:
-    return [sqs.create_queue(QueueName=q["name"], Attributes=q["attributes"])["QueueUrl"] for q in fixtures["queues"]]
+def _create_queues(sqs, queues: list[dict]) -> list[str]:
+    return [sqs.create_queue(QueueName=q["name"], Attributes=q["attributes"])["QueueUrl"] for q in queues]
 
 
 def _remove_bucket(svc, ns, s3, bucket: str) -> None:

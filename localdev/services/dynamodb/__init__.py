@@ -37,7 +37,6 @@ CONTAINER_DATA = "/home/dynamodblocal/data"
 PROBE_KEY = "localdevprobe"
 DROPPED_SUFFIX = ".dropped"
 log = logging.getLogger("localdev.dynamodb")
-WARM_CLIENTS = 256  # a long-lived agent sees many namespaces: keep the recent ones' clients only
 
 
 class DynamoDBError(LocalDevError):
@@ -68,7 +67,7 @@ class DynamoDB(Service):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._install = None
-        self._clients = WarmClients(WARM_CLIENTS)
+        self._clients = WarmClients()
 
     # -- where it lives -------------------------------------------------------------------
     @property
@@ -148,6 +147,11 @@ class DynamoDB(Service):
     def close(self) -> None:
         self._clients.close()
 
+    def warm(self) -> None:
+        # The shared client namespaces' requests go through (not the probe's), made before the first create.
+        with self._client(PROBE_KEY, self.ctx.namespaces.get("region", "us-east-1")) as client:
+            client.list_tables(Limit=1)
+
     def missing_debian_packages(self) -> list[str]:
         return provisioning.missing_debian_packages()
 
@@ -186,7 +190,7 @@ class DynamoDB(Service):
 
     # -- clients --------------------------------------------------------------------------
     def _client(self, key: str, region: str, probe: bool = False):
-        """A lease on the warm client per (key, region): made once, reused by every thread."""
+        """The account's lease on the shared client of `region` (aws_clients.WarmClients)."""
         from botocore.config import Config
 
         config = (Config(connect_timeout=0.5, read_timeout=2, retries={"max_attempts": 1}) if probe else
@@ -230,7 +234,6 @@ class DynamoDB(Service):
                 # read it, and the mark above removes it at the next start. Anything else is a real failure.
                 if error_code(exc) != "InternalFailure":
                     raise
-        self._clients.drop(key)
         for region in sorted(regions):
             if self._release(key, region):
                 marker = self.data_dir / f"{key}_{region}.db{DROPPED_SUFFIX}"
