@@ -15,6 +15,7 @@ import pytest
 from localdev.errors import LocalDevError
 from localdev.services.postgres import initdb
 from localdev.services.postgres.install import find_bin_dir
+from localdev.waiting import poll_until
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_each_data_directory_is_a_copy_of_one_initdb_with_its_own_password(place
     (root / "shared").mkdir()
     a = make(root, "a", "first-secret", as_user)
     b = make(root, "b", "it's-second", as_user)  # a quote: escaped in the ALTER ROLE
-    templates = sorted(p.name for p in (root / "shared").iterdir() if not p.name.endswith(".lock"))
+    templates = sorted(p.name for p in (root / "shared").iterdir() if not p.name.endswith((".lock", ".spare")) and ".tmp." not in p.name)
     assert len(templates) == 1 and templates[0].startswith("initdb-")
     assert (a / "PG_VERSION").read_text() == (root / "shared" / templates[0] / "PG_VERSION").read_text()
     pa, pb = stored_password(a, as_user), stored_password(b, as_user)
@@ -69,6 +70,25 @@ def test_each_data_directory_is_a_copy_of_one_initdb_with_its_own_password(place
     subprocess.run(["cp", "-a", str(root / "shared" / templates[0]), str(copy)], check=True, **as_user)
     assert stored_password(copy, as_user) is None  # the template has no password at all
     assert oct(a.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_spare_copy_is_renamed_into_place_and_made_again_in_the_background(place):
+    root, as_user = place
+    shared = root / "shared"
+    shared.mkdir()
+    a = make(root, "a", "first-secret", as_user)
+    template = next(p for p in shared.iterdir() if p.name.startswith("initdb-") and p.suffix == "")
+    spare = initdb.spare_of(template)
+    poll_until(lambda: (spare / "PG_VERSION").exists(), 60, "the spare copy")
+    taken = spare.stat().st_ino
+    b = make(root, "b", "second-secret", as_user)
+    assert b.stat().st_ino == taken  # renamed, not copied
+    assert stored_password(b, as_user).startswith("SCRAM-SHA-256$4096:")
+    assert stored_password(a, as_user) != stored_password(b, as_user)
+    poll_until(lambda: (spare / "PG_VERSION").exists(), 60, "the spare copy made again")
+    assert spare.stat().st_ino != taken and stored_password(spare, as_user) is None  # the template's content
+    assert (spare.stat().st_uid, oct(spare.stat().st_mode & 0o777)) == (template.stat().st_uid, "0o700")
+    assert sorted(p.name for p in shared.iterdir()) == sorted([template.name, template.name + ".lock", spare.name])
 
 
 def test_without_a_template_it_is_initdb_itself(place, monkeypatch):

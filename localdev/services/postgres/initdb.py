@@ -3,7 +3,9 @@ password then set offline (single-user mode), or, if that fails, initdb itself.
 
 initdb runs PostgreSQL's bootstrap and writes ~1000 files; beside the other services' start-up it took
 2.7-3.3 s of a cold `up` on 2 cores, the longest step with LocalStack's start. The copy (`cp -a`, as the
-server's user) and the password take ~0.2 s quiet. The template has no password at all: until the copy's
+server's user) and the password take ~0.2 s quiet, but the copy's system time grew several-fold beside the
+other services' start: so a spare copy is kept beside the template, renamed into place by a cold `up`
+and made again in the background after it. The template has no password at all: until the copy's
 ALTER ROLE, a TCP login as the superuser fails (scram-sha-256 with no password), and local socket
 connections are trusted in every cluster anyway (`--auth-local=trust`, the socket in a 0700 directory).
 Every copy shares the template's system identifier, which only physical replication would look at.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,8 +37,10 @@ def make(bin_dir: Path, pgdata: Path, admin: str, password: str, *, as_user: dic
     template the server's user can read lives (None: localdev's cache)."""
     try:
         template = _template(bin_dir, admin, as_user, shared)
-        subprocess.run(["cp", "-a", str(template), str(pgdata)], check=True, capture_output=True, **as_user)
+        if not _take_spare(template, pgdata):
+            subprocess.run(["cp", "-a", str(template), str(pgdata)], check=True, capture_output=True, **as_user)
         _set_password(bin_dir, pgdata, admin, password, as_user)
+        _refill_spare(template)
         return
     except (OSError, subprocess.SubprocessError, LocalDevError) as exc:
         log.warning("copying a prepared data directory failed (%s): running initdb", exc)
@@ -70,6 +75,37 @@ def _template(bin_dir: Path, admin: str, as_user: dict, shared: Path | None) -> 
             raise LocalDevError(f"initdb of the template failed: {proc.stderr.strip() or proc.stdout.strip()}")
         build.rename(template)
     return template
+
+
+def spare_of(template: Path) -> Path:
+    return template.with_name(template.name + ".spare")
+
+
+def _take_spare(template: Path, pgdata: Path) -> bool:
+    """Move the template's spare copy into place: one rename instead of a copy of ~1000 files, whose system
+    time a cold `up` paid beside every other service's start. False if there is none (taken by another
+    `up`, not refilled yet) or it lies on another file system."""
+    try:
+        os.rename(spare_of(template), pgdata)
+        return True
+    except OSError:
+        return False
+
+
+def _refill_spare(template: Path) -> None:
+    """Copy the template to its spare in a detached process, after this cluster's data directory is made: the
+    next cold `up` takes it (as root, `cp -a` keeps the server's user as the owner). A copy is made under a
+    name of its own and renamed when whole, so a copy that was killed is never taken; its leftovers older
+    than an hour are removed by a later refill."""
+    spare = spare_of(template)
+    if spare.exists():
+        return
+    # sh puts the copy in the background and exits: nothing is left for this process to reap.
+    script = ('( find "$1" -maxdepth 1 -name "$2.*" -mmin +60 -exec rm -rf {} + ; '
+              'cp -a "$3" "$4.tmp.$$" && { mv -T "$4.tmp.$$" "$4" || rm -rf "$4.tmp.$$"; } ) >/dev/null 2>&1 &')
+    subprocess.run(["sh", "-c", script, "refill", str(template.parent), spare.name + ".tmp", str(template),
+                    str(spare)], stdin=subprocess.DEVNULL, capture_output=True,
+                   start_new_session=True, check=False)
 
 
 def _set_password(bin_dir: Path, pgdata: Path, admin: str, password: str, as_user: dict) -> None:
