@@ -219,17 +219,15 @@ class Aws(Service):
             return False
 
     def ready(self) -> bool:
-        # The clients before the health check: loading botocore and its models then overlaps the emulator's
-        # own start instead of following it (a cold `up` waits for this check).
-        with self.client("s3") as s3, self.client("sqs") as sqs:
-            if not self._health():
-                return False
-            try:  # a real round-trip through the services namespaces use (the first call loads them)
+        if not self._health():
+            return False
+        try:  # a real round-trip through the services namespaces use (the first call loads them)
+            with self.client("s3") as s3, self.client("sqs") as sqs:
                 s3.list_buckets()
                 sqs.list_queues()
-                return True
-            except Exception:  # noqa: BLE001 - any failure means "not ready yet"
-                return False
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
 
     def after_ready(self) -> None:
         # Load the marker's provider now, so the first namespace does not pay for it.
