@@ -1,5 +1,6 @@
 """`localdev up` per service and for the whole cluster: cold (a fresh LOCALDEV_HOME; binaries already in
-the cache), restart (after `down`, data kept) and no-op (everything already healthy), per runtime.
+the cache), restart (after `down`, data kept) and no-op (everything already healthy), per runtime; natively,
+also the CPU each process used by the end of the whole cluster's cold `up`.
 
     python bench/up.py [--services postgres,dynamodb,aws,mongo] [--rounds 3] [--runtime native|docker]
 
@@ -11,15 +12,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import cli, save, summary, temp_project  # noqa: E402
+from _common import cli, cluster_pids, cpu_seconds, save, summary, temp_project  # noqa: E402
 
 
-def measure(services: list[str], runtime: str, rounds: int) -> dict[str, list[float]]:
+def cold_cpu(home: Path, services: list[str], children_before: float) -> dict[str, float]:
+    """CPU seconds each process has used by the end of a cold native `up`: the `up` command with what it ran
+    and waited for (cp, initdb, single-user postgres), the agent, the gateway and each service's tree."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = {"up": round(children.ru_utime + children.ru_stime - children_before, 2)}
+    used.update({name: round(cpu_seconds(pids), 2)
+                 for name, pids in cluster_pids(home, ["agent", "gateway", *services]).items()})
+    return used
+
+
+def measure(services: list[str], runtime: str, rounds: int, cpu: list | None = None) -> dict[str, list[float]]:
     options = {"aws": {"flavor": os.environ.get("BENCH_AWS_FLAVOR", "localstack")}}
     from localdev.services import service_classes
 
@@ -37,7 +50,10 @@ def measure(services: list[str], runtime: str, rounds: int) -> dict[str, list[fl
         home, _, env = temp_project(services, options)
         env = {**env, "LOCALDEV_RUNTIME": runtime}
         try:
+            ran = resource.getrusage(resource.RUSAGE_CHILDREN)
             out["cold"].append(cli(env, "up"))
+            if cpu is not None and runtime == "native":
+                cpu.append(cold_cpu(home, services, ran.ru_utime + ran.ru_stime))
             out["no-op"].append(cli(env, "up"))
             cli(env, "down")
             out["restart"].append(cli(env, "up"))
@@ -58,8 +74,9 @@ def main() -> None:
     rows = {}
     print(f"runtime: {args.runtime}; {args.rounds} rounds; seconds")
     print(f"{'services':32} {'cold p50':>9} {'restart p50':>12} {'no-op p50':>10}")
+    cpu: list[dict[str, float]] = []
     for group in groups:
-        result = measure(group, args.runtime, args.rounds)
+        result = measure(group, args.runtime, args.rounds, cpu if group == services else None)
         label = "+".join(group)
         for kind, values in result.items():
             rows[f"{label} {kind}"] = summary(values)
@@ -67,7 +84,11 @@ def main() -> None:
               f"{rows[label + ' no-op']['p50']:>10.2f}", flush=True)
     whole = "+".join(services)
     chart_rows = {k.replace(whole + " ", "cluster "): v for k, v in rows.items() if k.startswith(whole + " ")}
-    print(f"wrote {save(f'up_{args.runtime}', {'runtime': args.runtime, 'rows': rows})}")
+    cold_cpu_s = {name: statistics.median(c.get(name, 0.0) for c in cpu) for name in (cpu[0] if cpu else {})}
+    if cold_cpu_s:
+        print(f"CPU seconds of a cold `up` of {whole} (p50 per process): {cold_cpu_s}, "
+              f"{sum(cold_cpu_s.values()):.2f} in all")
+    print(f"wrote {save(f'up_{args.runtime}', {'runtime': args.runtime, 'rows': rows, 'cold_cpu_s': cold_cpu_s})}")
     if args.runtime == "native":
         save("up", {"runtime": args.runtime, "rows": chart_rows})
 
