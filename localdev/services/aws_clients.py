@@ -143,8 +143,8 @@ class WarmClients:
     credentials of the account it is made for: `with clients.lease(api, key=..., ...) as client:`.
 
     A client per account cost its creation on every namespace's first request (a new client class, the
-    endpoint rules parsed, the event handlers copied: a third of the agent's CPU in a create/delete
-    cycle) and a pool of sockets, which a long-lived agent had to close when it evicted the client. The
+    endpoint rules parsed, the event handlers copied) and a pool of sockets, which a long-lived agent had
+    to close when it evicted the client. The
     accounts now only differ in the credentials each request is signed with. A client is closed only when
     its service restarts (`close`): at once if no lease holds it, else by the last lease to end, so a thread
     never has its client closed under it."""
