@@ -144,10 +144,9 @@ class WarmClients:
 
     A client per account cost its creation on every namespace's first request (a new client class, the
     endpoint rules parsed, the event handlers copied) and a pool of sockets, which a long-lived agent had
-    to close when it evicted the client. The
-    accounts now only differ in the credentials each request is signed with. A client is closed only when
-    its service restarts (`close`): at once if no lease holds it, else by the last lease to end, so a thread
-    never has its client closed under it."""
+    to close when it evicted the client. The accounts now only differ in the credentials each request is
+    signed with. A client is closed only when its service restarts (`close`): at once if no lease holds it,
+    else by the last lease to end, so a thread never has its client closed under it."""
 
     def __init__(self):
         self._clients: dict[tuple, _Entry] = {}
@@ -171,9 +170,6 @@ class WarmClients:
                 done = entry.retired and entry.leases == 0
             if done:
                 _close([entry])
-
-    def __len__(self) -> int:
-        return len(self._clients)
 
     def close(self) -> None:
         with self._lock:

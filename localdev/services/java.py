@@ -53,4 +53,3 @@ def _version_banner(java: str, mtime_ns: int, size: int) -> str:
     each ask started a JVM on the path of that service's start."""
     return subprocess.run([java, "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=30).stdout
-

@@ -40,11 +40,12 @@ def make(bin_dir: Path, pgdata: Path, admin: str, password: str, *, as_user: dic
         if not _take_spare(template, pgdata):
             subprocess.run(["cp", "-a", str(template), str(pgdata)], check=True, capture_output=True, **as_user)
         _set_password(bin_dir, pgdata, admin, password, as_user)
-        _refill_spare(template)
-        return
     except (OSError, subprocess.SubprocessError, LocalDevError) as exc:
         log.warning("copying a prepared data directory failed (%s): running initdb", exc)
         shutil.rmtree(pgdata, ignore_errors=True)
+    else:  # (outside the try: a refill that cannot start must not send a good data directory to initdb)
+        _refill_spare(template)
+        return
     proc = subprocess.run([str(bin_dir / "initdb"), "-D", str(pgdata), *args(admin), f"--pwfile={pwfile}"],
                           capture_output=True, text=True, cwd=pwfile.parent, **as_user)
     if proc.returncode != 0:
@@ -103,9 +104,11 @@ def _refill_spare(template: Path) -> None:
     # sh puts the copy in the background and exits: nothing is left for this process to reap.
     script = ('( find "$1" -maxdepth 1 -name "$2.*" -mmin +60 -exec rm -rf {} + ; '
               'cp -a "$3" "$4.tmp.$$" && { mv -T "$4.tmp.$$" "$4" || rm -rf "$4.tmp.$$"; } ) >/dev/null 2>&1 &')
-    subprocess.run(["sh", "-c", script, "refill", str(template.parent), spare.name + ".tmp", str(template),
-                    str(spare)], stdin=subprocess.DEVNULL, capture_output=True,
-                   start_new_session=True, check=False)
+    try:
+        subprocess.run(["sh", "-c", script, "refill", str(template.parent), spare.name + ".tmp", str(template),
+                        str(spare)], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
+    except OSError as exc:  # only the next cold `up`'s speed is lost: it copies the template
+        log.warning("could not start making a spare copy of %s: %s", template, exc)
 
 
 def _set_password(bin_dir: Path, pgdata: Path, admin: str, password: str, as_user: dict) -> None:
