@@ -17,6 +17,7 @@ from pymongo.errors import OperationFailure
 
 from conftest import start_cluster
 from localdev.names import Namespace
+from localdev.services.mongo import install_mjs
 from localdev.services.mongo.install import mongosh_binary
 
 MJS = {"mongo": {"flavor": "mongo-java-server"}}
@@ -230,6 +231,22 @@ def test_launcher_binds_loopback_and_runs_bounded(mjs_cluster):
     listen = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
     mine = [line for line in listen.splitlines() if f"pid={pid}," in line]
     assert mine and all("127.0.0.1:" in line.split()[3] for line in mine)
+
+
+def test_server_maps_its_class_archive_and_runs_without_one_when_asked(mjs_cluster, make_cluster):
+    """The class archive recorded at provisioning is what the server starts from (mapped, not refused with a
+    warning); `cds = false` starts it from the jars alone."""
+    pid = mjs_cluster.cluster.runtime.state("mongo").pid
+    archive = install_mjs.provision().cds_archive
+    assert archive is not None and archive.name == "classes.jsa"
+    assert str(archive) in open(f"/proc/{pid}/maps").read()
+    assert "[cds]" not in (mjs_cluster.home / "logs" / "mongo.log").read_text()
+    h = make_cluster(services=("mongo",), options={"mongo": {"flavor": "mongo-java-server", "cds": False}},
+                     agent=False)
+    plain = h.cluster.runtime.state("mongo").pid
+    assert str(archive) not in open(f"/proc/{plain}/maps").read()
+    assert not any(a.startswith("-XX:SharedArchiveFile") for a in open(f"/proc/{plain}/cmdline").read().split("\0"))
+    assert h.cluster.services["mongo"].ready()
 
 
 def test_data_and_users_survive_kill9_and_down_up(make_cluster):

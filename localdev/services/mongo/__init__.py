@@ -77,6 +77,7 @@ class Mongo(Service):
         "image": Option("", str, help="container image (default: pinned FerretDB v1 or MongoDB per flavor)"),
         "pool_max_conns": Option(4, int, help="PostgreSQL connections FerretDB may hold per namespace"),
         "heap": Option("256m", str, help="mongo-java-server's Java heap limit (-Xmx)"),
+        "cds": Option(True, bool, help="mongo-java-server: record and use an AppCDS class archive (faster start)"),
     }
 
     def __init__(self, ctx):
@@ -131,7 +132,7 @@ class Mongo(Service):
         if self.flavor == "ferretdb":
             install.ferretdb_binary(self.option("bin") or None)
         elif self.flavor == "mongo-java-server":
-            install_mjs.provision()
+            install_mjs.provision(cds=bool(self.option("cds")))
 
     def provision(self) -> None:
         self.install()
@@ -171,11 +172,9 @@ class Mongo(Service):
         return ["--listen-addr=", f"--listen-tls={self.ctx.host}:{self.port}",
                 f"--listen-tls-cert-file={cert.cert}", f"--listen-tls-key-file={cert.key}"]
 
-    def _mjs_argv(self, java: str, classpath: str, host: str, port: int, data: str) -> list[str]:
-        return [java, f"-Xmx{self.option('heap')}", "-XX:+UseSerialGC",
-                # slf4j-simple logs every connection and command at info: keep the log to warnings
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Djava.net.preferIPv4Stack=true",
-                "-cp", classpath, install_mjs.LAUNCHER_MAIN, "--host", host, "--port", str(port),
+    def _mjs_argv(self, java: str, classpath: str, host: str, port: int, data: str,
+                  jvm_options: tuple[str, ...] = ()) -> list[str]:
+        return [java, f"-Xmx{self.option('heap')}", *install_mjs.JVM_OPTIONS, *jvm_options, "-cp", classpath, install_mjs.LAUNCHER_MAIN, "--host", host, "--port", str(port),
                 "--data", f"{data}/mongo.mv.db", "--users", f"{data}/users", "--cache-mb", str(self._cache_mb())]
 
     def _cache_mb(self) -> int:
@@ -204,8 +203,9 @@ class Mongo(Service):
         return str(self.ctx.server_cert().ca)
 
     def _mjs_native_spec(self) -> ProcessSpec:
-        inst = install_mjs.provision()
-        argv = self._mjs_argv(inst.java, inst.classpath, self.ctx.host, self.port, str(self.data_dir / "state"))
+        inst = install_mjs.provision(cds=bool(self.option("cds")))
+        argv = self._mjs_argv(inst.java, inst.classpath, self.ctx.host, self.port, str(self.data_dir / "state"),
+                              inst.jvm_options())
         if self.tls:  # beyond loopback: the cluster's certificate
             assert self.ctx.server_cert is not None
             cert = self.ctx.server_cert()

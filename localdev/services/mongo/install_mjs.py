@@ -6,15 +6,24 @@ The jars, pinned by Maven coordinates and sha256, in this order:
      checked against its pinned sha256 -- needs no Maven;
   3. `mvn dependency:copy-dependencies` on a generated pom (where Maven is installed and configured with
      a mirror), checked against the same digests.
-The launcher is compiled with javac once per (launcher source, JVM) into the cache.
+The launcher is compiled with javac once per (launcher source, JVM) into the cache, packed into a jar (AppCDS
+refuses a class directory on the class path), and an AppCDS class archive is recorded from a training run that
+a real client drives through what namespaces do (SCRAM logins, users, writes, queries, an aggregation, a
+database copy): a start then maps those classes instead of loading and verifying them, about half a cold
+start's CPU (bench/up.py records each process's).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +36,9 @@ MIN_JAVA = 17
 DEFAULT_REPOSITORY = "https://repo.maven.apache.org/maven2"
 LAUNCHER_SOURCE = Path(__file__).resolve().parent / "MongoJavaServer.java"
 LAUNCHER_MAIN = "MongoJavaServer"
+JVM_OPTIONS = ("-XX:+UseSerialGC",
+               # slf4j-simple logs every connection and command at info: keep the log to warnings
+               "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Djava.net.preferIPv4Stack=true")
 # group:artifact:version -> sha256 of the jar; the h2 backend's whole runtime closure
 JARS = (
     ("de.bwaldvogel:mongo-java-server-core:1.47.0", "9a34c9ad6ac6261906295481838256033ec1efc8c93a3e3828e5d47a006b0bd4"),
@@ -60,11 +72,20 @@ def jar_name(coords: str) -> str:
 class Install:
     java: str
     lib_dir: Path
-    classes: Path  # the compiled launcher
+    classes: Path  # the compiled launcher (the container image's copy)
+    launcher: Path  # the same classes in a jar
+    cds_archive: Path | None = None  # AppCDS archive, when one could be recorded (and was asked for)
 
     @property
     def classpath(self) -> str:
-        return os.pathsep.join([str(self.classes)] + [str(self.lib_dir / jar_name(c)) for c, _ in JARS])
+        return class_path(self.launcher, self.lib_dir)
+
+    def jvm_options(self) -> tuple[str, ...]:
+        return (f"-XX:SharedArchiveFile={self.cds_archive}",) if self.cds_archive else ()
+
+
+def class_path(launcher: Path, lib_dir: Path) -> str:
+    return os.pathsep.join([str(launcher)] + [str(lib_dir / jar_name(c)) for c, _ in JARS])
 
 
 def find_java() -> Java:
@@ -144,8 +165,8 @@ def _verify(staging: Path) -> None:
             raise ProvisionError(f"{coords}: sha256 {actual}, expected {digest}")
 
 
-def provision() -> Install:
-    """Jars and the compiled launcher; idempotent, safe from concurrent processes."""
+def provision(cds: bool = True) -> Install:
+    """Jars, the compiled launcher and (`cds`) its class archive; idempotent, safe from concurrent processes."""
     jvm = find_java()
     java, javac, banner = jvm.java, jvm.javac, jvm.banner
     lib = obtain_jars()
@@ -168,7 +189,107 @@ def provision() -> Install:
                 os.replace(tmp, classes)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    return Install(java=java, lib_dir=lib, classes=classes)
+        launcher = out / "launcher.jar"
+        if not launcher.is_file():
+            _pack(classes, launcher)
+        archive = out / "classes.jsa"
+        if cds and not archive.is_file() and not (out / "cds-failed").is_file():
+            _record_archive(java, class_path(launcher, lib), archive)
+    return Install(java=java, lib_dir=lib, classes=classes, launcher=launcher,
+                   cds_archive=archive if cds and archive.is_file() else None)
+
+
+def _pack(classes: Path, launcher: Path) -> None:
+    tmp = launcher.with_name(launcher.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for cls in sorted(classes.glob("*.class")):
+            zf.write(cls, cls.name)
+    os.replace(tmp, launcher)
+
+
+def _record_archive(java: str, classpath: str, archive: Path) -> None:
+    """A training run under -XX:ArchiveClassesAtExit, driven by pymongo; the archive is written when the JVM
+    exits (our shutdown hook's SIGTERM path). A JVM that cannot record one leaves `cds-failed` beside it,
+    saying why, and starts without an archive from then on."""
+    import pymongo
+
+    from localdev.ports import free_port
+
+    progress("recording a class archive for a faster mongo-java-server start")
+    tmp = archive.with_name(archive.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".training-", dir=archive.parent))
+    port, password = free_port(), secrets.token_hex(16)
+    argv = [java, *JVM_OPTIONS, f"-XX:ArchiveClassesAtExit={tmp}", "-cp", classpath, LAUNCHER_MAIN,
+            "--host", "127.0.0.1", "--port", str(port), "--data", str(work / "mongo.mv.db"),
+            "--users", str(work / "users"), "--cache-mb", "16"]
+    env = {**os.environ, "LOCALDEV_MONGO_ROOT_USER": "localdev", "LOCALDEV_MONGO_ROOT_PASSWORD": password}
+    log = work / "log"
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=work)
+        try:
+            _train(pymongo, port, password, proc)
+        except Exception as exc:  # noqa: BLE001 - any failure: no archive, and the reason is kept
+            proc.kill()
+            proc.wait()
+            _give_up(archive, f"the training run failed: {exc}\n{_tail(log)}")
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if tmp.is_file() and tmp.stat().st_size > 0 and proc.returncode in (0, 128 + signal.SIGTERM):
+            os.replace(tmp, archive)
+        else:
+            _give_up(archive, f"the JVM wrote no class archive (exit {proc.returncode})\n{_tail(log)}")
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _train(pymongo, port: int, password: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = pymongo.MongoClient(f"mongodb://localdev:{password}@127.0.0.1:{port}/?authSource=admin",
+                                         serverSelectionTimeoutMS=500, connectTimeoutMS=500)
+            client.admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with client:
+        db = client["training"]
+        db.command("createUser", "u", pwd=password, roles=[{"role": "readWrite", "db": "training"}])
+        db.items.insert_many([{"_id": i, "k": i % 7, "tags": ["a", str(i)]} for i in range(200)])
+        db.items.create_index("k")
+        db.items.update_many({"k": 1}, {"$set": {"seen": True}})
+        list(db.items.find({"k": {"$in": [1, 2]}}).sort("_id", -1).limit(5))
+        list(db.items.aggregate([{"$match": {"k": {"$gte": 1}}}, {"$group": {"_id": "$k", "n": {"$sum": 1}}},
+                                 {"$sort": {"_id": 1}}]))
+        client.admin.command("localdevCopyDatabase", **{"from": "training", "to": "training_copy"})
+        with pymongo.MongoClient(f"mongodb://u:{password}@127.0.0.1:{port}/training?authSource=training",
+                                 serverSelectionTimeoutMS=5000) as user:
+            user.training.items.count_documents({})
+            user.training.items.delete_many({"k": 3})
+        db.command("dropUser", "u")
+        client.drop_database("training_copy")
+        client.drop_database("training")
+
+
+def _give_up(archive: Path, why: str) -> None:
+    (archive.parent / "cds-failed").write_text(why)
+
+
+def _tail(log: Path) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").strip().splitlines()[-10:])
+    except OSError:
+        return ""
 
 
 DOCKERFILE = Path(__file__).resolve().parent / "Dockerfile"
