@@ -174,7 +174,8 @@ class Mongo(Service):
 
     def _mjs_argv(self, java: str, classpath: str, host: str, port: int, data: str,
                   jvm_options: tuple[str, ...] = ()) -> list[str]:
-        return [java, f"-Xmx{self.option('heap')}", *install_mjs.JVM_OPTIONS, *jvm_options, "-cp", classpath, install_mjs.LAUNCHER_MAIN, "--host", host, "--port", str(port),
+        return [java, f"-Xmx{self.option('heap')}", *install_mjs.JVM_OPTIONS, *jvm_options,
+                "-cp", classpath, install_mjs.LAUNCHER_MAIN, "--host", host, "--port", str(port),
                 "--data", f"{data}/mongo.mv.db", "--users", f"{data}/users", "--cache-mb", str(self._cache_mb())]
 
     def _cache_mb(self) -> int:
