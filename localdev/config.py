@@ -6,23 +6,24 @@ Every error names the file, the key and what is allowed, and is BadInput (exit 2
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from localdev.errors import BadInput
 from localdev.names import parse_ttl
 
 
-@dataclass(frozen=True)
 class Option:
-    """One key a service accepts under [services.<name>] in the config."""
+    """One key a service accepts under [services.<name>] in the config. This module's classes are plain, not
+    dataclasses: see names.Namespace."""
 
-    default: object
-    type: type | tuple = str
-    choices: tuple = ()
-    help: str = ""
+    __slots__ = ("default", "type", "choices", "help")
+
+    def __init__(self, default: object, type: type | tuple = str, choices: tuple = (), help: str = ""):  # noqa: A002
+        self.default, self.type, self.choices, self.help = default, type, choices, help
+
+    def __repr__(self) -> str:
+        return f"Option({self.default!r}, {self.type!r}, {self.choices!r}, help={self.help!r})"
 
 
 RUNTIMES = ("auto", "native", "docker", "external")
@@ -46,15 +47,28 @@ AGENT_KEYS = {
 }
 
 
-@dataclass
 class Config:
-    path: Path | None = None
-    runtime: str = "auto"
-    host: str = "127.0.0.1"
-    advertise_host: str = ""  # the name clients on other machines reach the services by (default: host)
-    services: dict[str, dict] = field(default_factory=dict)
-    namespaces: dict = field(default_factory=dict)
-    agent: dict = field(default_factory=dict)
+    __slots__ = ("path", "runtime", "host", "advertise_host", "services", "namespaces", "agent")
+
+    def __init__(self, path: Path | None = None, runtime: str = "auto", host: str = "127.0.0.1",
+                 advertise_host: str = "", services: dict[str, dict] | None = None, namespaces: dict | None = None,
+                 agent: dict | None = None):
+        self.path, self.runtime, self.host = path, runtime, host
+        self.advertise_host = advertise_host  # the name clients on other machines reach the services by
+        self.services = {} if services is None else services
+        self.namespaces = {} if namespaces is None else namespaces
+        self.agent = {} if agent is None else agent
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Config(path={self.path!r}, runtime={self.runtime!r}, host={self.host!r}, "
+                f"services={list(self.services)})")
 
     @property
     def root(self) -> Path:
@@ -117,6 +131,8 @@ def find_config_file(start: Path | None = None) -> tuple[Path | None, dict]:
 
 
 def _read(path: Path) -> dict:
+    import tomllib  # here: a namespace command without a config file (most CI jobs) never needs it
+
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from localdev.errors import BadInput, LocalDevError
 
@@ -118,15 +117,38 @@ def validate_access_key(key: str) -> str:
     return key
 
 
-@dataclass(frozen=True)
 class Namespace:
-    """A namespace and the secrets it owns, per service group (random, kept in the registry)."""
+    """A namespace and the secrets it owns, per service group (random, kept in the registry). Immutable; a
+    plain class, not a dataclass: every `localdev` command imports this module, and dataclasses (with the
+    inspect module it loads) was the largest part of a namespace command's imports."""
 
+    __slots__ = ("name", "region", "secrets", "max_connections")
     name: str
-    region: str = "us-east-1"
-    secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
-    # the connection budget its services enforce; None for namespaces created before there was one
-    max_connections: int | None = None
+    region: str
+    secrets: dict[str, dict[str, str]]
+    max_connections: int | None
+
+    def __init__(self, name: str, region: str = "us-east-1", secrets: dict[str, dict[str, str]] | None = None,
+                 max_connections: int | None = None):
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "region", region)
+        set_(self, "secrets", {} if secrets is None else secrets)
+        # the connection budget its services enforce; None for namespaces created before there was one
+        set_(self, "max_connections", max_connections)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"Namespace is immutable: cannot set {key!r}")
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # (its secrets are a dict)
+
+    def __repr__(self) -> str:  # never the secrets
+        return f"Namespace(name={self.name!r}, region={self.region!r}, max_connections={self.max_connections!r})"
 
     @classmethod
     def new(cls, name: str, region: str, declared, max_connections: int | None = None,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from localdev.agent_client import AgentClient
@@ -19,11 +18,24 @@ from localdev.errors import BadInput
 from localdev.state import write_private
 
 
-@dataclass(frozen=True)
 class Remote:
-    url: str
-    token: str | None
-    ca: str | None  # a PEM file
+    """Where a remote cluster is and how to reach it (a plain class: see names.Namespace)."""
+
+    __slots__ = ("url", "token", "ca")
+
+    def __init__(self, url: str, token: str | None, ca: str | None):
+        self.url, self.token, self.ca = url, token, ca  # ca: a PEM file
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.url, self.token, self.ca) == (other.url, other.token, other.ca)
+
+    def __hash__(self):
+        return hash((self.url, self.token, self.ca))
+
+    def __repr__(self) -> str:  # never the token
+        return f"Remote(url={self.url!r}, token={'<set>' if self.token else None}, ca={self.ca!r})"
 
 
 def config_dir() -> Path:
