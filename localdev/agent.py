@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from localdev.cluster import GATEWAY, Cluster
 from localdev.dashboard import Dashboard
-from localdev.errors import BadInput, Forbidden, LocalDevError, SeedsMissing, kind_of
+from localdev.errors import BadInput, Forbidden, LocalDevError, NotFound, SeedsMissing, kind_of
 from localdev.ports import bind_tcp
 from localdev.progress import listening
 from localdev.seedpack import SeedStore, SharedSeeds
@@ -136,6 +136,17 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
             data["tokens"] = ns.tokens.list()
         return data
 
+    def service_ready(request, body, who):
+        """`up`'s readiness check of a service it started, made here with this process's warm clients (so the
+        `up` command imports no service client library), then the service's after-start step."""
+        if name(request) not in cluster.service_names:
+            raise NotFound(f"this agent does not run a service {name(request)!r}")
+        svc = cluster.services[name(request)]
+        if not svc.ready():
+            return {"ready": False}
+        svc.after_ready()
+        return {"ready": True}
+
     def put_seeds(request, body, who):
         store.put(request.path_params["digest"], body)
         return {"stored": request.path_params["digest"]}
@@ -148,6 +159,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         Route("/health", handler(lambda r, b, w: {"ok": True, "pid": os.getpid()}), methods=["GET"]),
         Route("/whoami", handler(lambda r, b, w: {"name": w.name, "role": w.role}), methods=["GET"]),
         Route("/status", handler(status), methods=["GET"]),
+        Route("/services/{name}/ready", handler(service_ready, admins), methods=["POST"]),
         Route("/namespaces", handler(create, creators, lambda r, b: b.get("name", "")), methods=["POST"]),
         Route("/namespaces", handler(lambda r, b, w: ns.list(owner=w.owner)), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b, w: ns.get(name(r), owner=w.owner)), methods=["GET"]),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from localdev.errors import AgentUnavailable, BadInput, LocalDevError, SeedsMissing, from_kind
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError, NotFound, SeedsMissing, from_kind
 
 # In an env value: the path of the cluster CA's certificate on the machine that uses the env (a remote
 # client puts its pinned copy's; the agent, for a local client, its own file's). Defined here, not in
@@ -167,6 +167,8 @@ class AgentClient:
         try:
             data = json.loads(raw or b"null")
         except ValueError:
+            if resp.status == 404:  # no such route: an agent older than this client
+                raise NotFound(f"the agent ({self._where()}) has no {method} {path.split('?')[0]}") from None
             raise LocalDevError(f"the agent ({self._where()}) answered {resp.status} with something that is not "
                                 "JSON: is that URL a localdev agent?") from None
         if resp.status >= 400:

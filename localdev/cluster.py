@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localdev import config as config_mod
-from localdev.errors import BadInput, LocalDevError
+from localdev.errors import AgentUnavailable, BadInput, LocalDevError, NotFound
 from localdev.runtimes.base import ProcessSpec
 from localdev.services import in_waves, service_classes, with_dependencies
 from localdev.services.base import Service, ServiceContext
@@ -229,14 +229,18 @@ class Cluster:
             # The gateway's and the agent's start-up beside the services': the gateway holds requests until its
             # back ends answer; the agent leaves the services alone while this lock is held (State.busy).
             self.start_gateway(progress, wait=False)
+            fresh_agent = False
             if agent:
                 if was_listening != self.config.agent["listen"]:  # the agent reads its listener at start
                     self._native().stop(AGENT, self.agent_spec())
+                fresh_agent = not self._native().state(AGENT).running
                 self.start_agent(progress, wait=False)
             registry = threading.Thread(target=self._warm_registry, name="registry", daemon=True)
 
             def start(name: str) -> bool:
-                started = self._start(name, progress)
+                # An agent started just now holds the config recorded above: it checks the services it warms
+                # anyway, so this command need not load their client libraries to check them too.
+                started = self._start(name, progress, via_agent=fresh_agent)
                 if name == "postgres":  # the registry's server
                     # its client and pool, made while the slower services start: verify_namespaces below then
                     # costs its queries only (a cold `up` paid ~0.3 s for them after the last service)
@@ -361,8 +365,8 @@ class Cluster:
         runtime = self._make_runtime(recorded["runtime"])
         return any(runtime.state(n).running for n in [*recorded["services"], AGENT])
 
-    def _start(self, name: str, progress) -> bool:
-        """Start `name` unless it runs and answers; True if it was started."""
+    def _start(self, name: str, progress, via_agent: bool = False) -> bool:
+        """Start `name` unless it runs and answers; True if it was started. `via_agent`: see start_service."""
         svc = self.services[name]
         with self.state.lock(f"service-{name}"):
             if self.runtime.state(name).running and svc.ready():
@@ -372,18 +376,49 @@ class Cluster:
             self.runtime.prepare(svc)
             progress(f"{name}: starting")
             t0 = time.monotonic()
-            self.start_service(name)
+            self.start_service(name, via_agent)
             progress(f"{name}: ready in {time.monotonic() - t0:.1f}s")
             return True
 
-    def start_service(self, name: str) -> None:
-        """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock."""
+    def start_service(self, name: str, via_agent: bool = False) -> None:
+        """Start (or restart) one service and wait until a real request succeeds. Caller holds its lock.
+        `via_agent`: the agent (started by this `up`, with its config) makes the request and the after-start
+        step, unless it cannot (gone, or older than this code): then this process does."""
         svc = self.services[name]
         spec = self.spec(name)
         self._drop_clients(name)
         self.runtime.start(name, spec)
-        svc.wait_ready(alive=lambda: self.runtime.state(name).running)
+
+        def alive() -> bool:
+            return self.runtime.state(name).running
+
+        if via_agent and self._ready_through_agent(svc, alive):
+            return
+        svc.wait_ready(alive=alive)
         svc.after_ready()
+
+    def _ready_through_agent(self, svc, alive: Callable[[], bool]) -> bool:
+        """Wait until the agent says `svc` answers (and ran its after-start step); False, at once, if the agent
+        is not running or has no such check. A failure it reports (after_ready's) is raised here."""
+        from localdev.agent_client import AgentClient
+
+        client = AgentClient(self.state.home, timeout=60)
+        usable = True
+
+        def answered() -> bool:
+            nonlocal usable
+            try:
+                return bool(client.request("POST", f"/services/{svc.name}/ready")["ready"])
+            except AgentUnavailable:  # not serving yet, or gone
+                if self._native().state(AGENT).running:
+                    return False
+            except NotFound:
+                pass
+            usable = False
+            return True  # stop waiting here: this process checks instead
+
+        svc.wait_ready(alive=alive, check=answered)
+        return usable
 
     def _drop_clients(self, name: str) -> None:
         """Warm clients of a service that is (re)starting, and of everything built on it, are dropped:

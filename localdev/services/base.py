@@ -246,12 +246,13 @@ class Service:
     def after_ready(self) -> None:
         """One-time work after every start (bootstrap metadata, warm caches)."""
 
-    def wait_ready(self, timeout: float | None = None, alive=lambda: True) -> None:
+    def wait_ready(self, timeout: float | None = None, alive=lambda: True, check=None) -> None:
+        """Until `check()` (default: this process's `ready()`) is true, while `alive()`."""
         from localdev.waiting import TimedOut
 
         timeout = timeout or self.ready_timeout
         try:  # polled every 0.1 s at most: `up` waits for the last service to answer, not a long sleep after it
-            poll_until(self.ready, timeout, f"{self.name}", max_interval=0.1,
+            poll_until(check or self.ready, timeout, f"{self.name}", max_interval=0.1,
                        fail=lambda: None if alive() else f"{self.name} exited during start-up: "
                                                          f"see `localdev logs {self.name}`")
         except TimedOut:
