@@ -178,3 +178,27 @@ def test_bad_config_catalogue_exits_2_and_starts_nothing(tmp_path, toml, needle)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert not list((tmp_path / "home" / "run").glob("*/pid")) if (tmp_path / "home" / "run").exists() else True
+
+
+def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_the_agent_cannot(make_cluster):
+    """The agent `up` starts beside the services makes each readiness request (with its warm clients), so the
+    `up` command need not load every client library; where the agent does not run a service, or is gone,
+    `up`'s own process checks."""
+    from localdev.agent_client import AgentClient
+    from localdev.errors import NotFound
+
+    h = make_cluster(services=("postgres", "mongo"))
+    log = h.cluster._native().log_path("agent")
+    checked = "POST /services/postgres/ready by local -> 200"
+    assert checked in log.read_text() and "POST /services/mongo/ready by local -> 200" in log.read_text()
+    with pytest.raises(NotFound):  # an agent without such a route (an older one) is told apart
+        AgentClient(h.home).request("POST", "/no-such-route")
+    assert h.cluster._ready_through_agent(h.cluster.services["dynamodb"], alive=lambda: True) is False
+    h.cluster._native().stop("agent", h.cluster.agent_spec())
+    assert h.cluster._ready_through_agent(h.cluster.services["postgres"], alive=lambda: True) is False
+    h.cli("down", check=True)
+    before = log.read_text().count(checked)
+    h.cli("up", check=True)  # a new agent, and it checks again
+    assert log.read_text().count(checked) > before
+    with admin_conn(h) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
