@@ -18,11 +18,13 @@ import json
 import logging
 import os
 import queue
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -385,6 +387,49 @@ def warm_up(cluster: Cluster) -> None:
         log.warning("warm-up failed: %s", exc)
 
 
+SEED_SNAPSHOT_PREFIX = "seed-snapshot-"
+
+
+def prepare_seed_snapshot(cluster: Cluster) -> None:
+    """Make the seed snapshot of the project's seeds folder (the config's `[namespaces] seeds`) if it has none:
+    a namespace of its own is seeded by replay, kept as that snapshot, and deleted. Then the first seeded
+    create after `up` copies the snapshot, as later ones do, into servers whose code paths that replay has
+    already been through, instead of replaying itself (one that comes while it is made waits for it, and this
+    one waits for a create that came first: Snapshots.fill_seeded). The
+    namespace is an ordinary one (`ns list` shows it while it lives, labelled localdev=seed-snapshot); one a
+    `down` cut short is deleted by the next agent's warm-up (or expires in 5 minutes and is reaped)."""
+    if not cluster.has_registry:
+        return
+    from localdev.snapshots import load_fixtures
+
+    namespaces = cluster.namespaces
+    seeds = cluster.config.seeds_dir
+    try:
+        for row in namespaces.list():
+            if row["name"].startswith(SEED_SNAPSHOT_PREFIX) and row["labels"].get("localdev") == "seed-snapshot":
+                namespaces.delete(row["name"], missing_ok=True)
+        if not cluster.config.namespaces.get("seed_snapshots", True) or not seeds.is_dir():
+            return
+        fixtures = load_fixtures(seeds, list(cluster.service_names))
+        snapshots = namespaces.snapshots
+        if not fixtures.per_service or snapshots.seed_snapshot(fixtures.content_hash) is not None \
+                or snapshots.being_built(fixtures.content_hash):  # (a user's create came first)
+            return
+        name = SEED_SNAPSHOT_PREFIX + secrets.token_hex(4)
+        try:
+            namespaces.create(name, ttl=300, labels={"localdev": "seed-snapshot"}, seed=True, seeds_dir=seeds)
+        finally:
+            namespaces.delete(name, missing_ok=True)
+        log.info("the seed snapshot of %s is made", seeds)
+    except Exception as exc:  # the first create replays instead, and reports what is wrong with the seeds
+        log.warning("making the seed snapshot of %s failed: %s", seeds, exc)
+
+
+def after_up(cluster: Cluster) -> None:
+    prepare_seed_snapshot(cluster)
+    warm_up(cluster)
+
+
 def warm_services(cluster: Cluster, then: Callable[[], None] | None = None) -> None:
     """Each service's `warm()`, at once, in the background, each as soon as it answers (`up` may have started
     this agent beside the services), then `then()`: the first create after `up` should cost what later ones
@@ -479,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # warmed once serving: its imports would otherwise hold the GIL while the first ping waits
         asyncio.run(serve_all(servers, on_started=lambda: warm_services(
-            cluster, then=(lambda: warm_up(cluster)) if starting else None)))
+            cluster, then=partial(after_up, cluster) if starting else None)))
     finally:
         cluster.namespaces.close()
         cluster.close()

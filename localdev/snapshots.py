@@ -319,11 +319,40 @@ class Snapshots:
     def fill_seeded(self, ns: Namespace, services: builtins.list[str], fixtures, keep: bool = True) -> None:
         """A seeded create: copy the seed snapshot of this content if there is one, in the services where that
         is faster (`Copier.copies_seeds`; PostgreSQL keeps its template and spare clones); else replay, then
-        keep what was made as that snapshot (unless not `keep`: an import, made once). With `[namespaces]
+        keep what was made as that snapshot (unless not `keep`: an import, made once). Of creates of a content
+        that has no snapshot yet, one replays and keeps it while the others wait, then copy it (several replays
+        at once on a cold cluster each took longer than one replay and a copy). With `[namespaces]
         seed_snapshots = false` every create replays."""
-        parts = fixtures.per_service
         copying = self.cluster.config.namespaces.get("seed_snapshots", True)
-        snap = self.seed_snapshot(fixtures.content_hash) if copying else None
+        seed_hash = fixtures.content_hash
+        snap = self.seed_snapshot(seed_hash) if copying else None
+        if snap is not None or not (copying and keep):
+            return self._fill(ns, services, fixtures, snap, keep=False)
+        with self._conn() as conn, advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, try_only=True) as mine:
+            if mine:
+                snap = self.seed_snapshot(seed_hash)  # (kept by another between the look and the lock)
+                return self._fill(ns, services, fixtures, snap, keep=snap is None)
+        snap = self._built(seed_hash)
+        self._fill(ns, services, fixtures, snap, keep=snap is None)
+
+    def being_built(self, seed_hash: str) -> bool:
+        """Whether a create is making the seed snapshot of this content just now."""
+        with self._conn() as conn, advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, try_only=True) as free:
+            return not free
+
+    def _built(self, seed_hash: str) -> dict | None:
+        """The seed snapshot another create is making of this content, once it is done; None if that create
+        failed, or took over five minutes."""
+        with self._conn() as conn:
+            try:
+                with advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, timeout="300s"):
+                    pass
+            except LockTimeout:
+                return None
+        return self.seed_snapshot(seed_hash)
+
+    def _fill(self, ns: Namespace, services: builtins.list[str], fixtures, snap: dict | None, keep: bool) -> None:
+        parts = fixtures.per_service
 
         def one(svc):
             copier = self.copier(svc.name) if snap and svc.name in snap["parts"] else None
@@ -342,7 +371,7 @@ class Snapshots:
             return env
 
         self.namespaces._for_services(services, one)
-        if copying and keep and snap is None:
+        if keep:
             sql = parts.get("postgres")
             hints = {"postgres": {"template": sql.template, "template_owner": sql.owner}} if sql and sql.files else {}
             self._keep_seeded(ns, services, fixtures.content_hash, hints)

@@ -446,3 +446,56 @@ def _snapshot_ids(h) -> dict[str, str]:
 def _pg_snapshot_dbs(h) -> set[str]:
     with psycopg.connect(h.cluster.services["postgres"].admin_url()) as conn:
         return {r[0] for r in conn.execute("select datname from pg_database where datname like 'localdev_snap_%'")}
+
+
+def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_copies_it(make_cluster):
+    """The agent `up` starts seeds a namespace of its own with the project's seeds folder, keeps it as the seed
+    snapshot and deletes it: the first seeded create after `up` then copies, as later ones do. Of creates of
+    a content with no snapshot yet, one replays and the others wait for its snapshot."""
+    import shutil
+
+    from localdev.snapshots import load_fixtures
+
+    services = ("postgres", "dynamodb", "mongo")
+    h = make_cluster(services, agent=False)
+    seeds = h.project / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    snapshots = h.cluster.namespaces.snapshots
+    log = h.cluster._native().log_path("agent")
+    made = f"the seed snapshot of {seeds} is made"
+
+    def content() -> str:
+        return load_fixtures(seeds, list(services)).content_hash
+
+    h.cli("down", check=True)
+    h.cli("up", check=True)
+    poll_until(lambda: snapshots.seed_snapshot(content()) is not None, 60, "the agent to make the seed snapshot")
+    assert log.read_text().count(made) == 1
+    assert _names(h) == []  # the agent's own namespace is gone
+    h.cli("ns", "create", "first", check=True)
+    env = h.ns_env("first")
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        assert conn.execute("select count(*) from products").fetchone()[0] > 0
+    with pymongo.MongoClient(env["MONGODB_URI"]) as client:
+        assert client.get_default_database().reviews.count_documents({}) > 0
+
+    # New content and a create at once after `up`: whichever comes first replays, the other copies, and
+    # the snapshot is made once.
+    (seeds / "mongo" / "reviews.json").write_text('[{"_id": "r-new", "stars": 5}]\n')
+    h.cli("down", check=True)
+    h.cli("up", check=True)
+    h.cli("ns", "create", "at-once", check=True)
+    assert snapshots.seed_snapshot(content()) is not None
+    poll_until(lambda: _names(h) == ["at-once", "first"], 60, "the agent's own namespace to go")
+    with pymongo.MongoClient(h.ns_env("at-once")["MONGODB_URI"]) as client:
+        assert list(client.get_default_database().reviews.find()) == [{"_id": "r-new", "stars": 5}]
+
+    # What a `down` cut short (labelled, named so) is deleted by the next agent; a user's own is not.
+    h.cli("ns", "create", "seed-snapshot-0000cut", "--no-seed", "--label", "localdev=seed-snapshot", check=True)
+    h.cli("ns", "create", "seed-snapshot-mine", "--no-seed", check=True)
+    before = log.read_text().count(" is made")
+    h.cli("down", check=True)
+    h.cli("up", check=True)
+    poll_until(lambda: "seed-snapshot-0000cut" not in _names(h), 60, "the agent to delete the leftover")
+    assert _names(h) == ["at-once", "first", "seed-snapshot-mine"]
+    assert log.read_text().count(" is made") == before  # a snapshot that exists is not made again
