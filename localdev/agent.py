@@ -432,22 +432,29 @@ def after_up(cluster: Cluster) -> None:
 
 def warm_services(cluster: Cluster, then: Callable[[], None] | None = None) -> None:
     """Each service's `warm()`, at once, in the background, each as soon as it answers (`up` may have started
-    this agent beside the services), then `then()`: the first create after `up` should cost what later ones
-    do, and `up` should not wait for that."""
+    this agent beside the services); `then()`, in a thread of its own, as soon as every one answers, beside
+    their warm-ups: the first create after `up` should cost what later ones do, and `up` should not wait."""
     from localdev.services import in_waves
 
-    def one(name: str) -> None:
-        svc = cluster.services[name]
+    names = list(cluster.service_names)
+
+    def ready(name: str) -> None:
         try:
-            poll_until(svc.ready, 300, f"{name} to answer", interval=0.1)
-            svc.warm()
+            poll_until(cluster.services[name].ready, 300, f"{name} to answer", interval=0.1)
+        except Exception as exc:  # only speed is lost
+            log.info("%s did not answer: %s", name, exc)
+
+    def warm(name: str) -> None:
+        try:
+            cluster.services[name].warm()
         except Exception as exc:  # only speed is lost
             log.info("warming %s failed: %s", name, exc)
 
     def run() -> None:
-        in_waves(list(cluster.service_names), one, depends=lambda n: ())
+        in_waves(names, ready, depends=lambda n: ())
         if then is not None:
-            then()
+            threading.Thread(target=then, name="after-up", daemon=True).start()
+        in_waves(names, warm, depends=lambda n: ())
 
     threading.Thread(target=run, name="warm-services", daemon=True).start()
 

@@ -1,0 +1,62 @@
+"""The first seeded `ns create` after a cold `up` against later ones: the project holds the example seeds
+(`[namespaces] seeds`, as a user's does), all four services, native.
+
+    python bench/first_create.py [--rounds 3] [--pause 1.5] [--services postgres,dynamodb,aws,mongo]
+
+Each round: a fresh cluster, `up`, then `ns create --print-env shell` sent at once (the moment `up` returns)
+or after `--pause` seconds (a pytest session's start-up, a person typing), then five more. The agent `up`
+starts makes the seed snapshot of the project's seeds by itself; a create that comes first replays instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import cli, save, summary, temp_project  # noqa: E402
+
+SEEDS = Path(__file__).parent.parent / "seeds"
+
+
+def one_round(services: list[str], pause: float) -> tuple[float, list[float]]:
+    home, config, env = temp_project(services)
+    shutil.copytree(SEEDS, config.parent / "seeds")
+    try:
+        cli(env, "up")
+        time.sleep(pause)
+        times = [cli(env, "ns", "create", f"first-{i}", "--print-env", "shell") for i in range(6)]
+        return times[0], times[1:]
+    finally:
+        cli(env, "down", "--purge")
+        shutil.rmtree(home.parent, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pause", type=float, default=1.5)
+    parser.add_argument("--services", default="postgres,dynamodb,aws,mongo")
+    args = parser.parse_args()
+    services = args.services.split(",")
+    firsts: dict[str, list[float]] = {"at once": [], f"after {args.pause} s": []}
+    later: list[float] = []
+    for _ in range(args.rounds):
+        for label, pause in (("at once", 0.0), (f"after {args.pause} s", args.pause)):
+            first, rest = one_round(services, pause)
+            firsts[label].append(first)
+            later += rest
+    rows = {f"first create {label}": summary(values) for label, values in firsts.items()}
+    rows["later creates"] = summary(later)
+    base = rows["later creates"]["p50"]
+    print(f"seeded ns create --print-env shell after a cold up of {'+'.join(services)}; {args.rounds} rounds")
+    for label, row in rows.items():
+        print(f"{label:28} p50 {row['p50']:.3f} s  ({row['p50'] / base:.1f}x the later creates' p50)")
+    print(f"wrote {save('first_create', {'services': services, 'pause': args.pause, 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()
