@@ -328,16 +328,21 @@ class Snapshots:
         snap = self.seed_snapshot(seed_hash) if copying else None
         if snap is not None or not (copying and keep):
             return self._fill(ns, services, fixtures, snap, keep=False)
-        with self._conn() as conn, advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, try_only=True) as mine:
+        with self._conn() as conn, self._build_lock(conn, seed_hash, try_only=True) as mine:
             if mine:
                 snap = self.seed_snapshot(seed_hash)  # (kept by another between the look and the lock)
                 return self._fill(ns, services, fixtures, snap, keep=snap is None)
         snap = self._built(seed_hash)
         self._fill(ns, services, fixtures, snap, keep=snap is None)
 
+    @staticmethod
+    def _build_lock(conn, seed_hash: str, **kwargs):
+        """Held by the one create that replays a content with no seed snapshot yet, until it has kept one."""
+        return advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, **kwargs)
+
     def being_built(self, seed_hash: str) -> bool:
         """Whether a create is making the seed snapshot of this content just now."""
-        with self._conn() as conn, advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, try_only=True) as free:
+        with self._conn() as conn, self._build_lock(conn, seed_hash, try_only=True) as free:
             return not free
 
     def _built(self, seed_hash: str) -> dict | None:
@@ -345,7 +350,7 @@ class Snapshots:
         failed, or took over five minutes."""
         with self._conn() as conn:
             try:
-                with advisory_lock(conn, f"build:{seed_hash}", space=SNAPSHOTS, timeout="300s"):
+                with self._build_lock(conn, seed_hash, timeout="300s"):
                     pass
             except LockTimeout:
                 return None

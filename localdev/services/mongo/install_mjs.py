@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,18 +250,20 @@ def _record_archive(java: str, classpath: str, archive: Path) -> None:
 
 
 def _train(pymongo, port: int, password: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    from localdev.waiting import poll_until
+
+    client = pymongo.MongoClient(f"mongodb://localdev:{password}@127.0.0.1:{port}/?authSource=admin",
+                                 serverSelectionTimeoutMS=500, connectTimeoutMS=500)
+
+    def answers() -> bool:
         try:
-            client = pymongo.MongoClient(f"mongodb://localdev:{password}@127.0.0.1:{port}/?authSource=admin",
-                                         serverSelectionTimeoutMS=500, connectTimeoutMS=500)
-            client.admin.command("ping")
-            break
+            return client.admin.command("ping").get("ok") == 1
         except pymongo.errors.PyMongoError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+
     with client:
+        poll_until(answers, 60, "the training run's server", interval=0.05,
+                   fail=lambda: None if proc.poll() is None else f"the server exited ({proc.returncode})")
         db = client["training"]
         db.command("createUser", "u", pwd=password, roles=[{"role": "readWrite", "db": "training"}])
         db.items.insert_many([{"_id": i, "k": i % 7, "tags": ["a", str(i)]} for i in range(200)])
