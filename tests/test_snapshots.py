@@ -469,8 +469,10 @@ def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_co
 
     h.cli("down", check=True)
     h.cli("up", check=True)
-    poll_until(lambda: snapshots.seed_snapshot(content()) is not None, 60, "the agent to make the seed snapshot")
+    # The snapshot is recorded inside the agent's create; its namespace is deleted and the line logged after.
+    poll_until(lambda: made in log.read_text(), 60, "the agent to make the seed snapshot")
     assert log.read_text().count(made) == 1
+    assert snapshots.seed_snapshot(content()) is not None
     assert _names(h) == []  # the agent's own namespace is gone
     h.cli("ns", "create", "first", check=True)
     env = h.ns_env("first")
@@ -493,8 +495,8 @@ def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_co
     # What a `down` cut short (labelled, named so) is deleted by the next agent; a user's own is not.
     h.cli("ns", "create", "seed-snapshot-0000cut", "--no-seed", "--label", "localdev=seed-snapshot", check=True)
     h.cli("ns", "create", "seed-snapshot-mine", "--no-seed", check=True)
-    before = log.read_text().count(" is made")
     h.cli("down", check=True)
+    before = log.read_text().count(" is made")  # (read after `down`: the last agent's line may come late)
     h.cli("up", check=True)
     poll_until(lambda: "seed-snapshot-0000cut" not in _names(h), 60, "the agent to delete the leftover")
     assert _names(h) == ["at-once", "first", "seed-snapshot-mine"]
