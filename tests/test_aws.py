@@ -319,3 +319,22 @@ def test_localstack_publishes_sqs_metrics_to_cloudwatch_only_when_asked(make_clu
         else:  # what arrives at all arrives within that time when on: wait as long, then none
             time.sleep(3)
             assert sent() == []
+
+
+def test_up_waits_for_the_emulators_health_and_the_agent_then_loads_the_apis_a_create_uses(make_cluster):
+    """`up` waits for LocalStack's own health request only: its APIs load on their first request (about a
+    second of one core for the four a create uses), which the agent `up` starts makes right after, so
+    neither `up` nor the first namespace pays for them."""
+    import urllib.request
+
+    from localdev.services.aws import HEALTH
+
+    h = make_cluster(["postgres", "aws"], {"aws": {"flavor": "localstack"}})
+    svc = h.cluster.services["aws"]
+
+    def states() -> dict:
+        with urllib.request.urlopen(svc.endpoint + HEALTH["localstack"], timeout=5) as resp:
+            found = json.loads(resp.read())["services"]
+        return {api: found[api] for api in ("s3", "sqs", "sns", "events")}
+    poll_until(lambda: set(states().values()) == {"running"}, 60, "the agent to load the emulator's APIs")
+    assert h.cli("ns", "list", "--json", check=True).stdout.strip() == "[]"  # no namespace request loaded them

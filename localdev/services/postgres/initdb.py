@@ -94,16 +94,19 @@ def _take_spare(template: Path, pgdata: Path) -> bool:
 
 
 def _refill_spare(template: Path) -> None:
-    """Copy the template to its spare in a detached process, after this cluster's data directory is made: the
-    next cold `up` takes it (as root, `cp -a` keeps the server's user as the owner). A copy is made under a
-    name of its own and renamed when whole, so a copy that was killed is never taken; its leftovers older
-    than an hour are removed by a later refill."""
+    """Copy the template to its spare in a detached process of the lowest priority, after this cluster's data
+    directory is made: the next cold `up` takes it (as root, `cp -a` keeps the server's user as the owner). A
+    copy is made under a name of its own and renamed when whole, so a copy that was killed is never taken; its
+    leftovers older than an hour are removed by a later refill."""
     spare = spare_of(template)
     if spare.exists():
         return
-    # sh puts the copy in the background and exits: nothing is left for this process to reap.
+    # sh puts the copy in the background and exits: nothing is left for this process to reap. The copy runs
+    # at the lowest priority: it starts while the other services do, and took a share of the cores they and
+    # `up` were waiting on.
     script = ('( find "$1" -maxdepth 1 -name "$2.*" -mmin +60 -exec rm -rf {} + ; '
-              'cp -a "$3" "$4.tmp.$$" && { mv -T "$4.tmp.$$" "$4" || rm -rf "$4.tmp.$$"; } ) >/dev/null 2>&1 &')
+              'nice -n 19 cp -a "$3" "$4.tmp.$$" && { mv -T "$4.tmp.$$" "$4" || rm -rf "$4.tmp.$$"; } ) '
+              '>/dev/null 2>&1 &')
     try:
         subprocess.run(["sh", "-c", script, "refill", str(template.parent), spare.name + ".tmp", str(template),
                         str(spare)], stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True)
