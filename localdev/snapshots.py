@@ -347,13 +347,16 @@ class Snapshots:
 
     def _built(self, seed_hash: str) -> dict | None:
         """The seed snapshot another create is making of this content, once it is done; None if that create
-        failed, or took over five minutes."""
-        with self._conn() as conn:
-            try:
-                with self._build_lock(conn, seed_hash, timeout="300s"):
-                    pass
-            except LockTimeout:
-                return None
+        failed, or took over five minutes. Polled, a registry connection only for each look: a waiter that
+        held one throughout (blocked on the build lock) took it from the pool the builder needs, and 32
+        creates at once of a new content ran the pool dry."""
+        from localdev.waiting import TimedOut, poll_until
+
+        try:
+            poll_until(lambda: not self.being_built(seed_hash), 300, "the seed snapshot being made",
+                       interval=0.02, max_interval=0.1)
+        except TimedOut:
+            return None
         return self.seed_snapshot(seed_hash)
 
     def _fill(self, ns: Namespace, services: builtins.list[str], fixtures, snap: dict | None, keep: bool) -> None:

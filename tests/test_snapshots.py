@@ -448,6 +448,27 @@ def _pg_snapshot_dbs(h) -> set[str]:
         return {r[0] for r in conn.execute("select datname from pg_database where datname like 'localdev_snap_%'")}
 
 
+def test_32_creates_at_once_of_a_new_seed_content_all_succeed_and_replay_once(make_cluster, tmp_path):
+    """One create replays a content with no seed snapshot yet; the others wait for it without holding a
+    registry connection each (31 waiters that did ran the agent's pool dry, and creates failed with
+    "couldn't get a connection")."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = make_cluster(("postgres", "dynamodb", "mongo"))
+    seeds = tmp_path / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    (seeds / "mongo" / "reviews.json").write_text('[{"_id": "r-burst", "stars": 4}]\n')
+    (seeds / "postgres" / "zz_slow.sql").write_text("SELECT pg_sleep(3);\n")  # every waiter is there by its end
+    names = [f"burst-{i}" for i in range(32)]
+    with ThreadPoolExecutor(32) as pool:
+        procs = list(pool.map(lambda n: h.cli("ns", "create", n, "--seeds", str(seeds)), names))
+    assert [(p.returncode, p.stderr) for p in procs] == [(0, "")] * 32
+    for name in (names[0], names[-1]):
+        with pymongo.MongoClient(h.ns_env(name)["MONGODB_URI"]) as client:
+            assert list(client.get_default_database().reviews.find()) == [{"_id": "r-burst", "stars": 4}]
+
+
 def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_copies_it(make_cluster):
     """The agent `up` starts seeds a namespace of its own with the project's seeds folder, keeps it as the seed
     snapshot and deletes it: the first seeded create after `up` then copies, as later ones do. Of creates of
