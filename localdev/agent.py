@@ -48,10 +48,23 @@ log = logging.getLogger("localdev.agent")
 
 
 def _error(exc: Exception) -> JSONResponse:
+    exc = _busy(exc) or exc
     if not isinstance(exc, LocalDevError):
         log.exception("unexpected error")
     status, kind = kind_of(exc)
     return JSONResponse({"error": str(exc) or exc.__class__.__name__, "kind": kind}, status_code=status)
+
+
+def _busy(exc: Exception) -> LocalDevError | None:
+    """An overload said as such: every registry connection stayed in use for the pool's whole wait (more
+    commands at once than the agent serves), which psycopg_pool reports as "couldn't get a connection"."""
+    from psycopg_pool import PoolTimeout
+
+    if not isinstance(exc, PoolTimeout):
+        return None
+    log.warning("the registry's connections were all in use: %s", exc)
+    return LocalDevError("the cluster is busy: every connection the agent keeps to its registry stayed in use "
+                         f"while this command waited ({exc}); try again, or run fewer commands at once")
 
 
 def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | None = None,

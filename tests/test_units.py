@@ -165,3 +165,20 @@ def test_the_profile_dir_is_platformdirs_user_config_dir(monkeypatch, xdg):
     else:
         monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
     assert str(config_dir()) == user_config_dir("localdev", appauthor=False)
+
+
+def test_an_agent_whose_registry_connections_are_all_busy_says_so_in_a_sentence():
+    """psycopg_pool's own "couldn't get a connection after 30.00 sec" reached the CLI, and a traceback the
+    agent's log; the client gets a sentence and a failure it can raise again (exit 1: try again)."""
+    import json
+
+    from psycopg_pool import PoolTimeout
+
+    from localdev.agent import _error
+    from localdev.errors import from_kind
+
+    response = _error(PoolTimeout("couldn't get a connection after 30.00 sec"))
+    body = json.loads(response.body)
+    assert response.status_code == 500 and body["kind"] == "failed"
+    assert body["error"].startswith("the cluster is busy: every connection the agent keeps to its registry ")
+    assert from_kind(body["kind"], body["error"]).exit_code == 1
