@@ -209,8 +209,12 @@ def test_killed_server_comes_back_without_any_command(make_cluster):
         pytest.fail(f"{e}; the agent's log: " + h.cli("logs", "agent").stdout[-2000:])
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
         assert conn.execute("select v from t").fetchone() == (42,)
-    events = json.loads(h.cli("status", "--json", check=True).stdout)["events"]
-    assert [e["event"] for e in events if e["service"] == "postgres"][-2:] == ["died", "restarted"]
+
+    def postgres_events() -> list[str]:
+        events = json.loads(h.cli("status", "--json", check=True).stdout)["events"]
+        return [e["event"] for e in events if e["service"] == "postgres"][-2:]
+    # (the agent records "restarted" after its after-start step: a moment after the server answers again)
+    poll_until(lambda: postgres_events() == ["died", "restarted"], 30, "the restart to be recorded")
     assert h.cli("ns", "create", "after-restart", "--no-seed").returncode == 0
 
 
