@@ -448,7 +448,7 @@ def _pg_snapshot_dbs(h) -> set[str]:
         return {r[0] for r in conn.execute("select datname from pg_database where datname like 'localdev_snap_%'")}
 
 
-def test_32_creates_at_once_of_a_new_seed_content_all_succeed_and_replay_once(make_cluster, tmp_path):
+def test_32_creates_at_once_of_a_new_seed_content_all_succeed(make_cluster, tmp_path):
     """One create replays a content with no seed snapshot yet; the others wait for it without holding a
     registry connection each (31 waiters that did ran the agent's pool dry, and creates failed with
     "couldn't get a connection")."""
