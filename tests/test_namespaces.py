@@ -250,3 +250,44 @@ def test_in_process_api_is_the_same_registry(shared_cluster):
     assert "api-made" in registry_names(h)
     assert h.ns_env("api-made") == h.cluster.namespaces.env("api-made")
     assert h.cli("ns", "delete", "api-made").returncode == 0
+
+
+def test_advisory_locks_free_held_and_timed_out(make_cluster):
+    """A free lock is taken by its try alone; one held elsewhere is refused to a try, waited for otherwise, and
+    a timed wait that runs out raises LockTimeout and leaves the session's statement_timeout as it was."""
+    from localdev.services.postgres.locks import LockTimeout, advisory_lock
+
+    h = make_cluster(agent=False)
+    pg = h.cluster.services["postgres"]
+    with pg.connect() as holder, pg.connect() as other:
+        with advisory_lock(other, "free", timeout="1s") as held:
+            assert held is True
+        with advisory_lock(holder, "taken"):
+            with advisory_lock(other, "taken", try_only=True) as held:
+                assert held is False
+            t0 = time.monotonic()
+            with pytest.raises(LockTimeout, match="waited 1s for the lock on 'taken'"):
+                with advisory_lock(other, "taken", timeout="1s"):
+                    pass
+            assert time.monotonic() - t0 >= 1
+            assert other.execute("SHOW statement_timeout").fetchone()[0] == "0"
+        with advisory_lock(other, "taken", timeout="1s") as held:  # released by its holder: free again
+            assert held is True
+
+    import threading
+
+    with pg.connect() as holder, pg.connect() as other:
+        taken, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with advisory_lock(holder, "waited"):
+                taken.set()
+                release.wait(10)
+        thread = threading.Thread(target=hold)
+        thread.start()
+        taken.wait(10)
+        threading.Timer(0.3, release.set).start()
+        t0 = time.monotonic()
+        with advisory_lock(other, "waited", timeout="5s") as held:  # waited for, then taken
+            assert held is True and time.monotonic() - t0 >= 0.25
+        thread.join()

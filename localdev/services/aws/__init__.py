@@ -209,7 +209,10 @@ class Aws(Service):
             return Resources(memory="256Mi", memory_limit="1Gi", cpu="100m", cpu_limit="1")
         return Resources(memory="64Mi", memory_limit="256Mi", cpu="50m", cpu_limit="1")
 
-    def _health(self) -> bool:
+    def ready(self) -> bool:
+        # The emulator's own health request, through the gateway its API requests take. Its APIs load on
+        # their first request (LocalStack: ~1 s of one core for S3, SQS and EventBridge); the agent's
+        # `warm()` makes those requests right after `up`, where they no longer hold `up` up.
         try:
             import urllib.request
 
@@ -217,12 +220,6 @@ class Aws(Service):
                 return resp.status == 200 and "services" in json.loads(resp.read() or b"{}")
         except Exception:  # noqa: BLE001 - refused, reset, not HTTP, not JSON: all mean "not ready"
             return False
-
-    def ready(self) -> bool:
-        # The emulator's own health request, through the gateway its API requests take. Its APIs load on
-        # their first request (LocalStack: ~1 s of one core for S3, SQS and EventBridge); the agent's
-        # `warm()` makes those requests right after `up`, where they no longer hold `up` up.
-        return self._health()
 
     # -- warm clients --------------------------------------------------------------
     def client(self, service: str, key: str = "000000000000", secret: str = "test", region: str = "us-east-1"):

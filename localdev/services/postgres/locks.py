@@ -37,11 +37,10 @@ def advisory_lock(conn, name: str, *, space: int = INTERNAL, timeout: str | None
         if timeout:
             conn.execute(f"SET statement_timeout = '{timeout}'")
         try:
-            try:
-                conn.execute(f"SELECT pg_advisory{scope}(%s, hashtext(%s))", (space, name))
-                held = True
-            except psycopg.errors.QueryCanceled:
-                raise LockTimeout(f"waited {timeout} for the lock on {name!r}") from None
+            conn.execute(f"SELECT pg_advisory{scope}(%s, hashtext(%s))", (space, name))
+            held = True
+        except psycopg.errors.QueryCanceled:
+            raise LockTimeout(f"waited {timeout} for the lock on {name!r}") from None
         finally:
             if timeout:
                 conn.execute("SET statement_timeout = 0")
