@@ -14,10 +14,13 @@ import builtins
 import json
 import socket
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from localdev.errors import AgentUnavailable, BadInput, LocalDevError, NotFound, SeedsMissing, from_kind
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs every command
+if TYPE_CHECKING:
+    import ssl
 
 # In an env value: the path of the cluster CA's certificate on the machine that uses the env (a remote
 # client puts its pinned copy's; the agent, for a local client, its own file's). Defined here, not in
@@ -86,7 +89,7 @@ class AgentClient:
         self.socket = self.home / "run" / "agent.sock" if self.home is not None else None
         self.timeout = timeout
         self.url, self.token, self.ca = url, token, ca
-        self._tls: Any = None  # an ssl.SSLContext, made at the first TLS connection
+        self._tls: ssl.SSLContext | None = None  # made at the first TLS connection
         if url:
             parts = urlsplit(url)
             if parts.scheme not in ("https", "http") or not parts.hostname:

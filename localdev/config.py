@@ -131,15 +131,75 @@ def find_config_file(start: Path | None = None) -> tuple[Path | None, dict]:
 
 
 def _read(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")  # (what TOML is, whatever the locale)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: invalid TOML: not UTF-8 text ({exc.reason})") from None
+    parses = _ParseCache()
+    data = parses.get(path, text)
+    if data is not None:
+        return data
     import tomllib  # here: a namespace command without a config file (most CI jobs) never needs it
 
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(f"{path}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    parses.put(path, text, data)
     return data
+
+
+class _ParseCache:
+    """The last few config files' parses, each kept with the whole text it was parsed from, in the cluster's
+    cache dir: every project command (`ns create` in each CI job) reads the config, and importing tomllib and
+    parsing costs a CLI process more than any other part of its start (bench/cli_start.py). A parse is reused
+    only for the identical text, so an edit is never missed, however quick; a file holding what JSON cannot
+    (a date) is parsed each time. Nothing is kept before the cluster's home exists (`up` makes it), and a home
+    that cannot be written only costs the parse."""
+
+    KEEP = 8
+
+    def __init__(self):
+        from localdev.state import StateDir
+
+        self.file = StateDir().cache / "config-parses.json"
+
+    def _entries(self) -> dict:
+        import json
+
+        try:
+            entries = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def get(self, path: Path, text: str) -> dict | None:
+        entry = self._entries().get(str(path))
+        if isinstance(entry, dict) and entry.get("text") == text and isinstance(entry.get("data"), dict):
+            return entry["data"]
+        return None
+
+    def put(self, path: Path, text: str, data: dict) -> None:
+        import json
+
+        from localdev.state import write_private
+
+        try:
+            if json.loads(json.dumps(data)) != data:  # (a NaN)
+                return
+        except TypeError:  # a TOML date or time
+            return
+        entries = {k: v for k, v in self._entries().items() if k != str(path)}
+        entries = dict(list(entries.items())[-(self.KEEP - 1):])
+        entries[str(path)] = {"text": text, "data": data}
+        if not self.file.parent.is_dir():
+            return
+        try:
+            write_private(self.file, json.dumps(entries))
+        except OSError:
+            pass
 
 
 def load(start: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
