@@ -31,6 +31,7 @@ class StateDir:
 
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else default_home()
+        self._secrets: tuple[tuple[int, int, int] | None, dict] | None = None
 
     def ensure(self) -> StateDir:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,13 @@ class StateDir:
 
     # secrets.json: admin credentials of the services, owner-only
     def secret(self, key: str, nbytes: int = 24) -> str:
+        """The secret `key`, made on first use. What was read is kept while the file stays the same one
+        (inode, size, mtime): the agent asks for the admin password at every admin connection, and the lock
+        and the read cost more than the connection's own start."""
         path = self.home / "secrets.json"
+        known = self._secrets
+        if known is not None and key in known[1] and _identity(path) == known[0]:
+            return known[1][key]
         with self.lock("secrets"):
             data = json.loads(path.read_text()) if path.exists() else {}
             if key not in data:
@@ -99,4 +106,13 @@ class StateDir:
 
                 data[key] = new_secret(nbytes)
                 write_private(path, json.dumps(data, indent=2))
+            self._secrets = (_identity(path), data)
             return data[key]
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns

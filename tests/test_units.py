@@ -182,3 +182,20 @@ def test_an_agent_whose_registry_connections_are_all_busy_says_so_in_a_sentence(
     assert response.status_code == 500 and body["kind"] == "failed"
     assert body["error"].startswith("the cluster is busy: every connection the agent keeps to its registry ")
     assert from_kind(body["kind"], body["error"]).exit_code == 1
+
+
+def test_state_secrets_are_read_once_while_the_file_stays_the_same(tmp_path, monkeypatch):
+    from localdev.state import StateDir
+
+    agent, other = StateDir(tmp_path), StateDir(tmp_path)
+    password = agent.secret("postgres_admin_password")
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+    reads = []
+    real_read = type(tmp_path).read_text
+    monkeypatch.setattr(type(tmp_path), "read_text", lambda self, *a, **k: reads.append(self) or real_read(self, *a, **k))
+    assert [agent.secret("postgres_admin_password") for _ in range(3)] == [password] * 3 and reads == []
+    token = other.secret("redis_admin_password")  # another process adds one: the file is a new one
+    assert agent.secret("redis_admin_password") == token and agent.secret("postgres_admin_password") == password
+    (tmp_path / "secrets.json").unlink()  # `down --purge`: the next up makes new ones, and so must this process
+    fresh = agent.secret("postgres_admin_password")
+    assert fresh != password and other.secret("postgres_admin_password") == fresh
