@@ -577,10 +577,28 @@ def _archive_commands(sub, ns_sub) -> None:
 
 
 # -- parsing ----------------------------------------------------------------------------
+class _Formatter(argparse.HelpFormatter):
+    """argparse makes a formatter at every add_argument (to try the metavar), and the stock one asks the
+    terminal's width as it is made, importing shutil (and bz2, lzma and zlib with it) and compiling two
+    regexes: a few milliseconds of every command, for help it does not print. This one is made whole only
+    when something beyond trying a metavar is asked of it."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        self._deferred = (prog, indent_increment, max_help_position, width)
+
+    def __getattr__(self, name):  # only for what __init__ has not set yet
+        deferred = self.__dict__.pop("_deferred", None)
+        if deferred is None:
+            raise AttributeError(name)
+        super().__init__(*deferred)
+        return getattr(self, name)
+
+
 class _Parser(argparse.ArgumentParser):
     # No prefix matching: `ns create b --from a` must be refused, not read as `--from-ci` plus a stray name.
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message):  # a usage error is bad input: our message format, exit 2
@@ -622,7 +640,8 @@ _SKIPPED = _Skipped()
 def _subcommands(parser, only: str | None):
     """`parser`'s subcommands; `only`: define that one alone (each parser argparse makes costs ~0.2 ms, most
     of it gettext looking for message catalogs, and the CLI has 31 of them)."""
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    # (prog given: argparse would format the parser's usage to find it, which has no positionals before)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", prog=parser.prog)
     sub.localdev_only = only
     return sub
 
