@@ -135,8 +135,7 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
         if made:
             _create_bucket(svc, ns, s3, folder, name)
             undo.add(partial(_remove_bucket, svc, ns, s3), name)
-        else:
-            svc.record_bucket(ns, name)
+        svc.record_bucket(ns, name)
         for key, path in objects:
             if not made:
                 undo.add(partial(_put_back, s3, name, key), _former_object(s3, name, key))
@@ -149,25 +148,33 @@ def apply(svc, ns, fixtures: dict, undo: Undo) -> None:
 def apply_fresh(svc, ns, fixtures: dict, marker) -> None:
     """The seeds of a namespace being created: its account is new and empty, and a failed create drops the
     whole namespace, so nothing is listed first or recorded to take back, and every step that waits on no
-    other runs at once: `marker()`, each bucket's creation, then each object, and each queue (one after the
-    other, in the file's order, if any has a redrive policy: it names a queue made before it)."""
-    from localdev.concurrency import all_at_once, finished, pool, settled, started
+    other runs at once: `marker()`, each bucket's creation and, as soon as that bucket exists, its objects and
+    the record of its owner; and each queue (one after the other, in the file's order, if any has a redrive
+    policy: it names a queue made before it)."""
+    from localdev.concurrency import finished, pool, settled, started
 
     names = _bucket_names(ns, fixtures)
-    objects = [(folder, key, path) for folder, items in fixtures["buckets"].items() for key, path in items]
     in_order = any("RedrivePolicy" in q["attributes"] for q in fixtures["queues"])
+    objects = sum(len(items) for items in fixtures["buckets"].values())
     with svc.ns_client(ns, "s3") as s3, svc.ns_client(ns, "sqs") as sqs, \
-            pool(1 + len(fixtures["queues"]) + len(objects)) as steps:
+            pool(1 + len(fixtures["queues"]) + len(names) + objects) as steps:
         queues = [partial(_create_queues, sqs, fixtures["queues"])] if in_order else \
             [partial(_create_queues, sqs, [q]) for q in fixtures["queues"]]
+
+        def bucket(folder: str, name: str) -> list:
+            """Creates the bucket, then starts what needs it (and returns at once: a step never waits on
+            the pool it runs in, which a seeds folder of many buckets would fill)."""
+            _create_bucket(svc, ns, s3, folder, name)
+            return started(steps, [partial(svc.record_bucket, ns, name)]
+                           + [partial(_put_object, s3, fixtures, folder, name, key, path)
+                              for key, path in fixtures["buckets"][folder]])
+
         others = started(steps, [marker, *queues])
-        try:
-            all_at_once(steps, [partial(_create_bucket, svc, ns, s3, folder, name) for folder, name in names.items()])
-            all_at_once(steps, [partial(_put_object, s3, fixtures, folder, names[folder], key, path)
-                                for folder, key, path in objects])
-        finally:
-            settled(others)
-        finished(others)
+        made = started(steps, [partial(bucket, folder, name) for folder, name in names.items()])
+        settled(made)
+        then = [f for m in made if m.exception() is None for f in m.result()]
+        settled(then + others)  # nothing left running behind a failure
+        finished(made + then + others)
 
 
 def location(region: str) -> dict:
@@ -186,8 +193,8 @@ def _bucket_names(ns, fixtures: dict) -> dict[str, str]:
 
 
 def _create_bucket(svc, ns, s3, folder: str, name: str) -> None:
-    """Create the bucket and record it as the namespace's (seeded buckets are, as those it makes through the
-    gateway)."""
+    """Create the bucket; the caller records it as the namespace's (`svc.record_bucket`: seeded buckets are
+    the namespace's, as those it makes through the gateway)."""
     from botocore.exceptions import ClientError
 
     try:
@@ -197,7 +204,6 @@ def _create_bucket(svc, ns, s3, folder: str, name: str) -> None:
             raise LocalDevError(f"aws: bucket {name!r} belongs to another account (S3 bucket names are "
                                 "global): delete it there or rename seeds/aws/s3/" + folder) from None
         raise
-    svc.record_bucket(ns, name)
 
 
 def _put_object(s3, fixtures: dict, folder: str, bucket: str, key: str, path: Path) -> None:
