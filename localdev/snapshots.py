@@ -21,7 +21,6 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -521,8 +520,8 @@ def _parallel(names: builtins.list[str], fn, doing: str, done: dict | None = Non
     """`fn(name)` for every name at once; {name: result}. Failures are raised after all have ended (BadInput as it
     is), the results of those that succeeded left in `done` first, for the caller's rollback."""
     done = {} if done is None else done
-    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
-        futures = {n: pool.submit(fn, n) for n in names}
+    with pool(len(names)) as steps:
+        futures = {n: steps.submit(fn, n) for n in names}
     failed = [(n, f.exception()) for n, f in futures.items() if f.exception() is not None]
     done.update({n: f.result() for n, f in futures.items() if f.exception() is None})
     if failed:

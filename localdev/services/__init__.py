@@ -9,10 +9,10 @@ their options (config validation, the CLI) stays cheap.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
+from localdev.concurrency import pool
 from localdev.errors import LocalDevError
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ def in_waves(names: list[str], fn: Callable[[str], T], *, dependants_first: bool
     results: dict[str, T] = {}
     errors: list[tuple[str, BaseException]] = []
     for wave in (reversed(order) if dependants_first else order):
-        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            futures = {n: pool.submit(fn, n) for n in wave}
+        with pool(len(wave)) as steps:
+            futures = {n: steps.submit(fn, n) for n in wave}
         for name, future in futures.items():
             exc = future.exception()
             if exc is None:
