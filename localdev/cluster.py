@@ -112,7 +112,8 @@ class Cluster:
                                      options=cfg.services[name], services=self._services,
                                      namespaces=cfg.namespaces, advertise_host=cfg.advertise_host,
                                      server_cert=self.server_cert, registry=lambda: self.namespaces.pool(),
-                                     endpoint=runtime.endpoint(name, cfg.services[name]))
+                                     endpoint=runtime.endpoint(name, cfg.services[name]),
+                                     instance=functools.partial(runtime.instance, name))
                 self._services[name] = cls(ctx)
         return self._services
 

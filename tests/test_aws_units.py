@@ -106,3 +106,45 @@ def test_container_specs_pin_the_open_source_images(tmp_path, monkeypatch):
     assert newer.env["LOCALSTACK_AUTH_TOKEN"] == "tok"
     mini = make(tmp_path, flavor="ministack").container_spec()
     assert mini.image == MINISTACK_IMAGE and mini.env["PERSIST_STATE"] == "0"
+
+
+class _Emulator:
+    """What AccountCopier.lost asks of the service: which start of the emulator runs, and its store's buckets."""
+
+    def __init__(self, instance, held):
+        self._instance, self.held, self.listed = instance, held, 0
+
+    def instance(self):
+        return self._instance
+
+    def client(self, service, key, secret, region):
+        from contextlib import contextmanager
+
+        emulator = self
+
+        class Store:
+            def list_buckets(self):
+                emulator.listed += 1
+                return {"Buckets": [{"Name": b} for b in emulator.held]}
+
+        return contextmanager(lambda: (yield Store()))()
+
+
+@pytest.mark.parametrize("taken, running, held, listed, lost", [
+    ("11@5.0", "11@5.0", [], 0, False),  # the start that took the copies holds them: nobody is asked
+    ("11@5.0", "12@9.0", ["ldsnap-s-0"], 1, False),  # restarted: listed, and there
+    ("11@5.0", "12@9.0", [], 1, True),  # restarted: listed, and gone
+    (None, None, [], 1, True),  # a runtime that cannot tell (containers, external): listed
+    ("11@5.0", None, ["ldsnap-s-0"], 1, False),
+])
+def test_a_snapshots_bucket_copies_are_listed_only_when_the_emulator_may_have_restarted(taken, running, held,
+                                                                                        listed, lost):
+    from localdev.services.aws.snapshot import AccountCopier
+
+    emulator = _Emulator(running, held)
+    part = {"buckets": [{"rest": "docs", "store": "ldsnap-s-0"}], "queues": [], "topics": [],
+            **({"instance": taken} if taken else {})}
+    why = AccountCopier(emulator).lost("s", part)
+    assert emulator.listed == listed
+    assert (why == "the AWS emulator no longer holds its copy of 1 of its 1 buckets (it keeps no state across a "
+                   "restart, and was restarted since the snapshot was taken)") if lost else why is None

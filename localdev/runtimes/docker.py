@@ -222,6 +222,9 @@ class DockerRuntime:
                 detail += f": {st['Error']}"
         return ProcessState(False, None, detail)
 
+    def instance(self, name: str) -> str | None:
+        return None  # each answer would be a request to the engine, no cheaper than one to the service
+
     # -- stop ---------------------------------------------------------------------
     def stop(self, name: str, spec: ContainerSpec | None = None) -> None:
         """Stop and remove the container; its volumes stay (purge removes them)."""

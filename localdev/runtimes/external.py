@@ -99,6 +99,9 @@ class ExternalRuntime:
     def state(self, name: str) -> ProcessState:
         return ProcessState(True, None, "external")
 
+    def instance(self, name: str) -> str | None:
+        return None  # someone else runs it: a restart is not ours to see
+
     def stop(self, name: str, spec=None) -> None:
         """Never stops a service it did not start; `down` stops only the agent."""
 

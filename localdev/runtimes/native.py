@@ -129,6 +129,10 @@ class NativeRuntime:
         return ProcessState(True, pid, "running", created)
 
 
+    def instance(self, name: str) -> str | None:
+        state = self.state(name)  # its record and /proc: no request to the server
+        return f"{state.pid}@{state.start_time}" if state.running and state.start_time is not None else None
+
     def stop(self, name: str, spec: ProcessSpec | None = None) -> None:
         st = self.state(name)
         if st.running and st.pid:

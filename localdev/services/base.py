@@ -73,6 +73,9 @@ class ServiceContext:
     registry: Callable[[], Any] | None = None
     # runtime = "external": where the service is and localdev's admin login there; None: localdev runs it.
     endpoint: Endpoint | None = None
+    # The running server's identity, a new one at each (re)start, where the runtime can tell (its process
+    # and that process's start time); else None.
+    instance: Callable[[], str | None] | None = None
 
 
 
@@ -172,6 +175,11 @@ class Service:
     def where(self) -> str:
         """How messages name the service's location (an external url without its password)."""
         return self.ctx.endpoint.display if self.ctx.endpoint else f"{self.host}:{self.port}"
+
+    def instance(self) -> str | None:
+        """Which start of the server is running (see ServiceContext.instance): equal answers, no restart in
+        between; None, nobody can tell."""
+        return self.ctx.instance() if self.ctx.instance else None
 
     @property
     def data_dir(self) -> Path:

@@ -44,6 +44,7 @@ class AccountCopier:
         return self.svc.client(service, store_account(sid), "localdev", "us-east-1")
 
     def take(self, ns, sid: str, idle: bool) -> dict:
+        instance = self.svc.instance()  # before the copies: a restart while they are made is then seen as one
         with ExitStack() as stack:
             s3, sqs, sns = (stack.enter_context(self.svc.ns_client(ns, s)) for s in ("s3", "sqs", "sns"))
             store = stack.enter_context(self._store(sid, "s3"))
@@ -70,12 +71,17 @@ class AccountCopier:
                 attrs = sns.get_topic_attributes(TopicArn=arn).get("Attributes", {})
                 topics.append({"name": arn.rsplit(":", 1)[1],
                                "attributes": {k: v for k, v in attrs.items() if k in TOPIC_ATTRIBUTES}})
-        return {"buckets": buckets, "queues": queues, "topics": topics}
+        part = {"buckets": buckets, "queues": queues, "topics": topics}
+        return {**part, "instance": instance} if instance is not None else part
 
     def lost(self, sid: str, part: dict) -> str | None:
         """What the emulator no longer holds of the snapshot (it keeps nothing across a restart), or None.
-        Queues and topics are re-made from the registry's part; only the copied buckets can go."""
+        Queues and topics are re-made from the registry's part; only the copied buckets can go. The same start
+        of the emulator as took the copies still holds them, unasked (one request fewer in a seeded create);
+        after a restart, or where the runtime cannot tell, its buckets are listed."""
         if not part.get("buckets"):
+            return None
+        if part.get("instance") is not None and part["instance"] == self.svc.instance():
             return None
         with self._store(sid, "s3") as store:
             held = {b["Name"] for b in store.list_buckets().get("Buckets", [])}
