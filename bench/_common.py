@@ -43,6 +43,16 @@ def cli(env: dict, *args: str) -> float:
     return time.perf_counter() - t0
 
 
+def timed(argv: list[str], runs: int, env: dict | None = None) -> list[float]:
+    """Wall seconds of `runs` runs of `argv`, each a new process."""
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, env=env)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     if len(values) == 1:

@@ -18,8 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import timed  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -38,15 +40,6 @@ def make_venv(root: Path, mode: str) -> Path:
         args += ["--config-settings", f"editable_mode={mode}"]
     subprocess.run(args, check=True, capture_output=True)
     return venv
-
-
-def timed(argv: list[str], runs: int) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True)
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def main() -> None:

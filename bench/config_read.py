@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import save  # noqa: E402
+from _common import save, timed  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # A project's config of the README's kind: every service on its port, the namespaces' defaults.
@@ -43,15 +41,6 @@ max_connections = 20
 READ = "from localdev.config import load_namespace_settings; load_namespace_settings()"
 
 
-def timed(env: dict, runs: int, code: str) -> list[float]:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
@@ -68,13 +57,13 @@ def main() -> None:
         for label, path in files.items():
             cached = {**base, "LOCALDEV_HOME": str(root / "home"), "LOCALDEV_CONFIG": str(path)}
             parsed = {**cached, "LOCALDEV_HOME": str(root / "no-home")}  # no cache dir: parsed every time
-            timed(cached, 1, READ)  # keeps the parse
+            timed([sys.executable, "-c", READ], 1, cached)  # keeps the parse
             # alternated, so that a change in the machine's speed meets both
             rows[label] = {"parsed": [], "cached": [], "python": []}
             for _ in range(args.runs):
-                rows[label]["parsed"] += timed(parsed, 1, READ)
-                rows[label]["cached"] += timed(cached, 1, READ)
-                rows[label]["python"] += timed(base, 1, "import localdev.errors")
+                rows[label]["parsed"] += timed([sys.executable, "-c", READ], 1, parsed)
+                rows[label]["cached"] += timed([sys.executable, "-c", READ], 1, cached)
+                rows[label]["python"] += timed([sys.executable, "-c", "import localdev.errors"], 1, base)
     print(f"{'config file':<16}{'parsed p50':>12}{'cached p50':>12}{'saved':>9}{'(interpreter alone)':>22}")
     summary = {}
     for label, row in rows.items():
