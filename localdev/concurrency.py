@@ -106,9 +106,12 @@ class Pool:
         return self
 
     def __exit__(self, *exc) -> None:
-        with self._lock:
-            futures = list(self._futures)
-        wait(futures)
+        while True:  # (a step may submit more to the pool it runs in)
+            with self._lock:
+                pending = [f for f in self._futures if not f.done()]
+            if not pending:
+                return
+            wait(pending)
 
 
 def pool(steps: int) -> Pool:

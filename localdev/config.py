@@ -154,7 +154,7 @@ def _read(path: Path) -> dict:
 class _ParseCache:
     """The last few config files' parses, each kept with the whole text it was parsed from, in the cluster's
     cache dir: every project command (`ns create` in each CI job) reads the config, and importing tomllib and
-    parsing costs a CLI process more than any other part of its start (bench/cli_start.py). A parse is reused
+    parsing was one of the largest parts of a CLI process's start (bench/config_read.py). A parse is reused
     only for the identical text, so an edit is never missed, however quick; a file holding what JSON cannot
     (a date) is parsed each time. Nothing is kept before the cluster's home exists (`up` makes it), and a home
     that cannot be written only costs the parse."""

@@ -114,3 +114,14 @@ def test_a_forked_child_starts_workers_of_its_own():
         os.waitpid(pid, 0)
         pytest.fail("a pool in a forked child never ran its steps")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_the_exit_waits_too_for_steps_that_steps_submitted():
+    done = []
+    with pool(2) as steps:
+        def first():
+            time.sleep(0.05)
+            steps.submit(lambda: (time.sleep(0.1), done.append("second")))
+            done.append("first")
+        steps.submit(first)
+    assert done == ["first", "second"]
