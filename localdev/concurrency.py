@@ -58,6 +58,7 @@ def _worker() -> None:
                     return
             continue
         run()
+        run = None  # an idle worker keeps nothing of its last step (its pool, its arguments, their result)
         with _lock:
             _idle += 1
 

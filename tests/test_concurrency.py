@@ -125,3 +125,23 @@ def test_the_exit_waits_too_for_steps_that_steps_submitted():
             done.append("first")
         steps.submit(first)
     assert done == ["first", "second"]
+
+
+def test_an_idle_worker_keeps_nothing_of_its_last_step():
+    import gc
+    import weakref
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    gone = weakref.ref(thing)
+    with pool(1) as steps:
+        steps.submit(lambda it: it, thing)  # its argument, and its result
+    del steps, thing
+    for _ in range(50):  # the worker drops it right after the step, a moment after the pool's exit
+        gc.collect()
+        if gone() is None:
+            break
+        time.sleep(0.02)
+    assert gone() is None
