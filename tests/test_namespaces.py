@@ -291,3 +291,29 @@ def test_advisory_locks_free_held_and_timed_out(make_cluster):
         with advisory_lock(other, "waited", timeout="5s") as held:  # waited for, then taken
             assert held is True and time.monotonic() - t0 >= 0.25
         thread.join()
+
+
+def test_a_pooled_connection_is_asked_nothing_at_checkout_unless_its_server_spoke(shared_cluster):
+    """The agent's pools check a connection at checkout only when its socket has something to read (a
+    session the server ended): a healthy one costs no round trip, an ended one is replaced, not handed out."""
+    pg = shared_cluster.cluster.services["postgres"]
+    pool = pg.make_pool(pg.admin_db, 1, "test-checkout")
+    try:
+        with pool.connection() as conn:
+            pid = conn.info.backend_pid
+        with pg.connect() as other:
+            def last_query() -> tuple:
+                return other.execute("SELECT query_start, query FROM pg_stat_activity WHERE pid = %s",
+                                     (pid,)).fetchone()
+            before = last_query()
+            for _ in range(3):
+                with pool.connection() as conn:
+                    assert conn.info.backend_pid == pid
+            assert last_query() == before  # no query reached the server
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            poll_until(lambda: last_query() is None, 10, "the session to end")
+        with pool.connection() as conn:
+            assert conn.info.backend_pid != pid
+            assert conn.execute("SELECT 42").fetchone() == (42,)
+    finally:
+        pool.close()

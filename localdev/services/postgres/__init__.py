@@ -327,7 +327,7 @@ class Postgres(Service):
 
         return ConnectionPool(self.admin_url(dbname), min_size=1, max_size=max_size, open=True, timeout=30,
                               kwargs={"autocommit": True, "application_name": APPLICATION_NAME}, name=name,
-                              check=ConnectionPool.check_connection)
+                              check=check_idle_connection)
 
     def pool(self):
         """Admin connections to the `postgres` database (the agent's hot path)."""
@@ -585,3 +585,23 @@ def _pg_connection(env: dict):
     conn = psycopg.connect(env["DATABASE_URL"])
     yield conn
     conn.close()
+
+
+def check_idle_connection(conn) -> None:
+    """A pool's checkout check that costs a round trip only when one can fail. An idle connection's server
+    says nothing until asked, and a server that stops, restarts or ends the session closes its side (after a
+    "terminating connection" notice, usually), or the kernel closes it when the server is killed: while
+    nothing is readable on the socket, the connection is as alive as a query would show. Anything readable
+    gets psycopg_pool's own check, which raises for a dead connection, and the pool makes a new one. That
+    check alone sent an empty query at every checkout: half a dozen per `ns create`, each a wait for a busy
+    server on the request's path."""
+    import select
+
+    from psycopg_pool import ConnectionPool
+
+    if not conn.closed:
+        poller = select.poll()  # not select(): the agent may hold more than FD_SETSIZE descriptors
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return
+    ConnectionPool.check_connection(conn)
