@@ -148,3 +148,36 @@ def test_a_snapshots_bucket_copies_are_listed_only_when_the_emulator_may_have_re
     assert emulator.listed == listed
     assert (why == "the AWS emulator no longer holds its copy of 1 of its 1 buckets (it keeps no state across a "
                    "restart, and was restarted since the snapshot was taken)") if lost else why is None
+
+
+def test_the_agents_small_uploads_do_not_wait_for_100_continue(tmp_path):
+    """botocore asks for `100-continue` before every S3 upload of a file: a round trip more per seed object.
+    The agent's clients send a small body at once and keep the wait for a big one (the request is caught
+    before it is sent: what is checked is what botocore would put on the wire)."""
+    import io
+
+    from botocore.awsrequest import AWSResponse
+    from botocore.config import Config
+
+    from localdev.services.aws_clients import SMALL_BODY, WarmClients
+
+    sent: list[dict] = []
+
+    def capture(request, **_):
+        sent.append(dict(request.headers))
+        response = AWSResponse(request.url, 200, {}, None)
+        response._content = b""
+        return response
+
+    clients = WarmClients()
+    with clients.lease("s3", endpoint="http://127.0.0.1:9", key="AKIDEXAMPLE", secret="secret",
+                       region="us-east-1", config=Config()) as s3:
+        s3.meta.events.register("before-send.s3", capture)
+        small = tmp_path / "small.txt"
+        small.write_bytes(b"x" * 100)
+        with open(small, "rb") as body:
+            s3.put_object(Bucket="b", Key="small", Body=body)
+        s3.put_object(Bucket="b", Key="bytes", Body=b"y" * 10)
+        s3.put_object(Bucket="b", Key="big", Body=io.BytesIO(b"z" * (SMALL_BODY + 1)))
+    clients.close()
+    assert [h.get("Expect") for h in sent] == [None, None, b"100-continue"]

@@ -190,7 +190,26 @@ def _shared_client(api: str, endpoint: str, region: str, config):
                                      config=config.merge(Config(max_pool_connections=32)))
     client.meta.events.register("before-parameter-build", _take_credentials)
     client.meta.events.register("before-sign", _require_credentials)
+    client.meta.events.register_last("before-call.s3", _no_expect_for_small_bodies)
     return client
+
+
+SMALL_BODY = 1 << 20
+
+
+def _no_expect_for_small_bodies(params, **_):
+    """botocore sends every S3 upload of a file (and of bytes, which it wraps in one) with `Expect:
+    100-continue`: it waits for the server's interim answer before it sends the body, and reads that answer
+    one byte per system call. For a seed's or a snapshot's object of a few bytes that is a round trip and a
+    few dozen wake-ups more per object, on a create's path. A body up to SMALL_BODY goes at once, as it
+    would if the server refused it: the refusal still comes, after a small upload."""
+    from botocore.utils import determine_content_length
+
+    headers = params.get("headers", {})
+    if headers.get("Expect") == "100-continue":
+        length = determine_content_length(params.get("body"))
+        if length is not None and length <= SMALL_BODY:
+            del headers["Expect"]
 
 
 def _close(entries: list[_Entry]) -> None:
