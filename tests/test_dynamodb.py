@@ -601,3 +601,21 @@ def test_a_missing_configured_jar_is_bad_input_and_starts_nothing(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "missing/DynamoDBLocal.jar, which is not a file" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "home" / "run" / "dynamodb" / "pid").exists()
+
+
+def test_a_seeded_namespaces_database_is_opened_by_its_first_request_not_by_its_create(make_cluster, tmp_path):
+    """A seeded create puts the seed snapshot's file in place and asks DynamoDB Local nothing: an opened
+    database costs threads and polling queries until it has been idle a while, for every namespace made."""
+    h = make_cluster(services=SERVICES, agent=False)
+    seeds = write_seeds(tmp_path / "seeds", {"orders": ORDERS})
+    h.cluster.namespaces.create("first", seed=True, seeds_dir=seeds)  # takes the seed snapshot
+    env = h.cluster.namespaces.env(h.cluster.namespaces.create("second", seed=True, seeds_dir=seeds)["name"])
+    server = psutil.Process(h.cluster.runtime.state("dynamodb").pid)
+    db_file = f"{env['AWS_ACCESS_KEY_ID']}_us-east-1.db"
+
+    def is_open() -> bool:
+        return any(Path(f.path).name == db_file for f in server.open_files())
+
+    assert (h.cluster.services["dynamodb"].data_dir / db_file).exists() and not is_open()
+    assert ddb(env).scan(TableName="orders", Select="COUNT")["Count"] == 30
+    assert is_open()

@@ -50,16 +50,24 @@ class FileCopier:
         return {"regions": regions}
 
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
+        """The snapshot's files put in place before the key's first request. That request is the user's:
+        asking DynamoDB Local anything here would open the copy at once, and an open database costs its
+        threads and three queries a second until it has been idle for `idle_close_seconds` (a burst of 500
+        creates kept half a core busy for that minute); a copy nobody uses is never opened."""
         key = validate_access_key(access_key_id(ns))
+        redone = False
         for region in part["regions"]:
             live = self._live(key, region)
             if live.exists():  # a create being redone: DynamoDB Local may have it open
                 self._admin("replace", key, region, str(self._dir(sid) / f"{region}.db"))
+                redone = True
             else:
                 tmp = live.with_name(live.name + ".localdev-tmp")
                 shutil.copyfile(self._dir(sid) / f"{region}.db", tmp)
                 os.replace(tmp, live)
-        return self.svc.create_namespace(ns)  # its first request: DynamoDB Local opens the copy
+        if part["regions"] and not redone:
+            return self.svc.namespace_env(ns)
+        return self.svc.create_namespace(ns)  # a request: it makes the key's file, or opens the swapped one
 
     def reset(self, ns, sid: str | None, part: dict | None) -> None:
         key = validate_access_key(access_key_id(ns))
