@@ -288,6 +288,51 @@ def test_data_and_users_survive_kill9_and_down_up(make_cluster):
             c.get_default_database().docs.find_one()
 
 
+def test_the_users_log_survives_kill9_and_a_line_cut_short(make_cluster):
+    """Users are appended to their file, drops too; a restart reads the log, drops a last line cut short (an
+    OS crash mid-append: that command was never answered) and compacts the file."""
+    h = make_cluster(services=("postgres", "mongo"), options=MJS, agent=False)
+    ns = h.cluster.namespaces
+    for name in ("la", "lb", "lc"):
+        ns.create(name)
+    envs = {name: ns.env(name)["MONGODB_URI"] for name in ("la", "lb", "lc")}
+    ns.delete("lb")
+    argv = open(f"/proc/{h.cluster.runtime.state('mongo').pid}/cmdline").read().split("\0")
+    users = argv[argv.index("--users") + 1]
+    logged = open(users).read().splitlines()
+    assert len(logged) > 2 and logged[-1].split("\t") == ["ns_lb", "ns_lb"]  # appended, not rewritten
+
+    def restart() -> None:
+        pid = h.cluster.runtime.state("mongo").pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while time.time() < deadline and h.cluster.runtime.state("mongo").running:
+            time.sleep(0.05)
+        h.cli("up", check=True)
+        h.cluster.namespaces.close()
+        h.cluster.close()
+
+    def works(uri: str) -> bool:
+        with client(uri) as c:
+            try:
+                c.get_default_database().docs.insert_one({"ok": 1})
+                return True
+            except OperationFailure:
+                return False
+
+    restart()
+    assert [works(envs[n]) for n in ("la", "lb", "lc")] == [True, False, True]
+    with open(users, "a") as f:
+        f.write("ns_la\tns_la\tSCRAM-SHA-1\tAAAA")  # a torn append: no end of line
+    restart()
+    assert [works(envs[n]) for n in ("la", "lb", "lc")] == [True, False, True]
+    lines = open(users).read()
+    assert lines.endswith("\n") and sorted(line.split("\t")[0] for line in lines.splitlines()) == ["ns_la", "ns_lc"]
+    ns.create("ld")
+    restart()
+    assert works(ns.env("ld")["MONGODB_URI"]) and works(envs["la"])
+
+
 def test_logs_hold_no_passwords(mjs_cluster, two):
     logs = "".join(p.read_text(errors="replace") for p in (mjs_cluster.home / "logs").glob("*"))
     for uri in (two["uri_a"], two["uri_b"]):

@@ -366,9 +366,8 @@ public final class MongoJavaServer {
                     dropCollection(collection, oplog);
                 }
             }
-            List<String> prefixes = List.of(name + ".", "databases." + name + ".", meta);
-            for (String map : new ArrayList<>(store.getMapNames())) {
-                if (prefixes.stream().anyMatch(map::startsWith)) {
+            for (String prefix : List.of(name + ".", "databases." + name + ".", meta)) {
+                for (String map : ExactDropH2Backend.mapsStartingWith(store, prefix)) {
                     store.removeMap(map);
                 }
             }
@@ -449,20 +448,36 @@ public final class MongoJavaServer {
         }
     }
 
+    // The users file is a log: each createUser/updateUser appends the user's line, each drop appends a line of
+    // only its database and name; a later line of a key replaces the earlier ones. Rewriting the whole file
+    // at every change (as this did) cost each namespace create and delete a write of every user and a
+    // rename, which grew with the number of namespaces. The file is compacted (rewritten whole, to a
+    // temporary file that is renamed over it) when it holds more than twice the lines it needs, at start,
+    // and after an append failed midway. Only an append's whole line counts: a line cut short (an OS crash,
+    // a full disk) was never acknowledged, and is dropped when the file is read.
     static final class Users {
         private final Path file;
         private final Map<String, User> byKey = new ConcurrentHashMap<>();
         private final User root;
+        private int lines;  // in the file now
+        private boolean rewrite;  // an append failed: the file may end in part of a line
 
         Users(Path file, String rootUser, String rootPassword) throws IOException {
             this.file = file;
             this.root = new User("admin", rootUser, true, Scram.credentials(rootUser, rootPassword), 0);
             if (Files.exists(file)) {
-                for (String line : Files.readAllLines(file, StandardCharsets.UTF_8)) {
+                String text = Files.readString(file, StandardCharsets.UTF_8);
+                String whole = text.substring(0, text.lastIndexOf('\n') + 1);
+                for (String line : whole.split("\n")) {
                     if (line.isBlank()) {
                         continue;
                     }
+                    lines++;
                     String[] f = line.split("\t");
+                    if (f.length == 2) {  // a drop
+                        byKey.remove(f[0] + "." + f[1]);
+                        continue;
+                    }
                     Map<String, Credential> m = new LinkedHashMap<>();
                     int i = 2;
                     for (; i + 4 < f.length + 1; i += 5) {
@@ -474,6 +489,9 @@ public final class MongoJavaServer {
                     int max = i < f.length && f[i].startsWith("max=") ? Integer.parseInt(f[i].substring(4)) : 0;
                     User u = new User(f[0], f[1], false, m, max);
                     byKey.put(u.key(), u);
+                }
+                if (lines > byKey.size() || whole.length() < text.length()) {
+                    save();
                 }
             }
         }
@@ -491,24 +509,30 @@ public final class MongoJavaServer {
 
         synchronized void put(User u) throws IOException {
             byKey.put(u.key(), u);
-            save();
+            append(List.of(line(u)));
         }
 
         synchronized boolean remove(String db, String name) throws IOException {
             boolean removed = byKey.remove(db + "." + name) != null;
-            save();
+            if (removed) {
+                append(List.of(db + "\t" + name + "\n"));
+            }
             return removed;
         }
 
         synchronized int removeAll(String db) throws IOException {
             List<String> keys = new ArrayList<>();
+            List<String> drops = new ArrayList<>();
             for (User u : byKey.values()) {
                 if (u.db.equals(db)) {
                     keys.add(u.key());
+                    drops.add(u.db + "\t" + u.name + "\n");
                 }
             }
             keys.forEach(byKey::remove);
-            save();
+            if (!drops.isEmpty()) {
+                append(drops);
+            }
             return keys.size();
         }
 
@@ -522,31 +546,60 @@ public final class MongoJavaServer {
             return out;
         }
 
+        private static String line(User u) {
+            StringBuilder sb = new StringBuilder();
+            Base64.Encoder e = Base64.getEncoder();
+            sb.append(u.db).append('\t').append(u.name);
+            for (Map.Entry<String, Credential> m : u.mechanisms.entrySet()) {
+                Credential c = m.getValue();
+                sb.append('\t').append(m.getKey()).append('\t').append(e.encodeToString(c.salt))
+                        .append('\t').append(c.iterations).append('\t').append(e.encodeToString(c.storedKey))
+                        .append('\t').append(e.encodeToString(c.serverKey));
+            }
+            if (u.maxConnections > 0) {
+                sb.append("\tmax=").append(u.maxConnections);
+            }
+            return sb.append('\n').toString();
+        }
+
+        // Flushed to disk before the command is answered.
+        private void append(List<String> more) throws IOException {
+            if (rewrite || lines + more.size() > 2 * byKey.size() + 64) {
+                save();
+                return;
+            }
+            rewrite = true;  // until the whole of it is written and flushed
+            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                    StandardOpenOption.APPEND)) {
+                ByteBuffer bytes = ByteBuffer.wrap(String.join("", more).getBytes(StandardCharsets.UTF_8));
+                while (bytes.hasRemaining()) {
+                    ch.write(bytes);
+                }
+                ch.force(false);
+            }
+            rewrite = false;
+            lines += more.size();
+        }
+
         // Written whole to a temporary file, flushed to disk, then renamed over the old one: a crash
         // leaves the old set or the new one, never a mix.
         private void save() throws IOException {
             StringBuilder sb = new StringBuilder();
-            Base64.Encoder e = Base64.getEncoder();
             for (User u : byKey.values()) {
-                sb.append(u.db).append('\t').append(u.name);
-                for (Map.Entry<String, Credential> m : u.mechanisms.entrySet()) {
-                    Credential c = m.getValue();
-                    sb.append('\t').append(m.getKey()).append('\t').append(e.encodeToString(c.salt))
-                            .append('\t').append(c.iterations).append('\t').append(e.encodeToString(c.storedKey))
-                            .append('\t').append(e.encodeToString(c.serverKey));
-                }
-                if (u.maxConnections > 0) {
-                    sb.append("\tmax=").append(u.maxConnections);
-                }
-                sb.append('\n');
+                sb.append(line(u));
             }
             Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                     StandardOpenOption.TRUNCATE_EXISTING)) {
-                ch.write(ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.UTF_8)));
+                ByteBuffer bytes = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.UTF_8));
+                while (bytes.hasRemaining()) {
+                    ch.write(bytes);
+                }
                 ch.force(true);
             }
             Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            lines = byKey.size();
+            rewrite = false;
         }
     }
 
