@@ -619,3 +619,7 @@ def test_a_seeded_namespaces_database_is_opened_by_its_first_request_not_by_its_
     assert (h.cluster.services["dynamodb"].data_dir / db_file).exists() and not is_open()
     assert ddb(env).scan(TableName="orders", Select="COUNT")["Count"] == 30
     assert is_open()
+    server.kill()  # a server that does not answer still fails the create, as a request would
+    server.wait(10)
+    with pytest.raises(Exception, match="(?i)connect"):
+        h.cluster.namespaces.create("third", seed=True, seeds_dir=seeds)

@@ -149,6 +149,11 @@ class DynamoDB(Service):
 
     def warm(self) -> None:
         # The shared client namespaces' requests go through (not the probe's), made before the first create.
+        self.answer()
+
+    def answer(self) -> None:
+        """A request under the probe key, whose database warm() opened: raises if the server does not answer,
+        and opens no namespace's database."""
         with self._client(PROBE_KEY, self.ctx.namespaces.get("region", "us-east-1")) as client:
             client.list_tables(Limit=1)
 

@@ -50,10 +50,10 @@ class FileCopier:
         return {"regions": regions}
 
     def create(self, ns, sid: str, part: dict) -> dict[str, str]:
-        """The snapshot's files put in place before the key's first request. That request is the user's:
-        asking DynamoDB Local anything here would open the copy at once, and an open database costs its
-        threads and three queries a second until it has been idle for `idle_close_seconds` (a burst of 500
-        creates kept half a core busy for that minute); a copy nobody uses is never opened."""
+        """The snapshot's files put in place before the key's first request. That request is the user's: a
+        request under the namespace's key here would make DynamoDB Local open the copy at once, and an open
+        database costs its threads and three queries a second until it has been idle for `idle_close_seconds`
+        (a burst of 500 creates kept half a core busy for that minute); a copy nobody uses is never opened."""
         key = validate_access_key(access_key_id(ns))
         redone = False
         for region in part["regions"]:
@@ -66,6 +66,7 @@ class FileCopier:
                 shutil.copyfile(self._dir(sid) / f"{region}.db", tmp)
                 os.replace(tmp, live)
         if part["regions"] and not redone:
+            self.svc.answer()  # a create is refused while the server is down, as create_namespace's request is
             return self.svc.namespace_env(ns)
         return self.svc.create_namespace(ns)  # a request: it makes the key's file, or opens the swapped one
 
