@@ -53,7 +53,7 @@ class FileCopier:
         """The snapshot's files put in place before the key's first request. That request is the user's: a
         request under the namespace's key here would make DynamoDB Local open the copy at once, and an open
         database costs its threads and three queries a second until it has been idle for `idle_close_seconds`
-        (a burst of 500 creates kept half a core busy for that minute); a copy nobody uses is never opened."""
+        (after a burst of creates, a large share of a core: bench/scale.py); a copy nobody uses is never opened."""
         key = validate_access_key(access_key_id(ns))
         redone = False
         for region in part["regions"]:

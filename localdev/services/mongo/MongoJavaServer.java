@@ -196,9 +196,9 @@ public final class MongoJavaServer {
         private static final String INDEXES = "system.indexes";
 
         // The names of the store's maps that start with `prefix`. MVStore.getMapNames() lists every map of
-        // every database (half a dozen per namespace), and a copy or a drop asked for it twice: with 500
-        // namespaces present that made each cost ten times its cost on an empty server. The store's meta
-        // map keeps "name.<map>" keys in order, so the maps of one prefix are one range of it.
+        // every database (half a dozen per namespace), and a copy or a drop asked for it twice, so each cost
+        // grew with the number of namespaces present. The store's meta map keeps "name.<map>" keys in order,
+        // so the maps of one prefix are one range of it.
         static List<String> mapsStartingWith(MVStore store, String prefix) {
             String from = DataUtils.META_NAME + prefix;
             List<String> out = new ArrayList<>();
