@@ -181,3 +181,58 @@ def test_the_agents_small_uploads_do_not_wait_for_100_continue(tmp_path):
         s3.put_object(Bucket="b", Key="big", Body=io.BytesIO(b"z" * (SMALL_BODY + 1)))
     clients.close()
     assert [h.get("Expect") for h in sent] == [None, None, b"100-continue"]
+
+
+BOTOCORE_PROBE = r"""
+import json, sys, threading
+sys.path.insert(0, sys.argv[1])
+from botocore import loaders
+import boto3
+
+parses = []
+load_file = loaders.JSONFileLoader.load_file
+loaders.JSONFileLoader.load_file = lambda self, path: (parses.append(path), load_file(self, path))[1]
+if sys.argv[2] == "patched":
+    import localstack_launcher
+    localstack_launcher._parse_botocore_data_once()
+
+answers = {}
+def ask(n):  # what LocalStack's region checks ask, each in a Session of its own, all at once
+    session = boto3.Session()
+    regions = {s: session.get_available_regions(s) for s in ("s3", "sqs", "sns", "events")}
+    regions["cloudwatch/aws-cn"] = session.get_available_regions("cloudwatch", partition_name="aws-cn")
+    answers[n] = {"regions": regions, "partitions": session.get_available_partitions()}
+    regions["s3"].append("mutated-by-a-caller")
+threads = [threading.Thread(target=ask, args=(n,)) for n in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+boto3.Session().client("s3", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b")
+print(json.dumps({"answers": [answers[n] for n in range(6)],
+                  "endpoint_parses": sum(p.endswith("/endpoints") for p in parses),
+                  "s3_model_parses": sum(p.endswith("s3/2006-03-01/service-2") for p in parses)}))
+"""
+
+
+def test_localstack_parses_botocores_endpoints_and_region_lists_once_and_answers_as_before():
+    """The launcher's patch, in LocalStack's own interpreter and botocore: six Sessions asking at once parse
+    the endpoints file once (not once each) and answer what unpatched botocore answers; a caller that changes
+    the list it was given changes nobody else's."""
+    import subprocess
+    from pathlib import Path
+
+    python = str(prov.localstack_python())
+    launcher_dir = str(Path(prov.__file__).parent)
+    runs = {}
+    for mode in ("plain", "patched"):
+        out = subprocess.run([python, "-I", "-c", BOTOCORE_PROBE, launcher_dir, mode], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs[mode] = json.loads(out.stdout)
+    plain, patched = runs["plain"], runs["patched"]
+    assert plain["endpoint_parses"] >= 6 and plain["s3_model_parses"] >= 6  # what the patch is for
+    assert patched["endpoint_parses"] == 1
+    assert patched["s3_model_parses"] == 2  # one for the region list, one for the client's own model
+    assert patched["answers"] == plain["answers"]
+    first = patched["answers"][0]["regions"]
+    assert "us-east-1" in first["sqs"] and "cn-north-1" in first["cloudwatch/aws-cn"]
+    assert all("mutated-by-a-caller" not in a["regions"]["s3"][:-1] for a in patched["answers"])

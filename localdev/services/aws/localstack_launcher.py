@@ -15,6 +15,7 @@ import importlib.machinery
 import os
 import shutil
 import sys
+import threading
 
 S3_MODULE = "localstack.services.s3.provider"
 
@@ -54,6 +55,43 @@ def _bind_twisted_to(host):
     endpoints.TCP4ServerEndpoint = BoundTCP4ServerEndpoint
 
 
+def _parse_botocore_data_once():
+    # botocore parses its endpoints file (over a megabyte of JSON) once per Session, and a service's model to
+    # list its regions, and LocalStack makes a new Session for each service's valid regions and for its region
+    # check, all first needed by a service's first request: a new cluster's first requests, which come at
+    # once, each parsed them again holding the GIL (over half of LocalStack's CPU in the first seeded create).
+    # What they answer comes from botocore's own files, which do not change while the process runs: each is
+    # parsed once (a caller waits for one being parsed rather than parse beside it). The endpoints data is
+    # only read (by botocore's EndpointResolver); region lists are handed out as copies.
+    from botocore import loaders, session
+
+    lock = threading.RLock()
+
+    def once(method, key_of, copy=lambda value: value):
+        done = {}
+
+        def wrapper(self, *args, **kwargs):
+            key = key_of(self, *args, **kwargs)
+            if key is None:
+                return method(self, *args, **kwargs)
+            with lock:
+                if key not in done:
+                    done[key] = method(self, *args, **kwargs)
+                return copy(done[key])
+
+        return wrapper
+
+    loaders.Loader.load_data_with_path = once(
+        loaders.Loader.load_data_with_path,
+        lambda self, name: (tuple(self.search_paths), name) if name == "endpoints" else None)
+    data_path = lambda self: self.get_config_variable("data_path")  # noqa: E731  (AWS_DATA_PATH)
+    session.Session.get_available_regions = once(
+        session.Session.get_available_regions,
+        lambda self, *args, **kwargs: (data_path(self), args, tuple(sorted(kwargs.items()))), list)
+    session.Session.get_available_partitions = once(
+        session.Session.get_available_partitions, lambda self: (data_path(self),), list)
+
+
 def main():
     # This file sits beside localdev's own localstack.py, which would shadow the localstack package.
     here = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +104,7 @@ def main():
     os.makedirs(tmp_dir, exist_ok=True)
     sys.meta_path.insert(0, _SetS3TmpDir(tmp_dir))
     _bind_twisted_to(os.environ.get("LOCALDEV_BIND_HOST") or "127.0.0.1")
+    _parse_botocore_data_once()
 
     from localstack.runtime import main as runtime_main
 
