@@ -516,6 +516,7 @@ def main(argv: list[str] | None = None) -> None:
         except LocalDevError as exc:
             log.error("%s", exc)
             raise SystemExit(exc.exit_code) from None
+        cluster.close()
         cluster = Cluster(home=args.home)  # as a started agent sees it: the config `up` recorded
     agent_cfg = cluster.config.agent
     # Started by `up` beside the services, the agent must answer its ping at once; its warm-up then follows

@@ -199,7 +199,7 @@ class Cluster:
                 raise BadInput(f"the cluster in {self.state.home} runs on the {recorded['runtime']} runtime; "
                                f"`localdev down` first to switch to {wanted_runtime}")
             self._runtime = self._make_runtime(wanted_runtime)
-            self._services = None
+            self._close_services()  # made again from this config; a dropped one's pool would stay open until GC
             classes = service_classes()
             if services:
                 unknown = [s for s in services if s not in classes]
@@ -474,6 +474,8 @@ class Cluster:
                 in_waves(recorded["services"], stop, dependants_first=True, keep_going=True)
                 progress("agent: stopping")
                 self._native().stop(AGENT, self.agent_spec())
+            if self._namespaces is not None:  # (its server is stopped: the pool would only retry)
+                self._namespaces.close()
             for svc in (self._services or {}).values():
                 svc.close()
             if purge:
@@ -608,7 +610,15 @@ class Cluster:
         return self._namespaces
 
     def close(self) -> None:
-        for svc in (self._services or {}).values():
+        """Give back this process's connections to the cluster (the registry's pool, each service's): the
+        cluster keeps running. The object stays usable: what it needs next is made again."""
+        if self._namespaces is not None:
+            self._namespaces.close()
+        self._close_services()
+
+    def _close_services(self) -> None:
+        services, self._services = self._services, None
+        for svc in (services or {}).values():
             svc.close()
 
 

@@ -92,6 +92,8 @@ class _Session:
 
     def close(self) -> None:
         self._private.close()  # an ephemeral cluster is removed (and its reaper told so)
+        if self.cluster is not None:  # the pools an `up` from this process made; the cluster keeps running
+            self.cluster.close()
 
 
 @pytest.fixture(scope="session")

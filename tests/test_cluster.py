@@ -202,3 +202,33 @@ def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_th
     assert log.read_text().count(checked) > before
     with admin_conn(h) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
+
+
+def open_pools() -> list:
+    import gc
+
+    from psycopg_pool import ConnectionPool
+
+    return [o for o in gc.get_objects() if isinstance(o, ConnectionPool) and not o.closed]
+
+
+def test_a_cluster_object_gives_back_its_pools_on_a_second_up_at_down_and_at_close(make_cluster):
+    """A process that keeps a Cluster (the pytest plugin's session, a library user, the agent's own `--up`)
+    and brings it up again, down, or closes it is left with no pool of its own open: each holds a worker
+    thread and a PostgreSQL connection, and one dropped unclosed was only collected, if ever, by the garbage
+    collector in a thread of its own, which psycopg_pool cannot join there."""
+    h = make_cluster(["postgres"])
+    before = {id(p) for p in open_pools()}
+    admin, registry = h.cluster.services["postgres"].pool(), h.cluster.namespaces.pool()
+    assert admin.closed is False and registry.closed is False
+    h.cluster.up(services=["postgres"])  # its services are made again from the config: the old ones are closed
+    assert admin.closed and not registry.closed
+    assert h.cluster.namespaces.list() == []  # still usable: what it needs is made again
+    h.cluster.services["postgres"].pool()
+    h.cluster.close()
+    assert registry.closed
+    assert [p for p in open_pools() if id(p) not in before] == []
+    assert h.cli("ns", "create", "after-close", check=True).returncode == 0  # the cluster kept running
+    h.cluster.namespaces.pool()
+    h.cluster.down()
+    assert [p for p in open_pools() if id(p) not in before] == []

@@ -177,8 +177,13 @@ def test_start_brings_up_the_local_cluster_when_it_is_down(make_cluster, monkeyp
     monkeypatch.setenv("LOCALDEV_HOME", str(handle.home))
     monkeypatch.setenv("LOCALDEV_CONFIG", str(handle.config_path))
     monkeypatch.setattr(core, "_client", None)
+    from test_cluster import open_pools
+
+    before = {id(p) for p in open_pools()}
     try:
         with tc.PostgresContainer(driver=None) as pg, psycopg.connect(pg.get_connection_url()) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == (pg.dbname,)
+            # the `up` it ran left this process no pool: the agent serves it from now on
+            assert [p for p in open_pools() if id(p) not in before] == []
     finally:
         handle.close()

@@ -72,7 +72,11 @@ def connect():
                     raise LocalDevError(f"the shared cluster at {client.url} does not answer")
                 from localdev.cluster import Cluster
 
-                Cluster(home=client.home).up()
+                cluster = Cluster(home=client.home)
+                try:
+                    cluster.up()
+                finally:  # the agent serves this process from now on: keep no pool of our own open
+                    cluster.close()
             _client = client
         return _client
 
