@@ -623,3 +623,28 @@ def test_a_seeded_namespaces_database_is_opened_by_its_first_request_not_by_its_
     server.wait(10)
     with pytest.raises(Exception, match="(?i)connect"):
         h.cluster.namespaces.create("third", seed=True, seeds_dir=seeds)
+
+
+def test_database_files_are_found_per_access_key_from_one_listing(tmp_path):
+    """DynamoDB Local's `<access key>_<region>.db` files by key; drop markers, its shared database and
+    other files are not a namespace's. Sizes for any number of namespaces come from one listing."""
+    from types import SimpleNamespace
+
+    from localdev.services.base import ServiceContext
+    from localdev.services.dynamodb import DynamoDB
+    from localdev.state import StateDir
+
+    opts = {"enabled": True, "port": 28000, **{k: o.default for k, o in DynamoDB.options.items()}}
+    svc = DynamoDB(ServiceContext(state=StateDir(tmp_path), host="127.0.0.1", runtime="native", options=opts))
+    svc.data_dir.mkdir(parents=True)
+    for name, size in {"AKIDA_us-east-1.db": 10, "AKIDA_eu-west-1.db": 5, "AKIDB_us-east-1.db": 7,
+                       "AKIDC_us-east-1.db.dropped": 1, "shared-local-instance.db": 3, "AKIDA_us-east-1.db-journal": 2,
+                       "notes.txt": 1}.items():
+        (svc.data_dir / name).write_bytes(b"x" * size)
+    (svc.data_dir / "AKIDD_us-east-1.db").mkdir()  # not a file
+    assert {k: [p.name for p in v] for k, v in svc._db_files_by_key().items()} == {
+        "AKIDA": ["AKIDA_eu-west-1.db", "AKIDA_us-east-1.db"], "AKIDB": ["AKIDB_us-east-1.db"]}
+    assert svc._regions_on_disk("AKIDA") == {"us-east-1", "eu-west-1"} and svc._db_files("AKIDC") == []
+    def ns(name, key):
+        return SimpleNamespace(name=name, secret=lambda service, field: key)
+    assert svc.namespace_sizes([ns("a", "AKIDA"), ns("b", "AKIDB"), ns("c", "AKIDC")]) == {"a": 15, "b": 7, "c": 0}

@@ -18,6 +18,7 @@ configured host, 127.0.0.1 by default.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from localdev.errors import BadInput, LocalDevError
@@ -303,13 +304,28 @@ class DynamoDB(Service):
         """The namespace's database files (native runtime only: a container's are inside its volume)."""
         if self.ctx.runtime != "native":
             return {}
-        return {ns.name: sum(p.stat().st_size for p in self._db_files(access_key_id(ns))) for ns in namespaces}
+        files = self._db_files_by_key()
+        return {ns.name: sum(p.stat().st_size for p in files.get(access_key_id(ns), [])) for ns in namespaces}
 
     # -- database files (native runtime: data_dir is the -dbPath) ---------------------------
     def _db_files(self, key: str) -> list[Path]:
-        if not self.data_dir.is_dir():
-            return []
-        return sorted(p for p in self.data_dir.glob(f"{key}_*.db") if p.is_file())
+        return self._db_files_by_key().get(key, [])
+
+    def _db_files_by_key(self) -> dict[str, list[Path]]:
+        """DynamoDB Local's files (`<access key>_<region>.db`) by access key, from one listing of the
+        directory: a glob per key listed it once per namespace (for sizes, once per namespace present) and
+        compiled a pattern for each key, which the re module's cache then held."""
+        found: dict[str, list[Path]] = {}
+        try:
+            entries = os.scandir(self.data_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        with entries:
+            for entry in entries:
+                key, sep, _region = entry.name[:-3].rpartition("_")
+                if entry.name.endswith(".db") and sep and key and entry.is_file():
+                    found.setdefault(key, []).append(Path(entry.path))
+        return {key: sorted(paths) for key, paths in found.items()}
 
     def _regions_on_disk(self, key: str) -> set[str]:
         return {p.name[len(key) + 1:-3] for p in self._db_files(key)}
