@@ -232,3 +232,25 @@ def test_a_cluster_object_gives_back_its_pools_on_a_second_up_at_down_and_at_clo
     h.cluster.namespaces.pool()
     h.cluster.down()
     assert [p for p in open_pools() if id(p) not in before] == []
+
+
+def test_services_asking_for_the_admin_pool_at_once_get_one_pool(make_cluster):
+    """A seeded create asks every service at once, and redis's asks PostgreSQL's admin pool too: of two pools
+    made side by side, one was dropped open (its worker thread and connection kept until collected)."""
+    import threading
+
+    h = make_cluster(["postgres"])
+    pg = h.cluster.services["postgres"]
+    pg.close()
+    before = {id(p) for p in open_pools()}
+    start, got = threading.Barrier(8), []
+
+    def ask():
+        start.wait()
+        got.append(pg.pool())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len({id(p) for p in got}) == 1
+    assert [p for p in open_pools() if id(p) not in before] == [got[0]]

@@ -21,6 +21,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from secrets import token_hex
@@ -84,6 +85,7 @@ class Postgres(Service):
     def __init__(self, ctx):
         super().__init__(ctx)
         self._pool = None
+        self._pool_lock = threading.Lock()
         self._clone_strategy: str | None = None
         self.spares = Spares(self)
 
@@ -331,12 +333,16 @@ class Postgres(Service):
 
     def pool(self):
         """Admin connections to the `postgres` database (the agent's hot path)."""
-        if self._pool is None:
-            self._pool = self.make_pool(self.admin_db, ADMIN_POOL, "postgres-admin")
-        return self._pool
+        # Locked: the services' creates ask at once (redis's through this one), and of two pools made side by
+        # side one was dropped unclosed, its worker thread and connection kept until the garbage collector ran.
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = self.make_pool(self.admin_db, ADMIN_POOL, "postgres-admin")
+            return self._pool
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
         if pool is not None:
             pool.close(timeout=2)
 
