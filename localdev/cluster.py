@@ -474,10 +474,7 @@ class Cluster:
                 in_waves(recorded["services"], stop, dependants_first=True, keep_going=True)
                 progress("agent: stopping")
                 self._native().stop(AGENT, self.agent_spec())
-            if self._namespaces is not None:  # (its server is stopped: the pool would only retry)
-                self._namespaces.close()
-            for svc in (self._services or {}).values():
-                svc.close()
+            self.close()  # its servers are stopped: a pool would only retry (purge makes the services again)
             if purge:
                 for name in service_classes():
                     progress(f"{name}: removing data")

@@ -122,6 +122,15 @@ def clean_env(**extra) -> dict:
     return env
 
 
+def open_pools() -> list:
+    """The psycopg pools this process holds open (a gc scan): what a test checks was given back."""
+    import gc
+
+    from psycopg_pool import ConnectionPool
+
+    return [o for o in gc.get_objects() if isinstance(o, ConnectionPool) and not o.closed]
+
+
 def start_cluster(tmp_path_factory, services, options=None, agent=True, extra="") -> ClusterHandle:
     root = tmp_path_factory.mktemp("cluster")
     home, project = root / "home", root / "project"

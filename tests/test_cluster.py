@@ -9,7 +9,7 @@ import subprocess
 import psycopg
 import pytest
 
-from conftest import write_config
+from conftest import open_pools, write_config
 
 
 def admin_conn(handle):
@@ -202,14 +202,6 @@ def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_th
     assert log.read_text().count(checked) > before
     with admin_conn(h) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
-
-
-def open_pools() -> list:
-    import gc
-
-    from psycopg_pool import ConnectionPool
-
-    return [o for o in gc.get_objects() if isinstance(o, ConnectionPool) and not o.closed]
 
 
 def test_a_cluster_object_gives_back_its_pools_on_a_second_up_at_down_and_at_close(make_cluster):

@@ -177,7 +177,7 @@ def test_start_brings_up_the_local_cluster_when_it_is_down(make_cluster, monkeyp
     monkeypatch.setenv("LOCALDEV_HOME", str(handle.home))
     monkeypatch.setenv("LOCALDEV_CONFIG", str(handle.config_path))
     monkeypatch.setattr(core, "_client", None)
-    from test_cluster import open_pools
+    from conftest import open_pools
 
     before = {id(p) for p in open_pools()}
     try:
