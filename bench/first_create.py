@@ -1,10 +1,10 @@
 """The first seeded `ns create` after a cold `up` against later ones: the project holds the example seeds
 (`[namespaces] seeds`, as a user's does), all four services, native.
 
-    python bench/first_create.py [--rounds 3] [--pause 1.5] [--services postgres,dynamodb,aws,mongo]
+    python bench/first_create.py [--rounds 3] [--pause 1.5[,2.5...]] [--services postgres,dynamodb,aws,mongo]
 
 Each round: a fresh cluster, `up`, then `ns create --print-env shell` sent at once (the moment `up` returns)
-or after `--pause` seconds (a pytest session's start-up, a person typing), then five more. The agent `up`
+or after each `--pause` in seconds (a pytest session's start-up, a person typing), then five more. The agent `up`
 starts makes the seed snapshot of the project's seeds by itself; a create that comes first replays instead.
 A third kind of round is a laptop's next day: a cluster that has made its seed snapshot is brought `down` and
 `up` again, and a create is sent at once (the snapshot survives; LocalStack's part, which keeps no state, is
@@ -45,12 +45,13 @@ def one_round(services: list[str], pause: float, restarted: bool = False) -> tup
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=1.5)
+    parser.add_argument("--pause", default="1.5", help="seconds, or several: 1,2.5")
     parser.add_argument("--services", default="postgres,dynamodb,aws,mongo")
     args = parser.parse_args()
     services = args.services.split(",")
-    kinds = (("at once", 0.0, False), (f"after {args.pause} s", args.pause, False),
-             ("at once after down and up", args.pause, True))
+    pauses = [float(p) for p in args.pause.split(",")]
+    kinds = (("at once", 0.0, False), *((f"after {p:g} s", p, False) for p in pauses),
+             ("at once after down and up", max(pauses), True))
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in kinds}
     later: list[float] = []
     for _ in range(args.rounds):
@@ -64,7 +65,7 @@ def main() -> None:
     print(f"seeded ns create --print-env shell after a cold up of {'+'.join(services)}; {args.rounds} rounds")
     for label, row in rows.items():
         print(f"{label:40} p50 {row['p50']:.3f} s  ({row['p50'] / base:.1f}x the later creates' p50)")
-    print(f"wrote {save('first_create', {'services': services, 'pause': args.pause, 'rows': rows})}")
+    print(f"wrote {save('first_create', {'services': services, 'pauses': pauses, 'rows': rows})}")
 
 
 if __name__ == "__main__":
