@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 
+from localdev.allocator import give_back_freed_memory
 from localdev.errors import BadInput, Conflict, LocalDevError, NotFound
 from localdev.gateway.ownership import SCHEMA as GATEWAY_SCHEMA
 from localdev.names import Namespace, parse_labels, parse_ttl, validate_max_connections, validate_name
@@ -413,7 +414,8 @@ class Namespaces:
             conn.execute("UPDATE namespaces SET state = 'deleting', agent = %s WHERE name = %s", (PROCESS_ID, name))
             self._drop_everywhere(self._namespace(row), row["services"])
             conn.execute("DELETE FROM namespaces WHERE name = %s", (name,))
-            return True
+        give_back_freed_memory()  # what the namespace's requests freed on worker threads (localdev.allocator)
+        return True
 
     def _roll_back(self, conn, row: dict) -> None:
         """Remove what an interrupted create or delete left (the caller holds the name's lock, so nobody is at

@@ -1,8 +1,8 @@
 """No leak per namespace: seeded create + delete cycles through the agent, every process of the cluster under
 RLIMIT_NOFILE 1024 (a default laptop's `ulimit -n`), every gauge back to its warm-up value.
 
-PostgreSQL, DynamoDB Local (through our launcher) and the AWS emulator. Mongo is left out here: FerretDB
-still keeps 1 fd per namespace ever served (its per-user pools), which is another change in progress.
+All four services as `up` starts them by default: PostgreSQL, DynamoDB Local (through our launcher), the AWS
+emulator and mongo-java-server.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pytest
 
 from conftest import start_cluster
 from localdev.services.dynamodb.install import HEAP_MB
+from localdev.services.mongo import Mongo
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from soak import sample, series, soak  # noqa: E402
 
-SERVICES = ["postgres", "dynamodb", "aws"]
+SERVICES = ["postgres", "dynamodb", "aws", "mongo"]
 NOFILE = 1024
 WARMUP = 20
 # Absolute slack, where 10 % of a small count is less than the noise seen with no namespace made at all:
@@ -29,9 +30,10 @@ WARMUP = 20
 # go with the registry pool and the spare clones' maker; the JVM's heap and PostgreSQL's caches breathe by
 # some MB between GCs; PostgreSQL's disk grows until autovacuum reclaims the dropped databases' catalog rows.
 SLACK = {"fds": 12, "threads": 12, "procs": 4, "backends": 4, "pss_mb": 24.0, "rss_mb": 32.0, "disk_mb": 24.0}
-# DynamoDB Local's JVM fills its heap lazily up to -Xmx and keeps it: its memory is bounded by that flag, not
-# flat. What a served key used to keep (threads, fds, its database file) is held to the slack above.
-JVM_HEAP = {"dynamodb": HEAP_MB}
+# DynamoDB Local's and mongo-java-server's JVMs fill their heaps lazily up to -Xmx and keep them: their memory
+# is bounded by that flag, not flat. What a served key or database used to keep (threads, fds, its files) is
+# held to the slack above.
+JVM_HEAP = {"dynamodb": HEAP_MB, "mongo": int(Mongo.options["heap"].default.removesuffix("m"))}
 
 
 @pytest.fixture

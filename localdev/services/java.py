@@ -13,6 +13,9 @@ from localdev.services.install import ProvisionError, which
 
 JAVA_FIX = ("install a Java 17+ JDK (Debian/Ubuntu: `apt-get install default-jdk-headless`; "
             "macOS: `brew install openjdk@17`) or point JAVA_HOME at one")
+# HotSpot raises its open-files limit to the hard limit: that is not the limit the user gave, and it hides an fd
+# leak until the machine's own limit is reached. Every Java service keeps the user's.
+KEEP_OPEN_FILES_LIMIT = "-XX:-MaxFDLimit"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
-from localdev.services.java import JAVA_FIX, Java
+from localdev.services.java import JAVA_FIX, KEEP_OPEN_FILES_LIMIT, Java
 from localdev.services.java import find_java as find
 from localdev.tarfiles import UnsafeArchive, extract
 
@@ -83,10 +83,9 @@ class Install:
             argv.append(f"-XX:SharedArchiveFile={self.cds_archive}")
         if ":" not in host:
             argv.append("-Djava.net.preferIPv4Stack=true")  # a plain IPv4 socket, not ::ffff:127.0.0.1
-        # Keep the open-files limit the user gave (the JVM raises it to the hard limit, which hides an fd leak
-        # until the machine's is reached), and a bounded heap: a long-lived server's heap otherwise grows
-        # with every key ever served and is not given back.
-        argv += ["-XX:-MaxFDLimit", f"-Xmx{HEAP_MB}m"]
+        # A bounded heap: a long-lived server's heap otherwise grows with every key ever served and is not given
+        # back.
+        argv += [KEEP_OPEN_FILES_LIMIT, f"-Xmx{HEAP_MB}m"]
         # Our own shutdown hook stops the server; log4j's would only warn that it came too late.
         argv += ["-Dlog4j2.shutdownHookEnabled=false", f"-Dlocaldev.bindHost={host}",
                  f"-Djava.library.path={self.lib_dir}",

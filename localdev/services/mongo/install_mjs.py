@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localdev.services.install import ProvisionError, build_lock, cache_dir, download, progress, run, which
-from localdev.services.java import JAVA_FIX, Java
+from localdev.services.java import JAVA_FIX, KEEP_OPEN_FILES_LIMIT, Java
 from localdev.services.java import find_java as find
 
 VERSION = "1.47.0"
@@ -35,7 +35,7 @@ MIN_JAVA = 17
 DEFAULT_REPOSITORY = "https://repo.maven.apache.org/maven2"
 LAUNCHER_SOURCE = Path(__file__).resolve().parent / "MongoJavaServer.java"
 LAUNCHER_MAIN = "MongoJavaServer"
-JVM_OPTIONS = ("-XX:+UseSerialGC",
+JVM_OPTIONS = ("-XX:+UseSerialGC", KEEP_OPEN_FILES_LIMIT,
                # slf4j-simple logs every connection and command at info: keep the log to warnings
                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Djava.net.preferIPv4Stack=true")
 # group:artifact:version -> sha256 of the jar; the h2 backend's whole runtime closure
