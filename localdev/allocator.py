@@ -10,14 +10,15 @@ Elsewhere (macOS, musl) there is no such call, or it does nothing: those allocat
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 
 @functools.cache
 def _malloc_trim():
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or None).malloc_trim
+        # The process's own symbols, libc's among them: find_library("c") would run ldconfig (or a compiler)
+        # at the first delete of every process.
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
