@@ -228,9 +228,10 @@ class DynamoDB(Service):
         # DynamoDB Local keeps each database file open: deleting it now would break a running
         # server. Mark it (first, so even a failed drop is finished); provision() (before the next
         # start) and purge() remove it.
-        for db in self._db_files(key):
+        files = self._db_files(key)
+        for db in files:
             db.with_name(db.name + DROPPED_SUFFIX).touch()
-        regions = {ns.region} | self._regions_on_disk(key)
+        regions = {ns.region} | _regions_of(key, files)
         for region in sorted(regions):
             try:
                 with self._client(key, region) as client:
@@ -328,7 +329,7 @@ class DynamoDB(Service):
         return {key: sorted(paths) for key, paths in found.items()}
 
     def _regions_on_disk(self, key: str) -> set[str]:
-        return {p.name[len(key) + 1:-3] for p in self._db_files(key)}
+        return _regions_of(key, self._db_files(key))
 
     def _remove_dropped_files(self) -> None:
         """Delete the database files of dropped namespaces, only while the server is down."""
@@ -357,3 +358,8 @@ def delete_table(client, table: str) -> None:
 
 def _dynamodb_client(env: dict):
     yield aws_clients.boto3_client(env, "dynamodb", "AWS_ENDPOINT_URL_DYNAMODB")
+
+
+def _regions_of(key: str, files: list[Path]) -> set[str]:
+    """The regions of `key`'s database files (`<key>_<region>.db`, as `_db_files(key)` lists them)."""
+    return {p.name[len(key) + 1:-3] for p in files}
