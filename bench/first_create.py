@@ -42,14 +42,24 @@ def one_round(services: list[str], pause: float, restarted: bool = False) -> tup
         shutil.rmtree(home.parent, ignore_errors=True)
 
 
+def pauses_arg(text: str) -> list[float]:
+    try:
+        pauses = [float(p) for p in text.split(",")]
+    except ValueError:
+        pauses = []
+    if not pauses or any(p < 0 for p in pauses):
+        raise argparse.ArgumentTypeError(f"{text!r} is not seconds, or several separated by commas (1,2.5)")
+    return pauses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pause", default="1.5", help="seconds, or several: 1,2.5")
+    parser.add_argument("--pause", default=[1.5], type=pauses_arg, help="seconds, or several: 1,2.5")
     parser.add_argument("--services", default="postgres,dynamodb,aws,mongo")
     args = parser.parse_args()
     services = args.services.split(",")
-    pauses = [float(p) for p in args.pause.split(",")]
+    pauses = args.pause
     kinds = (("at once", 0.0, False), *((f"after {p:g} s", p, False) for p in pauses),
              ("at once after down and up", max(pauses), True))
     firsts: dict[str, list[float]] = {label: [] for label, _, _ in kinds}
