@@ -69,11 +69,12 @@ def _busy(exc: Exception) -> LocalDevError | None:
 
 def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | None = None,
               advertise_from_request: bool = False, dashboard: Dashboard | None = None,
-              tls: bool = False) -> Starlette:
+              tls: bool = False, warmed: threading.Event | None = None) -> Starlette:
     """The namespace API. `authenticate` says who asks (None, the Unix socket: the local user, an admin; TCP: a
     token). `advertise_from_request`: env answers name the services by the host the client used for the
     agent, unless the config names an `advertise_host`. `dashboard`: the agent's one (its sessions); on TCP
-    its pages are served here too, `tls` telling whether its cookie may only travel encrypted."""
+    its pages are served here too, `tls` telling whether its cookie may only travel encrypted. `warmed`: set
+    once the agent's start-up work is over (warm_services), which POST /warm waits for."""
     ns = cluster.namespaces
     dashboard = dashboard or Dashboard(cluster)
     store = SeedStore(cluster.state.home / "seeds", shared=SharedSeeds(ns.pool))
@@ -162,6 +163,17 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         svc.after_ready()
         return {"ready": True}
 
+    def warm(request, body, who):
+        """`up`'s last step: until this agent's start-up work is over (its seed snapshot, the services'
+        warm-ups), or `timeout` seconds; whether it is."""
+        if warmed is None:
+            return {"warm": True}
+        try:
+            timeout = min(float(body.get("timeout", 0)), 600.0)
+        except (TypeError, ValueError):
+            raise BadInput(f"timeout must be seconds, not {body.get('timeout')!r}") from None
+        return {"warm": warmed.wait(max(timeout, 0.0))}
+
     def put_seeds(request, body, who):
         store.put(request.path_params["digest"], body)
         return {"stored": request.path_params["digest"]}
@@ -175,6 +187,7 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         Route("/whoami", handler(lambda r, b, w: {"name": w.name, "role": w.role}), methods=["GET"]),
         Route("/status", handler(status), methods=["GET"]),
         Route("/services/{name}/ready", handler(service_ready, admins), methods=["POST"]),
+        Route("/warm", handler(warm, admins), methods=["POST"]),
         Route("/namespaces", handler(create, creators, lambda r, b: b.get("name", "")), methods=["POST"]),
         Route("/namespaces", handler(lambda r, b, w: ns.list(owner=w.owner)), methods=["GET"]),
         Route("/namespaces/{name}", handler(lambda r, b, w: ns.get(name(r), owner=w.owner)), methods=["GET"]),
@@ -443,31 +456,45 @@ def after_up(cluster: Cluster) -> None:
     warm_up(cluster)
 
 
-def warm_services(cluster: Cluster, then: Callable[[], None] | None = None) -> None:
-    """Each service's `warm()`, at once, in the background, each as soon as it answers (`up` may have started
-    this agent beside the services); `then()`, in a thread of its own, as soon as every one answers, beside
-    their warm-ups: the first create after `up` should cost what later ones do, and `up` should not wait."""
+def warm_services(cluster: Cluster, then: Callable[[], None] | None = None,
+                  done: Callable[[], None] = lambda: None) -> None:
+    """In the background: each service's `warm()` as soon as it answers (`up` may have started this agent
+    beside the services), `then()` as soon as every one answers, beside the warm-ups of the last; `done()`
+    once all of it is over, which `up` waits for (POST /warm): the first create after `up` should cost what
+    later ones do. (`then()` starting at once, its work on each service waiting for that service, made `up`
+    slower: it took CPU from the last service's start, LocalStack's, which `up` waits for anyway.)"""
     from localdev.services import in_waves
 
     names = list(cluster.service_names)
+    answered = threading.Barrier(len(names) + 1)
 
-    def ready(name: str) -> None:
+    def ready_then_warm(name: str) -> None:
+        svc = cluster.services[name]
         try:
-            poll_until(cluster.services[name].ready, 300, f"{name} to answer", interval=0.1)
+            poll_until(svc.ready, 300, f"{name} to answer", interval=0.1)
         except Exception as exc:  # only speed is lost
             log.info("%s did not answer: %s", name, exc)
-
-    def warm(name: str) -> None:
+            return
+        finally:
+            answered.wait()
         try:
-            cluster.services[name].warm()
+            svc.warm()
         except Exception as exc:  # only speed is lost
             log.info("warming %s failed: %s", name, exc)
 
-    def run() -> None:
-        in_waves(names, ready, depends=lambda n: ())
+    def after_all() -> None:
+        answered.wait()
         if then is not None:
-            threading.Thread(target=then, name="after-up", daemon=True).start()
-        in_waves(names, warm, depends=lambda n: ())
+            then()
+
+    def run() -> None:
+        after = threading.Thread(target=after_all, name="after-up", daemon=True)
+        after.start()
+        try:
+            in_waves(names, ready_then_warm, depends=lambda n: ())
+            after.join()
+        finally:
+            done()
 
     threading.Thread(target=run, name="warm-services", daemon=True).start()
 
@@ -530,12 +557,14 @@ def main(argv: list[str] | None = None) -> None:
                                              ssl_certfile=certfile, ssl_keyfile=keyfile))
 
     dashboard = Dashboard(cluster)
-    servers = [(server(build_app(cluster, dashboard=dashboard)), bind_socket(cluster.state.agent_socket))]
+    warmed = threading.Event()
+    servers = [(server(build_app(cluster, dashboard=dashboard, warmed=warmed)),
+                bind_socket(cluster.state.agent_socket))]
     listener = cluster.listener()
     if listener is not None:
         cert = listener.cert
         app = build_app(cluster, token_auth(cluster), advertise_from_request=not cluster.config.advertise_host,
-                        dashboard=dashboard, tls=cert is not None)
+                        dashboard=dashboard, tls=cert is not None, warmed=warmed)
         servers.append((server(app, str(cert.cert) if cert else None, str(cert.key) if cert else None),
                         bind_tcp(listener.host, listener.port)))
         log.info("agent serving %s", listener.url)
@@ -545,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # warmed once serving: its imports would otherwise hold the GIL while the first ping waits
         asyncio.run(serve_all(servers, on_started=lambda: warm_services(
-            cluster, then=partial(after_up, cluster) if starting else None)))
+            cluster, then=partial(after_up, cluster) if starting else None, done=warmed.set)))
     finally:
         cluster.namespaces.close()
         cluster.close()

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 AGENT = "agent"
 GATEWAY = "gateway"  # localdev's AWS gateway (localdev/gateway/): a process of ours on every runtime
+WARM_WAIT = 30.0  # seconds `up` waits for the agent's start-up work (Cluster._await_warm_agent)
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -256,9 +257,27 @@ class Cluster:
             if registry.ident is not None:  # started
                 registry.join()
             self.verify_namespaces(started, progress)
+            if fresh_agent:
+                self._await_warm_agent(progress)
         # Every service answered a real request just now (`_start` waits for one, or found it answering): the
         # status need not ask them again, nor import their client libraries to do so.
         return self.status(known_ready=set(names))
+
+    def _await_warm_agent(self, progress) -> None:
+        """Until the agent this `up` started has done its start-up work (the seed snapshot of the project's
+        seeds, each service's first requests): the first `ns create` after `up` then costs what later ones do,
+        instead of paying that work, however soon it comes. Never fails `up`: an agent that takes longer, or
+        is older than this code, does the rest in the background."""
+        from localdev.agent_client import AgentClient
+
+        t0 = time.monotonic()
+        try:
+            warm = AgentClient(self.state.home, timeout=WARM_WAIT + 5).request("POST", "/warm",
+                                                                                {"timeout": WARM_WAIT})["warm"]
+        except (LocalDevError, KeyError) as exc:
+            log.debug("waiting for the agent's warm-up: %s", exc)
+            return
+        progress(f"warm-up: {'done' if warm else 'goes on in the background'} in {time.monotonic() - t0:.1f}s")
 
     def _warm_registry(self) -> None:
         try:

@@ -185,7 +185,7 @@ def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_th
     `up` command need not load every client library; where the agent does not run a service, or is gone,
     `up`'s own process checks."""
     from localdev.agent_client import AgentClient
-    from localdev.errors import NotFound
+    from localdev.errors import BadInput, NotFound
 
     h = make_cluster(services=("postgres", "mongo"))
     log = h.cluster._native().log_path("agent")
@@ -193,6 +193,10 @@ def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_th
     assert checked in log.read_text() and "POST /services/mongo/ready by local -> 200" in log.read_text()
     with pytest.raises(NotFound):  # an agent without such a route (an older one) is told apart
         AgentClient(h.home).request("POST", "/no-such-route")
+    # `up` waited for the agent's start-up work; asked again, it is over, and a bad wait is a sentence
+    assert AgentClient(h.home).request("POST", "/warm", {"timeout": 0}) == {"warm": True}
+    with pytest.raises(BadInput, match="timeout must be seconds"):
+        AgentClient(h.home).request("POST", "/warm", {"timeout": "soon"})
     assert h.cluster._ready_through_agent(h.cluster.services["dynamodb"], alive=lambda: True) is False
     h.cluster._native().stop("agent", h.cluster.agent_spec())
     assert h.cluster._ready_through_agent(h.cluster.services["postgres"], alive=lambda: True) is False

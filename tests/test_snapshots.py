@@ -490,8 +490,8 @@ def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_co
 
     h.cli("down", check=True)
     h.cli("up", check=True)
-    # The snapshot is recorded inside the agent's create; its namespace is deleted and the line logged after.
-    poll_until(lambda: made in log.read_text(), 60, "the agent to make the seed snapshot")
+    # `up` waits for the agent's start-up work: the snapshot is made, its namespace gone, when `up` returns.
+    assert "POST /warm by local -> 200" in log.read_text()
     assert log.read_text().count(made) == 1
     assert snapshots.seed_snapshot(content()) is not None
     assert _names(h) == []  # the agent's own namespace is gone
@@ -502,8 +502,7 @@ def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_co
     with pymongo.MongoClient(env["MONGODB_URI"]) as client:
         assert client.get_default_database().reviews.count_documents({}) > 0
 
-    # New content and a create at once after `up`: whichever comes first replays, the other copies, and
-    # the snapshot is made once.
+    # New content and a create at once after `up`: it copies the snapshot `up` waited for, made once.
     (seeds / "mongo" / "reviews.json").write_text('[{"_id": "r-new", "stars": 5}]\n')
     h.cli("down", check=True)
     h.cli("up", check=True)
