@@ -1,6 +1,7 @@
 """`localdev up` per service and for the whole cluster: cold (a fresh LOCALDEV_HOME; binaries already in
 the cache), restart (after `down`, data kept) and no-op (everything already healthy), per runtime; natively,
-also the CPU each process used by the end of the whole cluster's cold `up`.
+also the CPU each process used by the end of the whole cluster's cold `up`. The whole cluster is measured twice:
+bare, and as a user's project is, with the example seeds, when `up` also waits for the agent's seed snapshot.
 
     python bench/up.py [--services postgres,dynamodb,aws,mongo] [--rounds 3] [--runtime native|docker]
 
@@ -21,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import cli, cluster_pids, cpu_seconds, save, summary, temp_project  # noqa: E402
 
+SEEDS = Path(__file__).parent.parent / "seeds"
+
 
 def cold_cpu(home: Path, services: list[str], children_before: float) -> dict[str, float]:
     """CPU seconds each process has used by the end of a cold native `up`: the `up` command with what it ran
@@ -32,7 +35,8 @@ def cold_cpu(home: Path, services: list[str], children_before: float) -> dict[st
     return used
 
 
-def measure(services: list[str], runtime: str, rounds: int, cpu: list | None = None) -> dict[str, list[float]]:
+def measure(services: list[str], runtime: str, rounds: int, cpu: list | None = None,
+            seeded: bool = False) -> dict[str, list[float]]:
     options = {"aws": {"flavor": os.environ.get("BENCH_AWS_FLAVOR", "localstack")}}
     from localdev.services import service_classes
 
@@ -47,8 +51,10 @@ def measure(services: list[str], runtime: str, rounds: int, cpu: list | None = N
             options.setdefault(name, {})["image"] = image
     out: dict[str, list[float]] = {"cold": [], "restart": [], "no-op": []}
     for _ in range(rounds):
-        home, _, env = temp_project(services, options)
+        home, config, env = temp_project(services, options)
         env = {**env, "LOCALDEV_RUNTIME": runtime}
+        if seeded:  # then `up` also waits for the agent's seed snapshot
+            shutil.copytree(SEEDS, config.parent / "seeds")
         try:
             ran = resource.getrusage(resource.RUSAGE_CHILDREN)
             out["cold"].append(cli(env, "up"))
@@ -70,19 +76,20 @@ def main() -> None:
     parser.add_argument("--runtime", default="native", choices=["native", "docker"])
     args = parser.parse_args()
     services = args.services.split(",")
-    groups = [[s] if s != "mongo" else ["postgres", "mongo"] for s in services] + [services]
+    groups = [[s] if s != "mongo" else ["postgres", "mongo"] for s in services] + [services, services]
     rows = {}
     print(f"runtime: {args.runtime}; {args.rounds} rounds; seconds")
-    print(f"{'services':32} {'cold p50':>9} {'restart p50':>12} {'no-op p50':>10}")
+    print(f"{'services':36} {'cold p50':>9} {'restart p50':>12} {'no-op p50':>10}")
     cpu: list[dict[str, float]] = []
-    for group in groups:
-        result = measure(group, args.runtime, args.rounds, cpu if group == services else None)
-        label = "+".join(group)
+    for i, group in enumerate(groups):
+        seeded = i == len(groups) - 1
+        result = measure(group, args.runtime, args.rounds, cpu if seeded else None, seeded)
+        label = "+".join(group) + (" seeded" if seeded else "")
         for kind, values in result.items():
             rows[f"{label} {kind}"] = summary(values)
-        print(f"{label:32} {rows[label + ' cold']['p50']:>9.2f} {rows[label + ' restart']['p50']:>12.2f} "
+        print(f"{label:36} {rows[label + ' cold']['p50']:>9.2f} {rows[label + ' restart']['p50']:>12.2f} "
               f"{rows[label + ' no-op']['p50']:>10.2f}", flush=True)
-    whole = "+".join(services)
+    whole = "+".join(services) + " seeded"
     chart_rows = {k.replace(whole + " ", "cluster "): v for k, v in rows.items() if k.startswith(whole + " ")}
     cold_cpu_s = {name: statistics.median(c.get(name, 0.0) for c in cpu) for name in (cpu[0] if cpu else {})}
     if cold_cpu_s:

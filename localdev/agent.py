@@ -417,8 +417,8 @@ SEED_SNAPSHOT_PREFIX = "seed-snapshot-"
 
 
 def prepare_seed_snapshot(cluster: Cluster) -> None:
-    """Make the seed snapshot of the project's seeds folder (the config's `[namespaces] seeds`) if it has none:
-    a namespace of its own is seeded by replay, kept as that snapshot, and deleted. Then the first seeded
+    """Make the seed snapshot of the project's seeds folder (the config's `[namespaces] seeds`) if it has
+    none whole: a namespace of its own is seeded by replay, kept as that snapshot, and deleted. Then the first seeded
     create after `up` copies the snapshot, as later ones do, into servers whose code paths that replay has
     already been through, instead of replaying itself (one that comes while it is made waits for it, and this
     one waits for a create that came first: Snapshots.fill_seeded). The
@@ -438,8 +438,12 @@ def prepare_seed_snapshot(cluster: Cluster) -> None:
             return
         fixtures = load_fixtures(seeds, list(cluster.service_names))
         snapshots = namespaces.snapshots
-        if not fixtures.per_service or snapshots.seed_snapshot(fixtures.content_hash) is not None \
-                or snapshots.being_built(fixtures.content_hash):  # (a user's create came first)
+        if not fixtures.per_service or snapshots.being_built(fixtures.content_hash):  # (a user's create came first)
+            return
+        # One a restarted emulator lost part of is mended the same way: a seeded create replays that part
+        # and takes it again (Snapshots._fill), here rather than in the user's first create.
+        snap = snapshots.seed_snapshot(fixtures.content_hash)
+        if snap is not None and not snapshots.lost_parts(snap):
             return
         name = SEED_SNAPSHOT_PREFIX + secrets.token_hex(4)
         try:

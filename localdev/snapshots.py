@@ -135,17 +135,22 @@ class Snapshots:
     def _intact(self, snap: dict, services: builtins.list[str], doing: str, remedy: str) -> None:
         """Refuse, before anything changes, to copy a snapshot that a service has lost part of. `remedy` may
         name the services that lost theirs as `{flags}` (`--service S` for each)."""
-        lost = {}
-        for service in services:
-            part = snap["parts"].get(service)
-            if part is not None and (why := _lost(self.copier(service), snap["id"], part)):
-                lost[service] = why
+        lost = self.lost_parts(snap, services)
         if lost:
             what = "its seeded state" if snap["kind"] == "seed" else f"snapshot {snap['name']!r}"
             whys = "; ".join(f"{service}: {why}" for service, why in lost.items())
             flags = " ".join(f"--service {service}" for service in lost)
             raise LocalDevError(f"cannot {doing}: {what} is incomplete ({whys}); nothing was changed. "
                                 + remedy.format(flags=flags))
+
+    def lost_parts(self, snap: dict, services: builtins.list[str] | None = None) -> dict[str, str]:
+        """{service: why} for each part of the snapshot its service no longer holds (an emulator restart)."""
+        lost = {}
+        for service in snap["parts"] if services is None else services:
+            part = snap["parts"].get(service)
+            if part is not None and (why := _lost(self.copier(service), snap["id"], part)):
+                lost[service] = why
+        return lost
 
     def repair(self) -> builtins.list[str]:
         """Roll back snapshots whose command was interrupted (not ready, or a branch snapshot whose create is

@@ -521,3 +521,37 @@ def test_up_makes_the_seed_snapshot_of_the_projects_seeds_so_the_first_create_co
     poll_until(lambda: "seed-snapshot-0000cut" not in _names(h), 60, "the agent to delete the leftover")
     assert _names(h) == ["at-once", "first", "seed-snapshot-mine"]
     assert log.read_text().count(" is made") == before  # a snapshot that exists is not made again
+
+
+def test_up_mends_the_seed_snapshot_part_a_restarted_emulator_lost(make_cluster):
+    """MiniStack keeps nothing across a `down` and `up`, the seed snapshot's bucket copies included: the agent
+    `up` starts takes that part again before `up` returns, so the first create after it does not."""
+    import shutil
+
+    from localdev.snapshots import load_fixtures
+
+    services = ("postgres", "aws")
+    h = make_cluster(services, {"aws": {"flavor": "ministack"}}, agent=False)
+    seeds = h.project / "seeds"
+    shutil.copytree(SEEDS, seeds)
+    snapshots = h.cluster.namespaces.snapshots
+    log = h.cluster._native().log_path("agent")
+    content = load_fixtures(seeds, list(services)).content_hash
+
+    h.cli("down", check=True)
+    h.cli("up", check=True)
+    snap = snapshots.seed_snapshot(content)
+    assert snap is not None and snapshots.lost_parts(snap) == {}
+    h.cli("down", check=True)
+    h.cli("up", check=True)
+    assert log.read_text().count(f"the seed snapshot of {seeds} is made") == 2
+    mended = snapshots.seed_snapshot(content)
+    assert mended["id"] == snap["id"] and snapshots.lost_parts(mended) == {}
+    assert _names(h) == []
+    h.cli("ns", "create", "after", check=True)
+    env = h.ns_env("after")
+    s3 = _session(env).client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == ["after-assets", "after-invoices"]
+    body = s3.get_object(Bucket="after-assets", Key="lamp-2.txt")["Body"].read()
+    assert body == (Path(SEEDS) / "aws" / "s3" / "assets" / "lamp-2.txt").read_bytes()
+    h.cli("ns", "delete", "after", check=True)
