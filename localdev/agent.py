@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -169,10 +170,12 @@ def build_app(cluster: Cluster, authenticate: Callable[[Request], Principal] | N
         if warmed is None:
             return {"warm": True}
         try:
-            timeout = min(float(body.get("timeout", 0)), 600.0)
+            timeout = float(body.get("timeout", 0))
         except (TypeError, ValueError):
-            raise BadInput(f"timeout must be seconds, not {body.get('timeout')!r}") from None
-        return {"warm": warmed.wait(max(timeout, 0.0))}
+            timeout = math.nan
+        if not math.isfinite(timeout) or timeout < 0:  # (Event.wait raises on NaN: a 500, not a sentence)
+            raise BadInput(f"timeout must be seconds, not {body.get('timeout')!r}")
+        return {"warm": warmed.wait(min(timeout, 600.0))}
 
     def put_seeds(request, body, who):
         store.put(request.path_params["digest"], body)

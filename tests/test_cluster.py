@@ -195,8 +195,9 @@ def test_up_has_the_agent_it_starts_check_each_service_and_checks_itself_when_th
         AgentClient(h.home).request("POST", "/no-such-route")
     # `up` waited for the agent's start-up work; asked again, it is over, and a bad wait is a sentence
     assert AgentClient(h.home).request("POST", "/warm", {"timeout": 0}) == {"warm": True}
-    with pytest.raises(BadInput, match="timeout must be seconds"):
-        AgentClient(h.home).request("POST", "/warm", {"timeout": "soon"})
+    for bad in ("soon", "nan", -1):
+        with pytest.raises(BadInput, match="timeout must be seconds"):
+            AgentClient(h.home).request("POST", "/warm", {"timeout": bad})
     assert h.cluster._ready_through_agent(h.cluster.services["dynamodb"], alive=lambda: True) is False
     h.cluster._native().stop("agent", h.cluster.agent_spec())
     assert h.cluster._ready_through_agent(h.cluster.services["postgres"], alive=lambda: True) is False
